@@ -1,0 +1,3 @@
+from storyfilm.cli import main
+
+main()

@@ -1,0 +1,64 @@
+"""Assets named in a storyboard: content hashes for cache keys, and local files for providers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+
+from storyfilm.storyboard import MAX_ASSET_BYTES, Storyboard, asset_location
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digests(board: Storyboard) -> dict[str, str]:
+    """sha256 of each local asset's bytes; a URL is keyed by itself (fetching it is not free)."""
+    out = {}
+    for name, ref in board.assets.items():
+        loc = asset_location(ref, board.base_dir)
+        out[name] = file_digest(loc) if isinstance(loc, Path) else "url:" + hashlib.sha256(ref.encode()).hexdigest()
+    return out
+
+
+def materialise(board: Storyboard, cache_dir: Path, names: set[str] | None = None) -> dict[str, Path]:
+    """Local paths for the assets (https ones downloaded once into cache_dir)."""
+    out: dict[str, Path] = {}
+    for name, ref in board.assets.items():
+        if names is not None and name not in names:
+            continue
+        loc = asset_location(ref, board.base_dir)
+        if isinstance(loc, Path):
+            out[name] = loc
+            continue
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        dest = cache_dir / f"{name}-{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
+        if not dest.exists():
+            _download(ref, dest, board, name)
+        out[name] = dest
+    return out
+
+
+def _download(url: str, dest: Path, board: Storyboard, name: str) -> None:
+    tmp = dest.with_suffix(".partial")
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
+            resp.raise_for_status()
+            size = 0
+            with open(tmp, "wb") as f:
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ASSET_BYTES:
+                        raise ValueError(f"larger than {MAX_ASSET_BYTES} bytes")
+                    f.write(chunk)
+        tmp.replace(dest)
+    except (httpx.HTTPError, ValueError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise board.error([board.problem(("assets", name), f"cannot download {url}: {exc}")]) from None
+

@@ -1,0 +1,138 @@
+"""The `storyfilm` command: validate, plan, run, schema, providers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from storyfilm.errors import StoryfilmError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn a YAML storyboard into a finished multi-shot film.")
+out = Console()
+err = Console(stderr=True)
+
+StoryboardArg = Annotated[Path, typer.Argument(help="storyboard YAML file", show_default=False)]
+ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa: UP045 (typer)
+                                                    help="override the storyboard's provider")]
+BudgetOpt = Annotated[Optional[float], typer.Option("--budget", help="hard cap on new spend, USD")]  # noqa: UP045
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
+
+
+def _fail(exc: StoryfilmError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _quiet_prefect_defaults() -> None:
+    # Before prefect is imported: no telemetry, no banner noise; users can still override each.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def validate(storyboard: StoryboardArg) -> None:
+    """Check a storyboard file; print every problem with its line."""
+    from storyfilm.storyboard import load_storyboard
+
+    try:
+        board = load_storyboard(storyboard)
+    except StoryfilmError as exc:
+        _fail(exc)
+    out.print(f"[green]ok[/] {storyboard}: '{board.title}', {len(board.shots)} shots, provider {board.provider}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the storyboard JSON Schema (for editor autocompletion)."""
+    from storyfilm.storyboard import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None) -> None:
+    """Validate and show the shot graph, durations and cost. Free: nothing is generated."""
+    from storyfilm import assets
+    from storyfilm.plan import check_budget, make_plan
+    from storyfilm.storyboard import load_storyboard
+
+    try:
+        board = load_storyboard(storyboard)
+        the_plan = make_plan(board, assets.digests(board), provider=provider, budget_usd=budget)
+    except StoryfilmError as exc:
+        _fail(exc)
+    table = Table(title=f"{the_plan.title} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
+    for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "cost"):
+        table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
+    for s in the_plan.shots:
+        table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", s.start.describe()
+                      + (f" ({s.method})" if s.parent else ""), f"{s.duration} s",
+                      f"{s.resolution} {s.aspect_ratio}", s.camera, f"${s.cost_usd:.2f}")
+    out.print(table)
+    chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
+    out.print(f"chains ({len(the_plan.chains)}): {chains}")
+    out.print(f"film: {the_plan.duration:.0f} s, {the_plan.film.width}x{the_plan.film.height} @ "
+              f"{the_plan.film.fps} fps; estimated cost ${the_plan.cost_usd:.2f}"
+              + (f" (budget ${the_plan.budget_usd:.2f})" if the_plan.budget_usd is not None else ""))
+    try:
+        check_budget(the_plan)
+    except StoryfilmError as exc:
+        _fail(exc)
+
+
+@app.command()
+def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
+        output: OutputOpt = Path("output")) -> None:
+    """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
+    _quiet_prefect_defaults()
+    # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from storyfilm.storyboard import load_storyboard
+
+    try:
+        load_storyboard(storyboard)  # fail fast, before Prefect starts
+        from storyfilm.flow import film
+
+        started = time.monotonic()
+        result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output))
+    except StoryfilmError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished shots are kept and will be reused on the next run")
+        raise typer.Exit(130) from None
+    out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
+              f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")
+    out.print(f"manifest {result['manifest']}")
+
+
+@app.command()
+def providers() -> None:
+    """List providers, tiers, limits and prices."""
+    from storyfilm.providers import PLANNED, SPECS
+
+    table = Table(title="providers")
+    for col in ("provider", "tier", "durations", "resolutions", "aspect ratios", "USD/s", "extend"):
+        table.add_column(col)
+    for spec in SPECS.values():
+        for tier, lim in spec.tiers.items():
+            prices = ", ".join(f"{r} {p:.2f}" for r, p in lim.usd_per_second.items()) or "free"
+            table.add_row(spec.name, tier, f"{lim.durations[0]}-{lim.durations[1]} s", " ".join(lim.resolutions),
+                          " ".join(lim.aspect_ratios), prices, "yes" if spec.capabilities.extend else "no")
+    out.print(table)
+    if PLANNED:
+        out.print(f"not supported yet: {', '.join(PLANNED)}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,138 @@
+"""One exception tree for storyfilm.
+
+    StoryfilmError                  base: the CLI prints its message, never a traceback
+    ├── StoryboardError             the YAML file: syntax, schema, references (file, line, field)
+    ├── PlanError                   a valid storyboard the chosen provider/budget cannot take
+    │   └── BudgetExceeded          the plan (or the next submit) would spend more than allowed
+    ├── ProviderError               a video host (or the local renderer) refused or failed
+    │   ├── ConfigurationError      missing API key, bad base URL
+    │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
+    │   │   ├── AuthError           401/403
+    │   │   ├── RateLimited         429 (retry_after seconds when the host said)
+    │   │   └── InvalidRequest      400/422: the request itself is wrong
+    │   ├── JobFailed               the job ran and failed (moderation, timeout on the host, ...)
+    │   │   └── ModerationFailed    the host's content filter refused the output or an input
+    │   ├── JobTimeout              our own deadline passed while polling
+    │   └── DownloadError           output missing, too large, not a video, unsafe URL
+    └── MediaError                  local media processing
+        ├── FFmpegError             ffmpeg exited non-zero (argv, returncode, stderr tail)
+        ├── ProbeError              a file PyAV cannot read as media
+        └── IncompatibleSegments    segments that cannot be joined as they are
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StoryfilmError(Exception):
+    """Base of every error storyfilm raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a storyboard: where it is and what is allowed."""
+
+    field: str
+    message: str
+    line: int | None = None
+
+    def render(self, file: str) -> str:
+        where = f"{file}:{self.line}" if self.line else file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class StoryboardError(StoryfilmError):
+    def __init__(self, file: str | Path, problems: Sequence[Problem]):
+        self.file = str(file)
+        self.problems = list(problems)
+        lines = [p.render(self.file) for p in self.problems]
+        head = f"{self.file}: {len(lines)} problem(s) in the storyboard" if len(lines) > 1 else ""
+        super().__init__("\n".join([head, *lines]) if head else lines[0])
+
+
+class PlanError(StoryfilmError):
+    pass
+
+
+class BudgetExceeded(PlanError):
+    pass
+
+
+class ProviderError(StoryfilmError):
+    def __init__(self, message: str, *, provider: str = "", shot: str = ""):
+        self.provider = provider
+        self.shot = shot
+        prefix = " ".join(p for p in (f"shot '{shot}'" if shot else "", f"[{provider}]" if provider else "") if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class ConfigurationError(ProviderError):
+    pass
+
+
+class ProviderHTTPError(ProviderError):
+    def __init__(self, message: str, *, status: int, provider: str = "", shot: str = ""):
+        self.status = status
+        super().__init__(f"HTTP {status}: {message}", provider=provider, shot=shot)
+
+
+class AuthError(ProviderHTTPError):
+    pass
+
+
+class RateLimited(ProviderHTTPError):
+    def __init__(self, message: str, *, status: int = 429, retry_after: float | None = None,
+                 provider: str = "", shot: str = ""):
+        self.retry_after = retry_after
+        super().__init__(message, status=status, provider=provider, shot=shot)
+
+
+class InvalidRequest(ProviderHTTPError):
+    pass
+
+
+class JobFailed(ProviderError):
+    def __init__(self, message: str, *, job_id: str = "", code: str | int | None = None,
+                 provider: str = "", shot: str = ""):
+        self.job_id = job_id
+        self.code = code
+        super().__init__(f"job {job_id} failed: {message}" if job_id else message,
+                         provider=provider, shot=shot)
+
+
+class ModerationFailed(JobFailed):
+    pass
+
+
+class JobTimeout(ProviderError):
+    pass
+
+
+class DownloadError(ProviderError):
+    pass
+
+
+class MediaError(StoryfilmError):
+    pass
+
+
+class FFmpegError(MediaError):
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr_tail = "\n".join(stderr.strip().splitlines()[-15:])
+        super().__init__(f"ffmpeg exited with {returncode}: {self.stderr_tail or '(no output)'}")
+
+
+class ProbeError(MediaError):
+    pass
+
+
+class IncompatibleSegments(MediaError):
+    def __init__(self, path: str | Path, differences: Sequence[str]):
+        self.path = str(path)
+        self.differences = list(differences)
+        super().__init__(f"{path}: " + "; ".join(differences))

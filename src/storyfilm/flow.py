@@ -1,0 +1,152 @@
+"""The Prefect flow: thin tasks over the core modules. One task run per shot, named by its id.
+
+Chains are independent and run concurrently; a shot waits only for the shot it continues from.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, tags, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from storyfilm import assets as asset_store
+from storyfilm.assemble import FilmInfo, Piece, assemble
+from storyfilm.errors import ProviderError, StoryfilmError
+from storyfilm.exports import manifest, write_json
+from storyfilm.generate import ShotResult, build_request, generate, reusable
+from storyfilm.plan import Plan, check_budget, make_plan
+from storyfilm.providers import make_provider
+from storyfilm.providers.base import Provider
+from storyfilm.storyboard import load_storyboard
+
+# How many shots of one provider are generated at once in this process. The local renderer is
+# CPU-bound; hosts queue or refuse work beyond a few concurrent jobs on ordinary accounts.
+PROVIDER_CONCURRENCY = {"local": 2}
+DEFAULT_CONCURRENCY = 4
+
+
+@dataclass
+class FilmRun:
+    """What every task of one film run shares (in-process only: never hashed or persisted)."""
+
+    plan: Plan
+    film_dir: Path
+    provider: Provider
+    assets: Mapping[str, Path]
+    slots: threading.BoundedSemaphore = field(repr=False, default_factory=lambda: threading.BoundedSemaphore(2))
+
+    @property
+    def shots_dir(self) -> Path:
+        return self.film_dir / "shots"
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    path = str(flow_run.parameters.get("storyboard", "storyboard"))
+    try:
+        return load_storyboard(path).title
+    except StoryfilmError:
+        return Path(path).stem
+
+
+@task(task_run_name="{shot_id}", cache_policy=NO_CACHE, persist_result=False)
+def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> ShotResult:
+    """Reuse the shot's kept segment, or generate it."""
+    logger = get_run_logger()
+    shot = run.plan.shot(shot_id)
+    kept = reusable(shot, run.shots_dir)
+    if kept is not None:
+        logger.info("%s: reusing %s (unchanged)", shot_id, Path(kept.segment).name)
+        return kept
+    request = build_request(shot, run.assets, parent)
+    with run.slots:
+        return generate(run.provider, shot, request, run.shots_dir, log=logger.info)
+
+
+@task(task_run_name="assemble", cache_policy=NO_CACHE, persist_result=False)
+def assemble_film(run: FilmRun, results: list[ShotResult]) -> FilmInfo:
+    """Join the segments in storyboard order into film.mp4."""
+    logger = get_run_logger()
+    pieces = [Piece(Path(r.segment), start_frame=r.new_from_frame, frames=r.new_frames, label=r.id)
+              for r in results]
+    film = assemble(pieces, run.plan.film, run.film_dir / "film.mp4", run.film_dir / ".work",
+                    on_progress=logger.info)
+    logger.info("film: %s, %.3f s, %d frames", film.path, film.duration, film.frames)
+    return film
+
+
+def _summary_markdown(plan: Plan, results: list[ShotResult], film: FilmInfo) -> str:
+    rows = "\n".join(
+        f"| {r.id} | {s.start.describe()} | {r.duration:.2f} s | {'reused' if r.reused else f'{r.seconds:.1f} s'} "
+        f"| ${r.cost_usd:.2f} | {Path(r.segment).name} |"
+        for s, r in zip(plan.shots, results, strict=True))
+    spent = sum(r.cost_usd for r in results if not r.reused)
+    return (f"# {plan.title}\n\n"
+            f"**Film:** `{film.path.resolve()}`  \n**Duration:** {film.duration:.3f} s ({film.frames} frames, "
+            f"{film.width}x{film.height} @ {film.fps} fps)  \n**Provider:** {plan.provider} ({plan.tier})  \n"
+            f"**Spent this run:** ${spent:.2f} (estimate for all shots ${plan.cost_usd:.2f})  \n"
+            f"**Reused shots:** {sum(r.reused for r in results)} of {len(results)}\n\n"
+            "| shot | start | duration | generation | cost | file |\n|---|---|---|---|---|---|\n" + rows + "\n")
+
+
+def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[ShotResult]:
+    results: list[ShotResult] = []
+    failures: list[str] = []
+    for shot in plan.shots:
+        futures[shot.id].wait()
+        if futures[shot.id].state.is_completed():
+            results.append(futures[shot.id].result())
+            continue
+        try:
+            futures[shot.id].result()
+        except StoryfilmError as exc:
+            failures.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - upstream failures surface as Prefect's own errors
+            failures.append(f"shot '{shot.id}': not generated ({type(exc).__name__}: {exc})")
+    if failures:
+        kept = len(results)
+        raise ProviderError(f"{len(failures)} shot(s) failed; {kept} finished shot(s) are kept and will be "
+                            "reused on the next run:\n  " + "\n  ".join(failures))
+    return results
+
+
+@flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
+      validate_parameters=True)
+def film(storyboard: str, provider: str | None = None, budget_usd: float | None = None,
+         output_dir: str = "output") -> dict[str, Any]:
+    """Turn a storyboard file into output/<slug>/film.mp4 with its manifest."""
+    logger = get_run_logger()
+    board = load_storyboard(storyboard)
+    plan = make_plan(board, asset_store.digests(board), provider=provider, budget_usd=budget_usd)
+    check_budget(plan)
+    film_dir = Path(output_dir) / plan.slug
+    film_dir.mkdir(parents=True, exist_ok=True)
+    used = {a for s in plan.shots for a in (s.start.asset, s.end_image, *s.references) if a}
+    run = FilmRun(plan=plan, film_dir=film_dir, provider=make_provider(plan.provider, film_dir / ".work"),
+                  assets=asset_store.materialise(board, film_dir / "assets", used),
+                  slots=threading.BoundedSemaphore(PROVIDER_CONCURRENCY.get(plan.provider, DEFAULT_CONCURRENCY)))
+    logger.info("%s: %d shots in %d chains on %s, %.0f s planned", plan.title, len(plan.shots),
+                len(plan.chains), plan.provider, plan.duration)
+    futures: dict[str, PrefectFuture[ShotResult]] = {}
+    with tags(f"provider:{plan.provider}", f"film:{plan.slug}"):
+        for shot in plan.shots:
+            parent = futures[shot.parent] if shot.parent else None
+            futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
+    results = _collect(plan, futures)
+    info = assemble_film(run, results)
+    write_json(manifest(plan, results, info, film_dir), film_dir / "manifest.json")
+    create_markdown_artifact(key=f"film-{plan.slug}"[:100], markdown=_summary_markdown(plan, results, info),
+                             description=f"storyfilm: {plan.title}")
+    return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
+            "manifest": str(film_dir / "manifest.json"), "shots": len(results),
+            "reused": sum(r.reused for r in results),
+            "spent_usd": round(sum(r.cost_usd for r in results if not r.reused), 4)}

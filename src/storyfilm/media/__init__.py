@@ -1,0 +1,1 @@
+"""Media helpers: PyAV probing and frame access (probe.py), ffmpeg argv builders and runner (ffmpeg.py)."""

@@ -1,0 +1,260 @@
+"""The plan: every shot resolved with its defaults, the shot graph, cache keys and the cost. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from storyfilm.animatic import CAMERA_MOVES, camera_from_prompt
+from storyfilm.errors import BudgetExceeded, PlanError, Problem
+from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.providers import spec_for
+from storyfilm.providers.base import ProviderSpec
+from storyfilm.storyboard import Storyboard, continues_from
+
+KEY_VERSION = 1  # bump when what a key covers changes
+FPS = 24
+
+_SIZES: dict[str, dict[str, tuple[int, int]]] = {
+    "480p": {"16:9": (854, 480), "9:16": (480, 854), "4:3": (640, 480), "3:4": (480, 640),
+             "1:1": (480, 480), "21:9": (1120, 480)},
+    "720p": {"16:9": (1280, 720), "9:16": (720, 1280), "4:3": (960, 720), "3:4": (720, 960),
+             "1:1": (720, 720), "21:9": (1680, 720)},
+    "1080p": {"16:9": (1920, 1080), "9:16": (1080, 1920), "4:3": (1440, 1080), "3:4": (1080, 1440),
+              "1:1": (1080, 1080), "21:9": (2520, 1080)},
+}
+
+
+def frame_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    return _SIZES[resolution][aspect_ratio]
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a shot's first frame comes from."""
+
+    kind: Literal["text", "image", "continue"]
+    asset: str | None = None  # kind == "image"
+    parent: str | None = None  # kind == "continue"
+
+    def describe(self) -> str:
+        return {"text": "text-to-video", "image": f"image '{self.asset}'",
+                "continue": f"last frame of '{self.parent}'"}[self.kind]
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    id: str
+    index: int
+    prompt: str
+    provider: str
+    tier: str
+    duration: int
+    resolution: str
+    aspect_ratio: str
+    width: int
+    height: int
+    audio: bool
+    seed: int | None
+    camera: str
+    caption: str | None
+    method: Literal["extend", "frame"]
+    transition: str
+    transition_duration: float
+    start: Start
+    end_image: str | None
+    references: tuple[str, ...]
+    chain: int
+    cost_usd: float
+    key: str
+
+    @property
+    def parent(self) -> str | None:
+        return self.start.parent
+
+    @property
+    def fmt(self) -> VideoFormat:
+        return VideoFormat(self.width, self.height, FPS)
+
+
+@dataclass(frozen=True)
+class Plan:
+    title: str
+    slug: str
+    provider: str
+    tier: str
+    shots: tuple[ShotPlan, ...]
+    film: VideoFormat
+    budget_usd: float | None
+
+    @property
+    def duration(self) -> float:
+        return float(sum(s.duration for s in self.shots))
+
+    @property
+    def cost_usd(self) -> float:
+        return round(sum(s.cost_usd for s in self.shots), 4)
+
+    @property
+    def chains(self) -> list[list[ShotPlan]]:
+        out: dict[int, list[ShotPlan]] = {}
+        for s in self.shots:
+            out.setdefault(s.chain, []).append(s)
+        return [out[k] for k in sorted(out)]
+
+    def shot(self, shot_id: str) -> ShotPlan:
+        for s in self.shots:
+            if s.id == shot_id:
+                return s
+        raise KeyError(shot_id)
+
+    def children(self, shot_id: str) -> list[ShotPlan]:
+        return [s for s in self.shots if s.parent == shot_id]
+
+    def downstream(self, shot_id: str) -> list[str]:
+        """The shot and every shot chained after it (directly or not)."""
+        out, frontier = [shot_id], [shot_id]
+        while frontier:
+            kids = [c.id for f in frontier for c in self.children(f)]
+            out += kids
+            frontier = kids
+        return out
+
+
+def resolve_camera(camera: str, prompt: str) -> str:
+    """The camera move: the storyboard's hint, or the one the prompt describes."""
+    return camera if camera in CAMERA_MOVES else camera_from_prompt(prompt)
+
+
+def cache_key(fields: Mapping[str, object]) -> str:
+    blob = json.dumps({"v": KEY_VERSION, **fields}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, i: int, duration: int, resolution: str,
+                  aspect: str, refs: tuple[str, ...], method: str, continued: bool,
+                  has_frames: bool) -> list[Problem]:
+    limits = spec.limits(tier)
+    shot = board.shots[i]
+    where = ("shots", i)
+    label = f"{spec.name} ({tier})"
+    out: list[Problem] = []
+    lo, hi = limits.durations
+    if not lo <= duration <= hi:
+        out.append(board.problem((*where, "duration"), f"{duration} s is outside {label}'s range {lo}-{hi} s"))
+    if resolution not in limits.resolutions:
+        out.append(board.problem((*where, "resolution"),
+                                 f"{resolution} is not offered by {label}; allowed: {', '.join(limits.resolutions)}"))
+    if aspect not in limits.aspect_ratios:
+        out.append(board.problem((*where, "aspect_ratio"),
+                                 f"{aspect} is not offered by {label}; allowed: {', '.join(limits.aspect_ratios)}"))
+    if len(refs) > limits.max_references:
+        out.append(board.problem((*where, "references"),
+                                 f"{len(refs)} references; {label} accepts at most {limits.max_references}"))
+    caps = spec.capabilities
+    if refs and not caps.references:
+        out.append(board.problem((*where, "references"), f"{label} does not take reference images"))
+    if continued and method == "extend" and not caps.extend:
+        out.append(board.problem((*where, "method"), f"{label} has no extend call; use `method: frame`"))
+    if has_frames and not continued and not caps.image_to_video:
+        out.append(board.problem((*where, "image"), f"{label} has no image-to-video"))
+    if shot.end_image and not caps.first_last_frame:
+        out.append(board.problem((*where, "end_image"), f"{label} does not take a last frame"))
+    return out
+
+
+def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: str | None = None,
+              tier: str | None = None, budget_usd: float | None = None) -> Plan:
+    """Resolve the storyboard into a plan for one provider and tier.
+
+    `asset_digests` maps asset names to content hashes, so that a changed image changes the keys of
+    exactly the shots that use it (and every shot chained after them).
+    """
+    provider_name = provider or board.provider
+    tier_name = tier or board.model
+    spec = spec_for(provider_name)
+    if tier_name not in spec.tiers:
+        raise PlanError(f"{provider_name} has no tier '{tier_name}'; tiers: {', '.join(spec.tiers)}")
+    d = board.defaults
+    problems: list[Problem] = []
+    shots: list[ShotPlan] = []
+    keys: dict[str, str] = {}
+    chains: dict[str, int] = {}
+    next_chain = 0
+    for i, s in enumerate(board.shots):
+        def pick(name: str, default: object, shot: object = s) -> object:
+            value = getattr(shot, name)
+            return value if value is not None else (getattr(d, name) if getattr(d, name) is not None else default)
+
+        parent = continues_from(board, i)
+        image = s.image if s.image is not None else (d.image if parent is None else None)
+        start = (Start("continue", parent=parent) if parent is not None
+                 else Start("image", asset=image) if image is not None else Start("text"))
+        refs = tuple(s.references if s.references is not None else (d.references or []))
+        end_image = s.end_image if s.end_image is not None else d.end_image
+        duration = int(pick("duration", 5))  # type: ignore[call-overload]
+        resolution = str(pick("resolution", "720p"))
+        aspect = str(pick("aspect_ratio", "16:9"))
+        method = str(pick("method", spec.default_method))
+        problems += _check_limits(board, spec, tier_name, i, duration, resolution, aspect, refs, method,
+                                  parent is not None, image is not None)
+        transition = s.transition or d.transition
+        if transition and transition.type != "cut":
+            where = ("shots", i, "transition") if s.transition else ("defaults", "transition")
+            problems.append(board.problem((*where, "type"), f"'{transition.type}' transitions are not supported "
+                                                            "yet; only 'cut' is"))
+        caption = s.caption if s.caption is not None else d.caption
+        width, height = frame_size(resolution, aspect)
+        fields = {
+            "provider": provider_name, "tier": tier_name, "prompt": pick("prompt", ""), "duration": duration,
+            "resolution": resolution, "aspect_ratio": aspect, "audio": bool(pick("audio", True)),
+            "seed": pick("seed", None), "camera": pick("camera", "auto"), "method": method if parent else None,
+            # the local animatic shows the caption; a hosted model never sees it
+            "caption": caption if provider_name == "local" else None,
+            "start": (keys.get(parent) if parent else asset_digests.get(image or "", image)),
+            "end_image": asset_digests.get(end_image, end_image) if end_image else None,
+            "references": [asset_digests.get(r, r) for r in refs],
+        }
+        key = cache_key(fields)
+        keys[s.id] = key
+        if parent is None:
+            chain = next_chain
+            next_chain += 1
+        else:
+            chain = chains[parent]
+        chains[s.id] = chain
+        shots.append(ShotPlan(
+            id=s.id, index=i, prompt=str(fields["prompt"]), provider=provider_name, tier=tier_name,
+            duration=duration, resolution=resolution, aspect_ratio=aspect, width=width, height=height,
+            audio=bool(fields["audio"]), seed=fields["seed"],  # type: ignore[arg-type]
+            camera=resolve_camera(str(fields["camera"]), str(fields["prompt"])), caption=caption, method=method,  # type: ignore[arg-type]
+            transition=transition.type if transition else "cut",
+            transition_duration=transition.duration if transition else 0.0,
+            start=start, end_image=end_image, references=refs, chain=chain,
+            cost_usd=spec.price(tier_name, resolution, duration), key=key,
+        ))
+    if problems:
+        raise board.error(problems)
+    first = shots[0]
+    plan = Plan(title=board.title, slug=board.slug, provider=provider_name, tier=tier_name, shots=tuple(shots),
+                film=VideoFormat(first.width, first.height, FPS),
+                budget_usd=budget_usd if budget_usd is not None else board.budget_usd)
+    return plan
+
+
+def check_budget(plan: Plan, new_cost_usd: float | None = None) -> None:
+    """Refuse a plan whose new spend exceeds the budget, before anything is paid."""
+    cost = plan.cost_usd if new_cost_usd is None else new_cost_usd
+    if plan.budget_usd is not None and cost > plan.budget_usd + 1e-9:
+        raise BudgetExceeded(f"the plan's new spend is ${cost:.2f}, over the budget of ${plan.budget_usd:.2f}; "
+                             "raise budget_usd (or --budget), lower resolutions/durations, or use a cheaper tier")
+
+
+def plan_summary(plan: Plan) -> dict[str, object]:
+    """Plain data for manifests and artifacts."""
+    return {"title": plan.title, "slug": plan.slug, "provider": plan.provider, "tier": plan.tier,
+            "duration": plan.duration, "cost_usd": plan.cost_usd, "budget_usd": plan.budget_usd,
+            "film": asdict(plan.film), "shots": [asdict(s) for s in plan.shots]}

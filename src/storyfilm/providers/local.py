@@ -1,0 +1,89 @@
+"""The `local` provider: the offline animatic renderer behind the provider interface. Free."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from storyfilm.animatic import CAMERA_MOVES, AnimaticSpec, camera_from_prompt, render
+from storyfilm.errors import ProviderError
+from storyfilm.media import probe
+from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits
+
+_ALL_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
+_LIMITS = TierLimits(durations=(1, 30), resolutions=("480p", "720p", "1080p"), aspect_ratios=_ALL_RATIOS,
+                     max_references=9, usd_per_second={})
+
+SPEC = ProviderSpec(
+    name="local",
+    title="Local animatic renderer (offline, free)",
+    # `extend` on local continues from the last frame like `frame`: storyboards written for a host
+    # that extends can be rehearsed offline unchanged.
+    capabilities=Capabilities(extend=True, return_last_frame=True),
+    tiers={tier: _LIMITS for tier in ("standard", "fast", "mini")},
+)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise ProviderError(f"cannot read image {path}: {exc}", provider="local") from exc
+
+
+class LocalProvider:
+    """Renders at submit time; poll reports the job done; fetch hands over the files."""
+
+    spec = SPEC
+
+    def __init__(self, work_dir: Path):
+        self.work_dir = Path(work_dir)
+        self._done: dict[str, tuple[Path, Path, int]] = {}
+
+    def submit(self, request: ShotRequest) -> str:
+        job_id = f"local-{uuid.uuid4().hex[:12]}"
+        start = None
+        if request.start_image is not None:
+            start = load_rgb(request.start_image)
+        elif request.start_video is not None:
+            start = probe.last_frame(request.start_video)
+        continued = request.start_video is not None or request.continued
+        lead = 1 if continued else 0
+        spec = AnimaticSpec(
+            fmt=request.fmt,
+            frames=request.duration * request.fmt.fps + lead,
+            prompt=request.prompt,
+            seed=request.seed or 0,
+            camera=request.camera if request.camera in CAMERA_MOVES else camera_from_prompt(request.prompt),  # type: ignore[arg-type]
+            start=start,
+            end=load_rgb(request.end_image) if request.end_image is not None else None,
+            references=tuple(load_rgb(p) for p in request.references),
+            overlay=request.overlay,
+            label=request.shot_id,
+            audio=request.audio,
+            keyframes=(1,) if lead else (),
+        )
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        video = self.work_dir / f"{job_id}.mp4"
+        last = render(spec, video)
+        last_png = probe.save_png(last, self.work_dir / f"{job_id}.last.png")
+        self._done[job_id] = (video, last_png, lead)
+        return job_id
+
+    def poll(self, job_id: str) -> JobStatus:
+        if job_id in self._done:
+            return JobStatus(job_id=job_id, state="completed", progress=100.0, cost_usd=0.0)
+        # A local job lives only as long as the process that rendered it: after a crash, render again.
+        return JobStatus(job_id=job_id, state="failed", error="local render was lost (process restarted)",
+                         error_code="lost")
+
+    def fetch(self, status: JobStatus, request: ShotRequest, dest_dir: Path) -> Output:
+        video, last_png, lead = self._done.pop(status.job_id)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        video_out = video.replace(dest_dir / video.name)
+        last_out = last_png.replace(dest_dir / last_png.name)
+        return Output(video=video_out, last_frame=last_out, new_from_frame=lead)

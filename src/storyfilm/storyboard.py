@@ -1,0 +1,323 @@
+"""The storyboard format (v1): pydantic models, and the loader that reports file, line and field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from storyfilm.errors import Problem, StoryboardError
+from storyfilm.yaml_lines import Path_, YamlProblem, line_of, load_with_lines
+
+Resolution = Literal["480p", "720p", "1080p"]
+AspectRatio = Literal["16:9", "9:16", "4:3", "3:4", "1:1", "21:9"]
+Tier = Literal["standard", "fast", "mini"]
+ProviderName = Literal["local", "wavespeed", "gateway", "apiframe"]
+Method = Literal["extend", "frame"]
+Camera = Literal["auto", "static", "push_in", "pull_out", "pan_left", "pan_right", "tilt_up", "tilt_down",
+                 "handheld"]
+
+SHOT_ID = r"^[a-z0-9_-]{1,64}$"
+ASSET_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_FILE_BYTES = 5_000_000
+MAX_SHOTS = 5_000
+
+Seconds = Annotated[int, Field(ge=1, le=60, description="Seconds of NEW footage (the provider sets the range)")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
+
+
+class Transition(_Strict):
+    """How this shot is joined to the one before it in the film."""
+
+    type: Literal["cut", "crossfade", "fade"] = "cut"
+    duration: float = Field(0.5, gt=0, le=5, description="seconds (crossfade and fade only)")
+
+
+class ShotFields(_Strict):
+    """Fields a shot may set, and that `defaults` may set for every shot."""
+
+    prompt: str | None = Field(None, min_length=1, max_length=4000)
+    duration: Seconds | None = None
+    resolution: Resolution | None = None
+    aspect_ratio: AspectRatio | None = None
+    audio: bool | None = Field(None, description="native audio generation")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    image: str | None = Field(None, description="asset name: the first frame (image-to-video)")
+    end_image: str | None = Field(None, description="asset name: the target last frame")
+    references: list[str] | None = Field(None, max_length=9, description="asset names of reference images")
+    method: Method | None = Field(None, description="how a continued shot is generated")
+    cut: bool | None = Field(None, description="start a new chain: continue nothing")
+    transition: Transition | None = None
+    caption: str | None = Field(None, max_length=500, description="subtitle shown during the shot")
+    camera: Camera | None = Field(None, description="camera move hint (auto: from the prompt)")
+
+
+class Shot(ShotFields):
+    id: str = Field(pattern=SHOT_ID, description="unique, [a-z0-9_-]{1,64}")
+    continue_from: str | None = Field(None, pattern=SHOT_ID, description="an earlier shot's id")
+
+
+class Storyboard(_Strict):
+    version: Literal[1]
+    title: str = Field(min_length=1, max_length=200)
+    provider: ProviderName = "local"
+    model: Tier = "standard"
+    budget_usd: float | None = Field(None, ge=0, description="hard cap on new spend")
+    defaults: ShotFields = Field(default_factory=ShotFields)
+    assets: dict[str, str] = Field(default_factory=dict, description="name: path relative to this file, or https URL")
+    shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS)
+    _file: str = PrivateAttr(default="<storyboard>")
+    _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    def problem(self, path: Path_, message: str) -> Problem:
+        """A problem located at `path` (a field of this storyboard), with its line in the source file."""
+        return Problem(_field_name(path) + self.shot_label(path), message, line_of(self._lines, path))
+
+    def error(self, problems: list[Problem]) -> StoryboardError:
+        return StoryboardError(self._file, problems)
+
+    def shot_label(self, path: Path_) -> str:
+        if len(path) >= 2 and path[0] == "shots" and isinstance(path[1], int) and path[1] < len(self.shots):
+            return f" (shot '{self.shots[path[1]].id}')"
+        return ""
+
+    @property
+    def file(self) -> str:
+        return self._file
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    @field_validator("assets")
+    @classmethod
+    def _asset_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, ref in value.items():
+            if not re.match(ASSET_NAME, name):
+                raise ValueError(f"asset name '{name}' must match {ASSET_NAME}")
+            if not ref.strip():
+                raise ValueError(f"asset '{name}' has an empty path")
+        return value
+
+    @property
+    def slug(self) -> str:
+        """The film's folder name: the storyboard file's name (lighthouse.yaml -> lighthouse)."""
+        stem = Path(self._file).stem if not self._file.startswith("<") else self.title
+        return slugify(stem)
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:60].strip("-") or "film"
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Storyboard.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "storyfilm storyboard (v1)"
+    return schema
+
+
+# --- cross-field rules ----------------------------------------------------------------------------
+
+
+def _rules(board: Storyboard) -> list[tuple[Path_, str]]:
+    """Rules pydantic cannot see field by field: references between shots and assets."""
+    out: list[tuple[Path_, str]] = []
+    seen: dict[str, int] = {}
+    assets = set(board.assets)
+    allowed_assets = ", ".join(sorted(assets)) or "none are defined under `assets`"
+    d = board.defaults
+    for field in ("image", "end_image"):
+        if getattr(d, field) is not None and getattr(d, field) not in assets:
+            out.append((("defaults", field), f"unknown asset '{getattr(d, field)}' (assets: {allowed_assets})"))
+    for i, shot in enumerate(board.shots):
+        here: Path_ = ("shots", i)
+        if shot.id in seen:
+            out.append(((*here, "id"), f"duplicate shot id '{shot.id}' (first used by shots[{seen[shot.id]}])"))
+        prompt = shot.prompt or d.prompt
+        if prompt is None:
+            out.append(((*here, "prompt"), "missing: every shot needs a prompt (here or in defaults)"))
+        for field in ("image", "end_image"):
+            name = getattr(shot, field)
+            if name is not None and name not in assets:
+                out.append(((*here, field), f"unknown asset '{name}' (assets: {allowed_assets})"))
+        for j, name in enumerate(shot.references or []):
+            if name not in assets:
+                out.append(((*here, "references", j), f"unknown asset '{name}' (assets: {allowed_assets})"))
+        if shot.continue_from is not None:
+            if shot.continue_from == shot.id:
+                out.append(((*here, "continue_from"), "a shot cannot continue from itself"))
+            elif shot.continue_from not in seen:
+                later = any(s.id == shot.continue_from for s in board.shots[i + 1:])
+                why = "it comes later: a shot can only continue an earlier one" if later else "no such shot"
+                out.append(((*here, "continue_from"), f"'{shot.continue_from}': {why}"))
+            if shot.cut:
+                out.append(((*here, "cut"), "`cut: true` and `continue_from` contradict each other"))
+            if shot.image is not None:
+                out.append(((*here, "image"), "a shot that continues another starts from its last frame; "
+                                              "remove `image` or `continue_from`"))
+        continued = continues_from(board, i) is not None
+        image = shot.image if shot.image is not None else (d.image if not continued else None)
+        end_image = shot.end_image if shot.end_image is not None else d.end_image
+        refs = shot.references if shot.references is not None else d.references
+        if refs and (image is not None or end_image is not None or continued):
+            frames = [w for w, on in (("image", image is not None), ("end_image", end_image is not None),
+                                      ("the previous shot's last frame", continued)) if on]
+            out.append(((*here, "references"),
+                        "Seedance does not accept reference images together with first/last frames "
+                        f"(this shot has {' and '.join(frames)}); use `cut: true` and drop image/end_image, "
+                        "or drop references"))
+        seen.setdefault(shot.id, i)
+    return out
+
+
+def continues_from(board: Storyboard, index: int) -> str | None:
+    """The id of the shot this one continues from, or None (the storyboard's chaining rule)."""
+    shot = board.shots[index]
+    if shot.continue_from is not None:
+        return shot.continue_from
+    cut = shot.cut if shot.cut is not None else board.defaults.cut
+    if cut or shot.image is not None or index == 0:
+        return None
+    return board.shots[index - 1].id
+
+
+
+def asset_location(ref: str, base_dir: Path) -> str | Path:
+    """An asset reference as an https URL (str) or a local path."""
+    return ref if ref.startswith("https://") else (base_dir / ref)
+
+
+MAX_ASSET_BYTES = 50_000_000
+
+
+def _asset_problems(board: Storyboard, base_dir: Path) -> list[tuple[Path_, str]]:
+    from PIL import Image, UnidentifiedImageError
+
+    out: list[tuple[Path_, str]] = []
+    for name, ref in board.assets.items():
+        here: Path_ = ("assets", name)
+        if "://" in ref:
+            if not ref.startswith("https://"):
+                out.append((here, f"'{ref}': only https:// URLs or paths relative to the storyboard are allowed"))
+            continue
+        path = base_dir / ref
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                out.append((here, f"'{ref}' is not a file"))
+                continue
+            if size > MAX_ASSET_BYTES:
+                out.append((here, f"'{ref}' is {size} bytes; assets may be at most {MAX_ASSET_BYTES} bytes"))
+                continue
+            with Image.open(path) as img:
+                img.verify()
+        except FileNotFoundError:
+            out.append((here, f"'{ref}' not found (looked for {path})"))
+        except PermissionError:
+            out.append((here, f"'{ref}' is not readable (permission denied)"))
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+            out.append((here, f"'{ref}' is not an image Pillow can read (PNG, JPEG, WebP, ...): {exc}"))
+    return out
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _message(err: dict[str, Any], model: type[BaseModel] | None) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(model.model_fields) if model else ""
+        return f"unknown field (allowed here: {allowed})" if allowed else "unknown field"
+    if kind == "missing":
+        return "missing (required)"
+    return str(err["msg"])
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model whose fields are allowed at `loc` (for 'unknown field' messages)."""
+    parent = loc[:-1]
+    if not parent:
+        return Storyboard
+    if parent[0] == "defaults":
+        return Transition if parent[-1] == "transition" else ShotFields
+    if parent[0] == "shots":
+        return Transition if parent[-1] == "transition" else Shot
+    return None
+
+
+def _shot_label(board_data: Any, loc: tuple[Any, ...]) -> str:
+    if len(loc) >= 2 and loc[0] == "shots" and isinstance(loc[1], int) and isinstance(board_data, dict):
+        shots = board_data.get("shots")
+        if isinstance(shots, list) and loc[1] < len(shots) and isinstance(shots[loc[1]], dict):
+            sid = shots[loc[1]].get("id")
+            if isinstance(sid, str) and re.match(SHOT_ID, sid):
+                return f" (shot '{sid}')"
+    return ""
+
+
+def parse_storyboard(text: str, file: str = "<storyboard>", base_dir: Path | None = None) -> Storyboard:
+    """Validate storyboard text; raise StoryboardError listing every problem with its line.
+
+    With `base_dir`, local assets are checked too (they exist, are readable and are images).
+    """
+    try:
+        data, lines = load_with_lines(text)
+    except YamlProblem as exc:
+        raise StoryboardError(file, [Problem("", str(exc), exc.line)]) from None
+    except RecursionError:
+        raise StoryboardError(file, [Problem("", "invalid YAML: nested too deeply")]) from None
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise StoryboardError(file, [Problem("", f"a storyboard is a mapping with version, title and shots; "
+                                                 f"got {got}", lines.get(()))])
+    try:
+        board = Storyboard.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            problems.append(Problem(_field_name(loc) + _shot_label(data, loc), _message(err, _model_at(loc)),
+                                    line_of(lines, loc)))
+        raise StoryboardError(file, problems) from None
+    board._file, board._lines = file, lines
+    if base_dir is not None:
+        board._base_dir = base_dir
+    rule_problems = _rules(board)
+    if base_dir is not None:
+        rule_problems += _asset_problems(board, base_dir)
+    if rule_problems:
+        raise board.error([board.problem(p, m) for p, m in rule_problems])
+    return board
+
+
+def load_storyboard(path: str | Path) -> Storyboard:
+    """Read and validate a storyboard file."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise StoryboardError(p, [Problem("", "no such file" if not p.exists() else "not a regular file")])
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise StoryboardError(p, [Problem("", f"file is {size} bytes; a storyboard may be at most "
+                                                 f"{MAX_FILE_BYTES} bytes")])
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StoryboardError(p, [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise StoryboardError(p, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
+    return parse_storyboard(text, str(p), p.parent)

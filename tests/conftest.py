@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports prefect: no telemetry, quiet logs.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="storyfilm-tests-prefect-"))
+
+from .helpers import write_image  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A throw-away Prefect API (temporary database) for tests that run real flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def storyboard_dir(tmp_path: Path) -> Path:
+    write_image(tmp_path / "refs" / "a.png", seed=1)
+    write_image(tmp_path / "refs" / "b.png", seed=2)
+    return tmp_path
+
+

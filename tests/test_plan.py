@@ -1,0 +1,89 @@
+"""The plan: the shot graph, defaults, cache keys that change exactly downstream, limits and budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from storyfilm import assets
+from storyfilm.errors import BudgetExceeded, PlanError, StoryboardError
+from storyfilm.plan import Plan, check_budget, make_plan
+from storyfilm.storyboard import load_storyboard
+
+from .helpers import write_image, write_storyboard
+from .test_storyboard import GOOD
+
+
+def plan_of(directory: Path, text: str, **kwargs: object) -> Plan:
+    board = load_storyboard(write_storyboard(directory, text))
+    return make_plan(board, assets.digests(board), **kwargs)  # type: ignore[arg-type]
+
+
+def test_graph_cut_continue_from_and_images(storyboard_dir: Path) -> None:
+    plan = plan_of(storyboard_dir, GOOD)
+    by_id = {s.id: s for s in plan.shots}
+    assert (by_id["one"].start.kind, by_id["one"].start.asset) == ("image", "a")
+    assert (by_id["two"].start.kind, by_id["two"].parent) == ("continue", "one")
+    assert by_id["three"].start.kind == "text" and by_id["three"].references == ("b",)
+    assert (by_id["four"].start.kind, by_id["four"].parent) == ("continue", "one")
+    assert [[s.id for s in c] for c in plan.chains] == [["one", "two", "four"], ["three"]]
+    assert plan.downstream("one") == ["one", "two", "four"]
+    assert by_id["four"].end_image == "b"
+    # defaults fill what shots leave out; built-in defaults fill the rest
+    assert {s.duration for s in plan.shots} == {2} and {s.resolution for s in plan.shots} == {"480p"}
+    assert by_id["one"].audio is True and by_id["one"].aspect_ratio == "16:9"
+    assert (plan.film.width, plan.film.height, plan.film.fps) == (854, 480, 24)
+    assert plan.duration == 8 and plan.cost_usd == 0.0
+
+
+def test_image_on_a_later_shot_starts_a_new_chain(storyboard_dir: Path) -> None:
+    text = GOOD.replace("    prompt: second", "    prompt: second\n    image: b")
+    plan = plan_of(storyboard_dir, text)
+    assert [[s.id for s in c] for c in plan.chains] == [["one", "four"], ["two"], ["three"]]
+
+
+def keys(plan: Plan) -> dict[str, str]:
+    return {s.id: s.key for s in plan.shots}
+
+
+def test_a_change_invalidates_exactly_the_shot_and_what_is_chained_after_it(storyboard_dir: Path) -> None:
+    before = keys(plan_of(storyboard_dir, GOOD))
+    after = keys(plan_of(storyboard_dir, GOOD.replace("prompt: second", "prompt: second, edited")))
+    assert {k for k in before if before[k] != after[k]} == {"two"}
+    after = keys(plan_of(storyboard_dir, GOOD.replace("prompt: first", "prompt: first, edited")))
+    assert {k for k in before if before[k] != after[k]} == {"one", "two", "four"}
+    # an edited image changes the shots that use it, and their descendants
+    write_image(storyboard_dir / "refs" / "b.png", seed=99)
+    after = keys(plan_of(storyboard_dir, GOOD))
+    assert {k for k in before if before[k] != after[k]} == {"three", "four"}
+
+
+def test_keys_are_stable_and_cover_the_provider(storyboard_dir: Path) -> None:
+    assert keys(plan_of(storyboard_dir, GOOD)) == keys(plan_of(storyboard_dir, GOOD))
+    a, b = plan_of(storyboard_dir, GOOD), plan_of(storyboard_dir, GOOD, tier="fast")
+    assert all(x.key != y.key for x, y in zip(a.shots, b.shots, strict=True))
+
+
+def test_provider_limits_are_checked_with_the_line(storyboard_dir: Path) -> None:
+    with pytest.raises(StoryboardError) as info:
+        plan_of(storyboard_dir, GOOD.replace("    prompt: third", "    prompt: third\n    duration: 45"))
+    assert ":18: shots[2].duration (shot 'three'): 45 s is outside local (standard)'s range 1-30 s" in str(info.value)
+
+
+def test_features_not_built_yet_are_refused_not_ignored(storyboard_dir: Path) -> None:
+    with pytest.raises(StoryboardError, match="'crossfade' transitions are not supported yet"):
+        plan_of(storyboard_dir, GOOD.replace("prompt: third", "prompt: third\n    transition: {type: crossfade}"))
+    with pytest.raises(PlanError, match="'wavespeed' is not supported yet"):
+        plan_of(storyboard_dir, GOOD, provider="wavespeed")
+
+
+def test_budget_refuses_a_plan_that_costs_more(storyboard_dir: Path) -> None:
+    plan = plan_of(storyboard_dir, GOOD, budget_usd=1.0)
+    check_budget(plan)  # local is free
+    shots = tuple(dataclasses.replace(s, cost_usd=0.6) for s in plan.shots)
+    pricey = dataclasses.replace(plan, shots=shots)
+    with pytest.raises(BudgetExceeded, match=r"\$2.40, over the budget of \$1.00"):
+        check_budget(pricey)
+    check_budget(dataclasses.replace(pricey, budget_usd=2.4))
