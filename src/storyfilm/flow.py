@@ -76,7 +76,9 @@ def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> Shot
 def assemble_film(run: FilmRun, results: list[ShotResult]) -> FilmInfo:
     """Join the segments in storyboard order into film.mp4."""
     logger = get_run_logger()
-    pieces = [Piece(Path(r.segment), start_frame=r.new_from_frame, frames=r.new_frames, label=r.id)
+    # A shot contributes exactly its planned seconds: hosts may deliver a frame more (121 frames for 5 s).
+    pieces = [Piece(Path(r.segment), start_frame=r.new_from_frame, label=r.id,
+                    frames=min(r.new_frames, round(run.plan.shot(r.id).duration * r.fps)))
               for r in results]
     film = assemble(pieces, run.plan.film, run.film_dir / "film.mp4", run.film_dir / ".work",
                     on_progress=logger.info)
