@@ -84,6 +84,22 @@ class WaveSpeedProvider:
             body["reference_images"] = [self.upload(p, shot) for p in request.references]
         return body
 
+    def quote(self, prepared: dict[str, Any], request: ShotRequest) -> float | None:
+        """The host's own price for exactly this request (free to ask); None when it will not say."""
+        model_id = prepared["path"].removeprefix("/api/v3/")
+        for path in ("/api/v3/model/price", "/api/v3/model/pricing"):  # two documented variants
+            try:
+                data = _data(self.client.json("POST", path, retry=True, shot=request.shot_id,
+                                              json={"model_id": model_id, "inputs": prepared["body"]}),
+                             request.shot_id)
+            except ProviderError:
+                continue
+            for field in ("discounted_price", "price", "unit_price"):
+                value = data.get(field)
+                if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 10_000:
+                    return float(value)
+        return None
+
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
         # WaveSpeed has no idempotency key: a submit is sent once, never retried.
         envelope = self.client.json("POST", prepared["path"], retry=False, shot=request.shot_id,
