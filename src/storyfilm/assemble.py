@@ -84,6 +84,7 @@ class FilmInfo:
     copied_frames: int = 0  # video frames joined by stream copy
     encoded_frames: int = 0  # video frames encoded by the join (transitions and cuts off keyframes)
     loudness: LoudnessResult | None = None
+    seam_crossfade_frames: int = 0  # length of the sound crossfade at continuous joins
     seconds: float = 0.0  # wall time of the assembly
 
     @property
@@ -386,7 +387,7 @@ def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Pat
             (work_dir / f"join-{k:04d}.mp4").unlink(missing_ok=True)
     return FilmInfo(path=out, frames=total, fps=fmt.fps, width=fmt.width, height=fmt.height, normalised=normalised,
                     placements=placements, copied_frames=total - encoded, encoded_frames=encoded, loudness=loudness,
-                    seconds=round(time.monotonic() - started, 3))
+                    seam_crossfade_frames=seam_crossfade_frames, seconds=round(time.monotonic() - started, 3))
 
 
 def _write(sources: Sequence[tuple[Path, int, int]], pcm: np.ndarray, fmt: VideoFormat, dst: Path) -> int:

@@ -26,6 +26,9 @@ ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa:
                                                     help="override the storyboard's provider")]
 BudgetOpt = Annotated[Optional[float], typer.Option("--budget", help="hard cap on new spend, USD")]  # noqa: UP045
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
+LoudnessOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
+    "--loudness", min=-40, max=-5, help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 "
+                                        "broadcast); overrides the storyboard's loudness_lufs")]
 
 
 def _fail(exc: StoryfilmError) -> None:
@@ -73,16 +76,21 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     except StoryfilmError as exc:
         _fail(exc)
     table = Table(title=f"{the_plan.title} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
-    for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "cost"):
+    for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "transition", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
     for s in the_plan.shots:
         table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", s.start.describe()
                       + (f" ({s.method})" if s.parent else ""), f"{s.duration} s",
-                      f"{s.resolution} {s.aspect_ratio}", s.camera, f"${s.cost_usd:.2f}")
+                      f"{s.resolution} {s.aspect_ratio}", s.camera,
+                      f"{s.transition} {s.transition_duration:g} s" if s.overlap_frames else "cut",
+                      f"${s.cost_usd:.2f}")
     out.print(table)
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
-    out.print(f"film: {the_plan.duration:.0f} s, {the_plan.film.width}x{the_plan.film.height} @ "
+    overlaps = (f" ({sum(s.duration for s in the_plan.shots)} s of shots, {the_plan.overlap_seconds:g} s overlapped "
+                "by transitions)" if the_plan.overlap_seconds else "")
+    loud = f"; loudness {the_plan.loudness_lufs:g} LUFS" if the_plan.loudness_lufs is not None else ""
+    out.print(f"film: {the_plan.duration:.3g} s{overlaps}{loud}, {the_plan.film.width}x{the_plan.film.height} @ "
               f"{the_plan.film.fps} fps; estimated cost ${the_plan.cost_usd:.2f}"
               + (f" (budget ${the_plan.budget_usd:.2f})" if the_plan.budget_usd is not None else ""))
     try:
@@ -93,7 +101,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = Path("output")) -> None:
+        output: OutputOpt = Path("output"), loudness: LoudnessOpt = None) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     _quiet_prefect_defaults()
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
@@ -105,7 +113,8 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         from storyfilm.flow import film
 
         started = time.monotonic()
-        result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output))
+        result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
+                      loudness_lufs=loudness)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -114,6 +123,8 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
               f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")
     out.print(f"manifest {result['manifest']}")
+    if result.get("flagged_seams"):
+        err.print(f"[yellow]{result['flagged_seams']} seam(s) flagged[/]: see the manifest's seams")
 
 
 @app.command()
