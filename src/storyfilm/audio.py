@@ -32,6 +32,7 @@ Join = Literal["cut", "continue", "crossfade", "fade"]
 
 # The crossfade at a continuous join: one film frame, the length of the dropped seam frame's sound.
 SEAM_CROSSFADE_FRAMES = 1
+CORRELATED = 0.5  # above this, the two sides of a crossfade are one sound: crossfade at constant amplitude
 TRUE_PEAK_CEILING = -1.0  # dBTP, EBU R128's maximum for delivery
 
 
@@ -70,8 +71,16 @@ def _excerpt(audio: np.ndarray | None, first: int, n: int) -> np.ndarray:
     return out
 
 
-def _head_tail(join: Join, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    energy = float(np.sqrt(np.sum(a.astype(np.float64) ** 2) * np.sum(b.astype(np.float64) ** 2)))
+    return float(np.sum(a.astype(np.float64) * b)) / energy if energy > 0 else 0.0
+
+
+def _head_tail(join: Join, n: int, correlated: bool) -> tuple[np.ndarray, np.ndarray]:
     """Gains for (the incoming part's first n samples, the outgoing part's last n samples) at a join."""
+    if correlated:  # the same sound on both sides (an extend echo): equal power would bump it by 3 dB
+        t = ((np.arange(n, dtype=np.float64) + 0.5) / n).astype(np.float32)
+        return t, 1 - t
     if join == "fade":  # through silence: out over the first half, in over the second
         half = n // 2
         out_gain, _ = equal_power(half)
@@ -97,12 +106,13 @@ def film_track(parts: Sequence[AudioPart], total_frames: int, fps: int,
         pre = min(seam_crossfade_frames * spf, start) if part.join == "continue" and i else 0
         chunk = _excerpt(audio, start - pre, pre + part.frames * spf)
         head = pre or part.overlap * spf
-        if head:
-            head_gain, tail_gain = _head_tail(part.join, head)
-            chunk[:head] *= head_gain[:, None]
-            at = part.first * spf - pre
-            track[at:at + head] *= tail_gain[:, None]  # the outgoing part, already in the track
         at = part.first * spf - pre
+        if head:
+            outgoing = track[at:at + head]  # already in the track
+            head_gain, tail_gain = _head_tail(part.join, head, part.join != "fade" and
+                                              _correlation(outgoing, chunk[:head]) > CORRELATED)
+            chunk[:head] *= head_gain[:, None]
+            outgoing *= tail_gain[:, None]
         track[at:at + len(chunk)] += chunk
     return track
 
