@@ -34,6 +34,7 @@ Join = Literal["cut", "continue", "crossfade", "fade"]
 SEAM_CROSSFADE_FRAMES = 1
 CORRELATED = 0.5  # above this, the two sides of a crossfade are one sound: crossfade at constant amplitude
 TRUE_PEAK_CEILING = -1.0  # dBTP, EBU R128's maximum for delivery
+LIMIT_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -195,18 +196,29 @@ def normalise(pcm: np.ndarray, target: float, ceiling: float = TRUE_PEAK_CEILING
         return pcm, LoudnessResult(target, before, before, 0.0, False)
     gain_db = target - before.integrated
     out = pcm * np.float32(10 ** (gain_db / 20))
-    limited = before.true_peak + gain_db > ceiling
-    if limited:
-        # alimiter is a sample-peak limiter: keep 0.5 dB for the peaks between samples
-        limit = 10 ** ((ceiling - 0.5) / 20)
+    limited = False
+    # Limiting a peak takes a little loudness away: gain again and limit again, a few rounds at most.
+    # alimiter limits sample peaks: it aims below the ceiling by a margin for the peaks between samples.
+    margin = 0.5
+    for round_ in range(LIMIT_ROUNDS):
+        if measure(out).true_peak <= ceiling:
+            break
+        limited = True
+        limit = 10 ** ((ceiling - margin) / 20)
         out, _ = _filter(out, f"alimiter=limit={limit:.6f}:level=false:latency=true:attack=5:release=50",
                          output=True)
         assert out is not None
-        # the limiter took some loudness off: one more gain brings it back to the target
-        after = measure(out)
-        if math.isfinite(after.integrated) and abs(target - after.integrated) > 0.2:
-            extra = target - after.integrated
-            if after.true_peak + extra <= ceiling:
-                out *= np.float32(10 ** (extra / 20))
-                gain_db += extra
+        now = measure(out)
+        if now.true_peak > ceiling:  # overs between samples: limit lower next round
+            margin += now.true_peak - ceiling + 0.1
+            continue
+        short = target - now.integrated
+        if short <= 0.2 or round_ == LIMIT_ROUNDS - 1:
+            break
+        out *= np.float32(10 ** (short / 20))
+        gain_db += short
+    over = measure(out).true_peak - ceiling
+    if over > 0:  # never deliver over the ceiling: give up loudness instead
+        out *= np.float32(10 ** (-over / 20))
+        gain_db -= over
     return out, LoudnessResult(target, before, measure(out), gain_db, limited)

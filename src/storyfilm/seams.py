@@ -35,6 +35,7 @@ JUMP = 4.0  # a continuous join changing more than this, and JUMP_RATIO x the mo
 JUMP_RATIO = 3.0
 SILENCE_DBFS = -60.0
 GAP_MS = 20.0  # a silence longer than this across a join between two shots with sound is a gap
+GAP_REACH = 2  # s: how far each way a gap is measured
 CLICK_RATIO = 4.0  # a step this many times the largest ordinary step around it is a click
 AUDIO_WINDOW = 0.05  # s each side of the join for steps and levels
 
@@ -95,18 +96,26 @@ def _db(x: np.ndarray) -> float | None:
 
 
 def _gap_ms(pcm: np.ndarray, at: int) -> float:
-    """Length of the silence that touches sample `at` (1 ms blocks)."""
+    """Length (ms) of the longest silence within a few ms of sample `at` (AAC smears a join over ~3 ms)."""
     block = SAMPLE_RATE // 1000
-    limit = 10 ** (SILENCE_DBFS / 20)
-    reach = SAMPLE_RATE // 2 // block  # look at most 0.5 s each way
-
-    def silent(b: int) -> bool:
-        x = pcm[at + b * block:at + (b + 1) * block]
-        return len(x) == block and float(np.abs(x).max()) < limit
-
-    left = next((b for b in range(reach) if not silent(-b - 1)), reach)
-    right = next((b for b in range(reach) if not silent(b)), reach)
-    return float(left + right)
+    reach = GAP_REACH * 1000  # blocks each way
+    lo = max(at - reach * block, 0)
+    x = pcm[lo:at + reach * block]
+    n = len(x) // block
+    if not n:
+        return 0.0
+    silent = np.abs(x[:n * block]).reshape(n, -1).max(axis=1) < 10 ** (SILENCE_DBFS / 20)
+    centre = (at - lo) // block
+    best = 0
+    start = None
+    for k, quiet in enumerate([*silent.tolist(), False]):
+        if quiet and start is None:
+            start = k
+        elif not quiet and start is not None:
+            if start <= centre + 3 and k >= centre - 3:
+                best = max(best, k - start)
+            start = None
+    return float(best)
 
 
 def _step(pcm: np.ndarray, at: int) -> float:
