@@ -144,6 +144,17 @@ def test_the_timeline_loads_and_its_clips_rebuild_the_film(made: Made) -> None:
         assert min(errors, key=lambda j: errors[j]) == want and errors[want] < 2.0, (clip.name, errors)
 
 
+def test_the_timeline_converts_to_final_cut_pro_xml_for_editors(made: Made) -> None:
+    tl = otio.adapters.read_from_file(str(made.dir / "timeline.otio"))
+    xml = otio.adapters.write_to_string(tl, "fcp_xml")  # the OTIO adapter plugin editors import through
+    back = otio.adapters.read_from_string(xml, "fcp_xml").tracks[0]
+
+    def items(track: otio.schema.Track) -> list[tuple[str, str, int]]:
+        return [(type(x).__name__, x.name, x.duration().to_frames()) for x in track]
+
+    assert items(back) == items(tl.tracks[0]) and back.duration().to_frames() == made.film.info.frames
+
+
 def test_subtitles_are_timed_to_the_shots(made: Made) -> None:
     text = (made.dir / "film.srt").read_text()
     cues = re.findall(r"(\d+)\n(\S+) --> (\S+)\n(.+)\n", text)

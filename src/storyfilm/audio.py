@@ -33,7 +33,8 @@ Join = Literal["cut", "continue", "crossfade", "fade"]
 # The crossfade at a continuous join: one film frame, the length of the dropped seam frame's sound.
 SEAM_CROSSFADE_FRAMES = 1
 CORRELATED = 0.5  # above this, the two sides of a crossfade are one sound: crossfade at constant amplitude
-TRUE_PEAK_CEILING = -1.0  # dBTP, EBU R128's maximum for delivery
+# dBTP. EBU R128 allows -1 for delivery; the AAC encode that follows adds up to ~0.5 dB of overshoot.
+TRUE_PEAK_CEILING = -1.5
 LIMIT_ROUNDS = 4
 
 

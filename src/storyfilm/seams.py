@@ -29,8 +29,9 @@ from storyfilm.media.ffmpeg import SAMPLE_RATE
 
 WINDOW = 5  # frames measured on each side of a join
 THUMB_WIDTH = 192  # frames are compared at this width (grey), which ignores encoder noise
-REPEAT = 0.05  # mean |Δluma| below this: the same picture shown twice
-STILL = 0.1  # ...unless the pictures around it are that still too (a static shot)
+REPEAT = 0.05  # mean |Δluma| below this, and below REPEAT_RATIO x the motion around: a picture shown twice
+REPEAT_RATIO = 0.2
+STILL = 0.02  # pictures around a join stiller than this (a static shot): a repeat cannot be told apart
 JUMP = 4.0  # a continuous join changing more than this, and JUMP_RATIO x the motion around it, jumps
 JUMP_RATIO = 3.0
 SILENCE_DBFS = -60.0
@@ -154,7 +155,7 @@ def _seam(container: av.container.InputContainer, pcm: np.ndarray | None, film: 
     around = [v for k, v in steps.items() if k not in inside]
     motion = float(np.median(around)) if around else 0.0
     change = max((steps[k] for k in inside), default=0.0)
-    repeated = sum(1 for k in inside if steps[k] < REPEAT) if motion >= STILL else 0
+    repeated = (sum(1 for k in inside if steps[k] < min(REPEAT, REPEAT_RATIO * motion)) if motion >= STILL else 0)
 
     flags: list[str] = []
     if repeated:
