@@ -15,7 +15,8 @@ from PIL import Image
 from storyfilm import assets
 from storyfilm.exports import srt_time
 from storyfilm.finish import Film, make_film, write_exports
-from storyfilm.generate import ShotResult, build_request, generate
+from storyfilm.generate import ShotResult, ShotRunner, build_request
+from storyfilm.ledger import Ledger
 from storyfilm.media import probe
 from storyfilm.plan import Plan, make_plan
 from storyfilm.providers.local import LocalProvider
@@ -69,12 +70,14 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
     digests = assets.digests(board)
     plan = make_plan(board, digests)
     film_dir = root / "output" / plan.slug
-    provider = LocalProvider(film_dir / ".work")
+    film_dir.mkdir(parents=True)
+    runner = ShotRunner(provider=LocalProvider(film_dir / ".work"), ledger=Ledger(film_dir / "ledger.sqlite"),
+                        shots_dir=film_dir / "shots", run_id="exports-test")
     files = assets.materialise(board, film_dir / "assets")
     results: dict[str, ShotResult] = {}
     for s in plan.shots:
-        request = build_request(s, files, results.get(s.parent) if s.parent else None)
-        results[s.id] = generate(provider, s, request, film_dir / "shots")
+        parent = results.get(s.parent) if s.parent else None
+        results[s.id] = runner.run(s, build_request(s, files, parent), parent)
     done = [results[s.id] for s in plan.shots]
     film = make_film(plan, done, film_dir)
     write_exports(plan, done, film, film_dir, digests)

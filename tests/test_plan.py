@@ -74,9 +74,22 @@ def test_provider_limits_are_checked_with_the_line(storyboard_dir: Path) -> None
     assert ":18: shots[2].duration (shot 'three'): 45 s is outside local (standard)'s range 1-30 s" in str(info.value)
 
 
-def test_features_not_built_yet_are_refused_not_ignored(storyboard_dir: Path) -> None:
-    with pytest.raises(PlanError, match="'wavespeed' is not supported yet"):
-        plan_of(storyboard_dir, GOOD, provider="wavespeed")
+def test_each_host_and_tier_is_checked_where_the_value_was_written(storyboard_dir: Path) -> None:
+    with pytest.raises(StoryboardError) as info:  # the gateway starts at 5 s; the value is in defaults
+        plan_of(storyboard_dir, GOOD.replace("duration: 2", "duration: 4"), provider="gateway")
+    assert str(info.value).count("gateway (standard)'s range 5-15 s") == 1
+    assert ":4: defaults.duration: 4 s is outside" in str(info.value) and "used by 4 shots" in str(info.value)
+    text = GOOD.replace("duration: 2", "duration: 5").replace("resolution: 480p", "resolution: 1080p")
+    with pytest.raises(StoryboardError, match="1080p is not offered by apiframe \\(fast\\); allowed: 480p, 720p"):
+        plan_of(storyboard_dir, text, provider="apiframe", tier="fast")
+    with pytest.raises(StoryboardError, match=r":15: shots\[1\].method \(shot 'two'\): gateway \(standard\) has no"):
+        plan_of(storyboard_dir, GOOD.replace("duration: 2", "duration: 5").replace(
+            "prompt: second", "prompt: second\n    method: extend"), provider="gateway")
+    with pytest.raises(PlanError, match="unknown provider 'runway'"):
+        plan_of(storyboard_dir, GOOD, provider="runway")
+    priced = plan_of(storyboard_dir, GOOD.replace("duration: 2", "duration: 5").replace("480p", "720p"),
+                     provider="wavespeed")
+    assert priced.cost_usd == pytest.approx(4 * 5 * 0.24)  # $0.24/s at 720p
 
 
 def test_budget_refuses_a_plan_that_costs_more(storyboard_dir: Path) -> None:
@@ -116,7 +129,9 @@ def test_transitions_overlap_shots_and_the_plan_says_how_long_the_film_is(storyb
     assert plan.loudness_lufs == -14
     result = CliRunner().invoke(app, ["plan", str(storyboard_dir / "board.yaml")])
     assert result.exit_code == 0, result.output
-    assert "film: 4.5 s (6 s of shots, 1.5 s overlapped by transitions); loudness -14 LUFS" in result.output
+    said = " ".join(result.output.split())
+    assert "transitions: two crossfade 0.5 s, three fade 1 s" in said
+    assert "film: 4.5 s (6 s of shots, 1.5 s overlapped by transitions), 854x480 @ 24 fps, loudness -14 LUFS" in said
     # a transition is assembly only: changing it generates nothing again
     other = plan_of(storyboard_dir, TRANSITIONS.replace("duration: 0.5", "duration: 1"))
     assert keys(other) == keys(plan) and other.duration == 4.0

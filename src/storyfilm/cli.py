@@ -29,6 +29,10 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are
 LoudnessOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
     "--loudness", min=-40, max=-5, help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 "
                                         "broadcast); overrides the storyboard's loudness_lufs")]
+LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger",  # noqa: UP045
+                                                   help="pay-once ledger file (default output/<name>/ledger.sqlite)")]
+RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate this shot and the shots "  # noqa: UP045
+                                                      "chained after it (repeatable)")]
 
 
 def _fail(exc: StoryfilmError) -> None:
@@ -64,44 +68,55 @@ def schema() -> None:
 
 
 @app.command()
-def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None) -> None:
-    """Validate and show the shot graph, durations and cost. Free: nothing is generated."""
+def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
+         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None) -> None:
+    """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
     from storyfilm import assets
-    from storyfilm.plan import check_budget, make_plan
+    from storyfilm.ledger import Ledger, ledger_path, new_cost, shot_states
+    from storyfilm.plan import check_budget, make_plan, redo_closure
     from storyfilm.storyboard import load_storyboard
 
     try:
         board = load_storyboard(storyboard)
         the_plan = make_plan(board, assets.digests(board), provider=provider, budget_usd=budget)
+        redo_ids = redo_closure(the_plan, redo or [])
+        path = ledger_path(output / the_plan.slug, ledger)
+        book = Ledger(path) if path.exists() else None
+        states = shot_states(the_plan, book, redo_ids) if book else {s.id: "new" for s in the_plan.shots}
+        new = new_cost(the_plan, book, redo_ids) if book else the_plan.cost_usd
     except StoryfilmError as exc:
         _fail(exc)
     table = Table(title=f"{the_plan.title} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
-    for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "transition", "cost"):
+    for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "status", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
     for s in the_plan.shots:
         table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", s.start.describe()
                       + (f" ({s.method})" if s.parent else ""), f"{s.duration} s",
-                      f"{s.resolution} {s.aspect_ratio}", s.camera,
-                      f"{s.transition} {s.transition_duration:g} s" if s.overlap_frames else "cut",
-                      f"${s.cost_usd:.2f}")
+                      f"{s.resolution} {s.aspect_ratio}", s.camera, states[s.id], f"${s.cost_usd:.2f}")
     out.print(table)
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
+    counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed")}
+    joins = [f"{s.id} {s.transition} {s.transition_duration:g} s" for s in the_plan.shots if s.overlap_frames]
+    if joins:
+        out.print(f"transitions: {', '.join(joins)}")
     overlaps = (f" ({sum(s.duration for s in the_plan.shots)} s of shots, {the_plan.overlap_seconds:g} s overlapped "
                 "by transitions)" if the_plan.overlap_seconds else "")
-    loud = f"; loudness {the_plan.loudness_lufs:g} LUFS" if the_plan.loudness_lufs is not None else ""
-    out.print(f"film: {the_plan.duration:.3g} s{overlaps}{loud}, {the_plan.film.width}x{the_plan.film.height} @ "
-              f"{the_plan.film.fps} fps; estimated cost ${the_plan.cost_usd:.2f}"
-              + (f" (budget ${the_plan.budget_usd:.2f})" if the_plan.budget_usd is not None else ""))
+    loud = f", loudness {the_plan.loudness_lufs:g} LUFS" if the_plan.loudness_lufs is not None else ""
+    out.print(f"film: {the_plan.duration:g} s{overlaps}, {the_plan.film.width}x{the_plan.film.height} @ "
+              f"{the_plan.film.fps} fps{loud}; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
+              + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
-        check_budget(the_plan)
+        check_budget(the_plan, new)
     except StoryfilmError as exc:
         _fail(exc)
 
 
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = Path("output"), loudness: LoudnessOpt = None) -> None:
+        output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
+        loudness: LoudnessOpt = None) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     _quiet_prefect_defaults()
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
@@ -114,6 +129,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
 
         started = time.monotonic()
         result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
+                      redo=list(redo or []), ledger=str(ledger) if ledger else None,
                       loudness_lufs=loudness)
     except StoryfilmError as exc:
         _fail(exc)
@@ -130,7 +146,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
 @app.command()
 def providers() -> None:
     """List providers, tiers, limits and prices."""
-    from storyfilm.providers import PLANNED, SPECS
+    from storyfilm.providers import SPECS
 
     table = Table(title="providers")
     for col in ("provider", "tier", "durations", "resolutions", "aspect ratios", "USD/s", "extend"):
@@ -141,8 +157,6 @@ def providers() -> None:
             table.add_row(spec.name, tier, f"{lim.durations[0]}-{lim.durations[1]} s", " ".join(lim.resolutions),
                           " ".join(lim.aspect_ratios), prices, "yes" if spec.capabilities.extend else "no")
     out.print(table)
-    if PLANNED:
-        out.print(f"not supported yet: {', '.join(PLANNED)}")
 
 
 def main() -> None:
