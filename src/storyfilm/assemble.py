@@ -263,23 +263,15 @@ def _runs(ready: Sequence[_Ready]) -> list[_Copy | _Encode]:
 
 def _yuv_frames(path: Path, start: int, count: int, fps: int) -> Iterator[np.ndarray]:
     """Frames [start, start+count) of a house file as planar yuv420p arrays, decoding from the keyframe before."""
+    got = 0
     with av.open(str(path)) as src:
-        vs = src.streams.video[0]
-        vs.thread_type = "AUTO"
-        ticks = Fraction(1, fps) / vs.time_base
-        first_pts = vs.start_time or 0
-        src.seek(int(first_pts + start * ticks), stream=vs, backward=True)
-        got = 0
-        for frame in src.decode(vs):
-            index = round((frame.pts - first_pts) / ticks)
-            if index < start:
-                continue
+        src.streams.video[0].thread_type = "AUTO"
+        for _, frame in probe.frames_from(src, start, fps):
             yield frame.to_ndarray(format="yuv420p")
             got += 1
             if got == count:
                 return
-    if got != count:
-        raise MediaError(f"{path}: decoded {got} of frames {start}..{start + count}")
+    raise MediaError(f"{path}: decoded {got} of frames {start}..{start + count}")
 
 
 def _black(fmt: VideoFormat) -> np.ndarray:

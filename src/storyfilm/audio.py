@@ -4,11 +4,14 @@ Every part is cut to exactly its pictures' length (silence where a segment has n
 in sync over any number of joins. At a continuous join the incoming segment's pre-roll (the sound under
 the frame that was dropped because it repeats the previous shot's last frame) is crossfaded under the end
 of the outgoing part: the join is smoothed without moving or stretching anything. Crossfade and fade
-transitions overlap the two parts exactly as the pictures do.
+transitions overlap the two parts exactly as the pictures do. Crossfades are equal-power (unrelated
+sounds keep their level), or constant-amplitude when both sides are the same sound (an extend's echo),
+which equal power would bump by 3 dB.
 
 Loudness is measured with ffmpeg's EBU R128 meter (`ebur128`: integrated loudness, true peak) and set by
-one gain for the whole film; a true-peak limiter (`alimiter`, latency-compensated so nothing moves) only
-touches the peaks a gain to the target would push over the ceiling.
+one gain for the whole film; a limiter (`alimiter`, latency-compensated so nothing moves) only touches
+the peaks that gain pushes over the true-peak ceiling, and the ceiling is never exceeded (loudness gives
+way instead, and the result says so).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from storyfilm.assemble import FilmInfo, Placement
 from storyfilm.generate import ShotResult
+from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
 from storyfilm.seams import Seam
 
@@ -250,15 +251,9 @@ def _frames_at(path: Path, indices: Sequence[int], fps: int) -> dict[int, np.nda
     """RGB frames at the given film frame indices, seeking to each (no decoding of the whole film)."""
     out: dict[int, np.ndarray] = {}
     with av.open(str(path)) as c:
-        vs = c.streams.video[0]
-        ticks = Fraction(1, fps) / vs.time_base
-        start_pts = vs.start_time or 0
         for want in sorted(set(indices)):
-            c.seek(int(start_pts + want * ticks), stream=vs, backward=True)
-            for frame in c.decode(vs):
-                if round((frame.pts - start_pts) / ticks) >= want:
-                    out[want] = frame.to_ndarray(format="rgb24")
-                    break
+            _, frame = next(probe.frames_from(c, want, fps))
+            out[want] = frame.to_ndarray(format="rgb24")
     return out
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -74,18 +73,12 @@ def _grey(frame: av.VideoFrame) -> np.ndarray:
 
 
 def _frames(container: av.container.InputContainer, first: int, last: int, fps: int) -> dict[int, np.ndarray]:
-    """Grey thumbnails of film frames [first, last), decoding from the keyframe before `first`."""
-    vs = container.streams.video[0]
-    ticks = Fraction(1, fps) / vs.time_base
-    start_pts = vs.start_time or 0
-    container.seek(int(start_pts + max(first, 0) * ticks), stream=vs, backward=True)
+    """Grey thumbnails of film frames [first, last)."""
     out: dict[int, np.ndarray] = {}
-    for frame in container.decode(vs):
-        index = round((frame.pts - start_pts) / ticks)
+    for index, frame in probe.frames_from(container, max(first, 0), fps):
         if index >= last:
             break
-        if index >= first:
-            out[index] = _grey(frame)
+        out[index] = _grey(frame)
     return out
 
 
