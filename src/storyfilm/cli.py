@@ -26,6 +26,9 @@ ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa:
                                                     help="override the storyboard's provider")]
 BudgetOpt = Annotated[Optional[float], typer.Option("--budget", help="hard cap on new spend, USD")]  # noqa: UP045
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
+LoudnessOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
+    "--loudness", min=-40, max=-5, help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 "
+                                        "broadcast); overrides the storyboard's loudness_lufs")]
 LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger",  # noqa: UP045
                                                    help="pay-once ledger file (default output/<name>/ledger.sqlite)")]
 RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate this shot and the shots "  # noqa: UP045
@@ -94,8 +97,14 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
     counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed")}
-    out.print(f"film: {the_plan.duration:g} s, {the_plan.film.width}x{the_plan.film.height} @ "
-              f"{the_plan.film.fps} fps; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    joins = [f"{s.id} {s.transition} {s.transition_duration:g} s" for s in the_plan.shots if s.overlap_frames]
+    if joins:
+        out.print(f"transitions: {', '.join(joins)}")
+    overlaps = (f" ({sum(s.duration for s in the_plan.shots)} s of shots, {the_plan.overlap_seconds:g} s overlapped "
+                "by transitions)" if the_plan.overlap_seconds else "")
+    loud = f", loudness {the_plan.loudness_lufs:g} LUFS" if the_plan.loudness_lufs is not None else ""
+    out.print(f"film: {the_plan.duration:g} s{overlaps}, {the_plan.film.width}x{the_plan.film.height} @ "
+              f"{the_plan.film.fps} fps{loud}; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
@@ -106,7 +115,8 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None) -> None:
+        output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
+        loudness: LoudnessOpt = None) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     _quiet_prefect_defaults()
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
@@ -119,7 +129,8 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
 
         started = time.monotonic()
         result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
-                      redo=list(redo or []), ledger=str(ledger) if ledger else None)
+                      redo=list(redo or []), ledger=str(ledger) if ledger else None,
+                      loudness_lufs=loudness)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -128,6 +139,8 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
               f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")
     out.print(f"manifest {result['manifest']}")
+    if result.get("flagged_seams"):
+        err.print(f"[yellow]{result['flagged_seams']} seam(s) flagged[/]: see the manifest's seams")
 
 
 @app.command()

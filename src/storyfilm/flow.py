@@ -20,9 +20,11 @@ from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from storyfilm import assets as asset_store
-from storyfilm.assemble import FilmInfo, Piece, assemble
+from storyfilm import seams
+from storyfilm.assemble import FilmInfo
+from storyfilm.audio import check_target
 from storyfilm.errors import ProviderError, StoryfilmError
-from storyfilm.exports import manifest, write_json
+from storyfilm.finish import Film, make_film, write_exports
 from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
 from storyfilm.ledger import Ledger, ledger_path, new_cost
 from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
@@ -83,17 +85,13 @@ def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> Shot
 
 
 @task(task_run_name="assemble", cache_policy=NO_CACHE, persist_result=False)
-def assemble_film(run: FilmRun, results: list[ShotResult]) -> FilmInfo:
-    """Join the segments in storyboard order into film.mp4."""
+def assemble_film(run: FilmRun, results: list[ShotResult], loudness_lufs: float | None = None) -> Film:
+    """Join the segments in storyboard order into film.mp4 and measure its seams."""
     logger = get_run_logger()
-    # A shot contributes exactly its planned seconds: hosts may deliver a frame more (121 frames for 5 s).
-    pieces = [Piece(Path(r.segment), start_frame=r.new_from_frame, label=r.id,
-                    frames=min(r.new_frames, round(run.plan.shot(r.id).duration * r.fps)))
-              for r in results]
-    film = assemble(pieces, run.plan.film, run.film_dir / "film.mp4", run.film_dir / ".work",
-                    on_progress=logger.info)
-    logger.info("film: %s, %.3f s, %d frames", film.path, film.duration, film.frames)
-    return film
+    made = make_film(run.plan, results, run.film_dir, loudness_lufs=loudness_lufs, log=logger.info)
+    logger.info("film: %s, %.3f s, %d frames, %d of %d seams flagged", made.info.path, made.info.duration,
+                made.info.frames, len(made.flagged), len(made.seams))
+    return made
 
 
 def _summary_markdown(plan: Plan, results: list[ShotResult], film: FilmInfo) -> str:
@@ -134,15 +132,20 @@ def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[
 @flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
       validate_parameters=True)
 def film(storyboard: str, provider: str | None = None, budget_usd: float | None = None,
-         output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None) -> dict[str, Any]:
-    """Turn a storyboard file into output/<slug>/film.mp4 with its manifest.
+         output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
+         loudness_lufs: float | None = None) -> dict[str, Any]:
+    """Turn a storyboard file into output/<slug>/film.mp4 with its manifest, timeline, subtitles and contact sheet.
 
     `redo` regenerates the named shots (and the shots chained after them) even if they are finished;
-    `ledger` is the pay-once ledger's path (default output/<slug>/ledger.sqlite).
+    `ledger` is the pay-once ledger's path (default output/<slug>/ledger.sqlite); `loudness_lufs`
+    overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web).
     """
     logger = get_run_logger()
+    if loudness_lufs is not None:
+        check_target(loudness_lufs)  # before anything is paid for
     board = load_storyboard(storyboard)
-    plan = make_plan(board, asset_store.digests(board), provider=provider, budget_usd=budget_usd)
+    digests = asset_store.digests(board)
+    plan = make_plan(board, digests, provider=provider, budget_usd=budget_usd)
     film_dir = Path(output_dir) / plan.slug
     book = Ledger(ledger_path(film_dir, ledger))
     redo_ids = redo_closure(plan, redo or [])
@@ -164,11 +167,14 @@ def film(storyboard: str, provider: str | None = None, budget_usd: float | None 
             parent = futures[shot.parent] if shot.parent else None
             futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
     results = _collect(plan, futures)
-    info = assemble_film(run, results)
-    write_json(manifest(plan, results, info, film_dir), film_dir / "manifest.json")
-    create_markdown_artifact(key=f"film-{plan.slug}"[:100], markdown=_summary_markdown(plan, results, info),
+    made = assemble_film(run, results, loudness_lufs)
+    info = made.info
+    written = write_exports(plan, results, made, film_dir, digests)
+    create_markdown_artifact(key=f"film-{plan.slug}"[:100],
+                             markdown=_summary_markdown(plan, results, info) + "\n" + seams.markdown(made.seams),
                              description=f"storyfilm: {plan.title}")
     return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
-            "manifest": str(film_dir / "manifest.json"), "shots": len(results),
+            "manifest": str(written["manifest"]), "shots": len(results),
+            "flagged_seams": len(made.flagged),
             "reused": sum(r.reused for r in results),
             "spent_usd": round(sum(r.cost_usd for r in results if not r.reused), 4)}
