@@ -5,7 +5,8 @@ Admin routes (no auth; loopback only):
     POST /_emulator/reset    back to the state right after start (jobs, uploads, faults, settings)
     GET  /_emulator/faults   the global faults and how often each may still fire
     POST /_emulator/faults   {"faults": "SPEC"}: replace the global faults
-    POST /_emulator/config   {"latency": S, "apiframe_credits": N | null}: change settings until the next reset
+    POST /_emulator/config   {"latency": S, "upload_ttl": S, "apiframe_credits": N | null}: change settings
+                             until the next reset
 """
 
 from __future__ import annotations
@@ -98,18 +99,20 @@ async def set_config(request: Request) -> Response:
     emu = emulator(request)
     body = await json_object(request)
     changes: dict[str, object] = {}
-    if "latency" in body:
-        latency = body["latency"]
-        if not isinstance(latency, int | float) or isinstance(latency, bool) or latency < 0:
-            return JSONResponse({"error": "latency must be a number of seconds >= 0"}, status_code=400)
-        changes["latency"] = float(latency)
+    for name in ("latency", "upload_ttl"):
+        if name in body:
+            seconds = body[name]
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+                return JSONResponse({"error": f"{name} must be a number of seconds >= 0"}, status_code=400)
+            changes[name] = float(seconds)
     if "apiframe_credits" in body:
         balance = body["apiframe_credits"]
         if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool)):
             return JSONResponse({"error": "apiframe_credits must be an integer or null"}, status_code=400)
         changes["apiframe_credits"] = balance
     emu.config = replace(emu.config, **changes)  # type: ignore[arg-type]
-    return JSONResponse({"latency": emu.config.latency, "apiframe_credits": emu.config.apiframe_credits})
+    return JSONResponse({"latency": emu.config.latency, "upload_ttl": emu.config.upload_ttl,
+                         "apiframe_credits": emu.config.apiframe_credits})
 
 
 # --- files ---

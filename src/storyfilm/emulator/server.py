@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import uvicorn
@@ -81,11 +82,12 @@ class EmulatorServer:
         self.stop()
 
 
-def serve_forever(config: EmulatorConfig, host: str, port: int) -> None:
-    """Serve in the foreground until Ctrl-C, with uvicorn's access log."""
+def serve_forever(config: EmulatorConfig, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve in the foreground until Ctrl-C, with uvicorn's access log; `announce` gets the base URL."""
+    app = create_app(config)  # a bad fault spec fails here, before anything listens
     sock = _listen(host, port)
     try:
-        uvicorn.Server(uvicorn.Config(create_app(config), log_level="info", timeout_graceful_shutdown=5)
-                       ).run(sockets=[sock])
+        announce(_url(host, sock.getsockname()[1]))
+        uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)).run(sockets=[sock])
     finally:
         sock.close()

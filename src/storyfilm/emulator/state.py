@@ -14,10 +14,11 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from storyfilm.emulator.faults import HEADER, FaultControl, strip_tags
+from storyfilm.emulator.faults import HEADER, PROVIDERS, FaultControl, strip_tags
 from storyfilm.emulator.files import FileStore
 from storyfilm.emulator.jobs import Job, JobStore, key_owner, new_id
 from storyfilm.emulator.media import RenderRequest
+from storyfilm.errors import EmulatorError
 
 IDEMPOTENCY_TTL = 24 * 3600.0
 
@@ -31,6 +32,21 @@ class EmulatorConfig:
     upload_ttl: float = 3600.0  # Apiframe uploads expire (the host keeps them about 1-2 h)
     work_dir: Path | None = None  # where outputs and uploads live; a temporary directory if None
     render_workers: int = 2
+
+
+def parse_api_keys(values: list[str]) -> dict[str, str]:
+    """`KEY` (every provider) or `PROVIDER=KEY`, as given to `storyfilm emulate --api-key`."""
+    keys: dict[str, str] = {}
+    for value in values:
+        name, sep, key = value.partition("=")
+        if not sep:
+            keys.update(dict.fromkeys(PROVIDERS, value))
+        elif name in PROVIDERS and key:
+            keys[name] = key
+        else:
+            raise EmulatorError(f"--api-key {name}=...: expected KEY or PROVIDER=KEY with PROVIDER one of "
+                                f"{', '.join(PROVIDERS)}")
+    return keys
 
 
 @dataclass(frozen=True)

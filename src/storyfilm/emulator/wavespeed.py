@@ -233,7 +233,10 @@ async def _quote(request: Request) -> tuple[str, float] | JSONResponse:
     if not isinstance(inputs, dict):
         return error(400, "invalid parameter inputs: an object")
     tier, kind = found
-    checked = validate(tier, kind, {"prompt": "price quote", **inputs})
+    # A quote needs no media: stand-ins for the required URLs, so only the priced inputs are checked.
+    stand_ins = {"prompt": "price quote", **({"video": "http://quote/v.mp4"} if kind == "extend" else {}),
+                 **({"image": "http://quote/i.png"} if kind == "image" and "images" not in inputs else {})}
+    checked = validate(tier, kind, {**stand_ins, **inputs})
     if isinstance(checked, str):
         return error(400, checked)
     return model_id, catalog.cost_usd(tier, checked.resolution, checked.duration)
