@@ -37,8 +37,6 @@ def storyboard_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-
-
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorServer]:
     """The provider emulator on a free loopback port, for the whole session."""

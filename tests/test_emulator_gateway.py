@@ -84,3 +84,11 @@ def test_invalid_requests_get_openai_style_400(emulator: EmulatorServer, change:
 def test_unknown_task_is_404(emulator: EmulatorServer) -> None:
     resp = httpx.get(f"{emulator.url}/v1/videos/task_nope", headers=GW)
     assert resp.status_code == 404 and resp.json()["error"]["message"]
+
+
+def test_reference_videos_are_fetched_and_their_lengths_checked(emulator: EmulatorServer, tmp_path: Path) -> None:
+    short = ws_upload(emulator.url, make_clip(tmp_path / "short.mp4", 1.0, audio=False))
+    body = {"model": "seedance2.0-480p", "prompt": "in this style", "videos": [short]}
+    final, _ = gw_wait(emulator.url, create(emulator.url, body).json()["id"])
+    assert final["status"] == "failed" and final["error"]["code"] == "invalid_media"
+    assert "1.00 s; allowed 2-15 s" in final["error"]["message"]

@@ -141,6 +141,8 @@ def emulate(
         serve_forever(config, host, port, announce)
     except StoryfilmError as exc:
         _fail(exc)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way out
+        out.print("emulator stopped")
 
 
 @app.command()

@@ -60,9 +60,10 @@ class Fault:
     @property
     def name(self) -> str:
         if self.status is not None:
-            value = "" if self.retry_after == (1.0 if self.status == 429 else None) else \
-                f"={'none' if self.retry_after is None else f'{self.retry_after:g}'}"
-            return f"{self.stage}-{self.status}{value}"
+            if self.retry_after == (1.0 if self.status == 429 else None):  # the default Retry-After
+                return f"{self.stage}-{self.status}"
+            shown = "none" if self.retry_after is None else f"{self.retry_after:g}"
+            return f"{self.stage}-{self.status}={shown}"
         if self.drop:
             return "download-drop"
         if self.slow is not None:

@@ -76,7 +76,8 @@ class Job:
         if elapsed < self.latency or not settled:
             if elapsed < QUEUED_SHARE * self.latency:
                 return Phase("queued", 0.0)
-            return Phase("running", min(0.99, max(0.01, elapsed / self.latency)))
+            share = elapsed / self.latency if self.latency > 0 else 0.99  # waiting for the render
+            return Phase("running", min(0.99, max(0.01, share)))
         finished = max(self.created + self.latency, self.render_done_at or 0.0)
         if self.faults.outcome == "cancel":
             return Phase("cancelled", 0.0, Failure("error", "the job was cancelled"), finished)

@@ -39,13 +39,13 @@ def parse_api_keys(values: list[str]) -> dict[str, str]:
     keys: dict[str, str] = {}
     for value in values:
         name, sep, key = value.partition("=")
-        if not sep:
-            keys.update(dict.fromkeys(PROVIDERS, value))
-        elif name in PROVIDERS and key:
+        if not value or (sep and name in PROVIDERS and not key):
+            raise EmulatorError(f"--api-key {value!r}: expected KEY or PROVIDER=KEY (PROVIDER one of "
+                                f"{', '.join(PROVIDERS)}) with a non-empty KEY")
+        if sep and name in PROVIDERS:
             keys[name] = key
-        else:
-            raise EmulatorError(f"--api-key {name}=...: expected KEY or PROVIDER=KEY with PROVIDER one of "
-                                f"{', '.join(PROVIDERS)}")
+        else:  # one key for every provider (keys may contain '=')
+            keys.update(dict.fromkeys(PROVIDERS, value))
     return keys
 
 
