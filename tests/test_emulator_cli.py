@@ -22,7 +22,7 @@ def test_emulate_serves_until_interrupted_and_checks_keys() -> None:
     try:
         assert proc.stdout is not None
         url = re.search(r"(http://127\.0\.0\.1:\d+)", proc.stdout.readline())[1]  # type: ignore[index]
-        for _ in range(100):  # the announcement comes just before uvicorn serves
+        for _ in range(200):  # the announcement comes just before uvicorn serves
             try:
                 httpx.get(f"{url}/_emulator/health")
                 break

@@ -242,7 +242,7 @@ async def upload(request: Request) -> Response:
     try:
         data, filename = await form_file(request)
     except BadRequest as exc:
-        return error(400, str(exc))
+        return error(exc.status, str(exc))
     sniffed = sniff(data)  # the declared content type is ignored, like the host
     if sniffed is None:
         return error(400, "Unsupported file type: PNG, JPEG, WebP, GIF, MP4, WebM, MOV, MP3, WAV, OGG or M4A")

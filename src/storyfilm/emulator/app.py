@@ -45,7 +45,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, exc: BadRequest) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     app.add_api_route("/_emulator/health", health, methods=["GET"])
     app.add_api_route("/_emulator/stats", stats, methods=["GET"])

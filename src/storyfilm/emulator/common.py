@@ -20,6 +20,10 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 class BadRequest(Exception):
     """A body that is not the JSON object (or the multipart form) the endpoint takes."""
 
+    def __init__(self, message: str, status: int = 400):
+        self.status = status
+        super().__init__(message)
+
 
 def emulator(request: Request) -> Emulator:
     return cast(Emulator, request.app.state.emulator)
@@ -79,7 +83,7 @@ async def form_file(request: Request) -> tuple[bytes, str]:
     data = await file.read(MAX_UPLOAD_BYTES + 1)
     await form.close()
     if len(data) > MAX_UPLOAD_BYTES:
-        raise BadRequest(f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
+        raise BadRequest(f"the file is larger than {MAX_UPLOAD_BYTES} bytes", status=413)
     if not data:
         raise BadRequest("the uploaded file is empty")
     return data, file.filename or "upload"

@@ -179,7 +179,7 @@ async def upload_binary(request: Request) -> Response:
     try:
         data, filename = await form_file(request)
     except BadRequest as exc:
-        return error(400, str(exc))
+        return error(exc.status, str(exc))
     kind, content_type = sniff(data) or ("file", "application/octet-stream")
     token, stored = emu.files.save(data, filename, content_type)
     emu.store.uploaded(PROVIDER)
