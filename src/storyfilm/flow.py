@@ -6,6 +6,7 @@ Chains are independent and run concurrently; a shot waits only for the shot it c
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,16 +16,17 @@ from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
+from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from storyfilm import assets as asset_store
 from storyfilm.assemble import FilmInfo, Piece, assemble
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.exports import manifest, write_json
-from storyfilm.generate import ShotResult, build_request, generate, reusable
-from storyfilm.plan import Plan, check_budget, make_plan
+from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
+from storyfilm.ledger import Ledger, ledger_path, new_cost
+from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.providers import make_provider
-from storyfilm.providers.base import Provider
 from storyfilm.storyboard import load_storyboard
 
 # How many shots of one provider are generated at once in this process. The local renderer is
@@ -39,13 +41,27 @@ class FilmRun:
 
     plan: Plan
     film_dir: Path
-    provider: Provider
+    runner: ShotRunner
     assets: Mapping[str, Path]
     slots: threading.BoundedSemaphore = field(repr=False, default_factory=lambda: threading.BoundedSemaphore(2))
 
     @property
     def shots_dir(self) -> Path:
         return self.film_dir / "shots"
+
+
+def _secret(name: str) -> str | None:
+    """An API key kept in a Prefect Secret block, if there is one."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return Secret.load(name).get()
+    except (ValueError, RuntimeError):
+        return None
+
+
+def _log(message: str) -> None:
+    get_run_logger().info(message)
 
 
 def _run_name() -> str:
@@ -60,16 +76,10 @@ def _run_name() -> str:
 
 @task(task_run_name="{shot_id}", cache_policy=NO_CACHE, persist_result=False)
 def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> ShotResult:
-    """Reuse the shot's kept segment, or generate it."""
-    logger = get_run_logger()
+    """Reuse the shot's kept segment, resume its job, or generate it (see generate.ShotRunner)."""
     shot = run.plan.shot(shot_id)
-    kept = reusable(shot, run.shots_dir)
-    if kept is not None:
-        logger.info("%s: reusing %s (unchanged)", shot_id, Path(kept.segment).name)
-        return kept
-    request = build_request(shot, run.assets, parent)
     with run.slots:
-        return generate(run.provider, shot, request, run.shots_dir, log=logger.info)
+        return run.runner.run(shot, build_request(shot, run.assets, parent), parent)
 
 
 @task(task_run_name="assemble", cache_policy=NO_CACHE, persist_result=False)
@@ -124,16 +134,26 @@ def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[
 @flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
       validate_parameters=True)
 def film(storyboard: str, provider: str | None = None, budget_usd: float | None = None,
-         output_dir: str = "output") -> dict[str, Any]:
-    """Turn a storyboard file into output/<slug>/film.mp4 with its manifest."""
+         output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None) -> dict[str, Any]:
+    """Turn a storyboard file into output/<slug>/film.mp4 with its manifest.
+
+    `redo` regenerates the named shots (and the shots chained after them) even if they are finished;
+    `ledger` is the pay-once ledger's path (default output/<slug>/ledger.sqlite).
+    """
     logger = get_run_logger()
     board = load_storyboard(storyboard)
     plan = make_plan(board, asset_store.digests(board), provider=provider, budget_usd=budget_usd)
-    check_budget(plan)
     film_dir = Path(output_dir) / plan.slug
+    book = Ledger(ledger_path(film_dir, ledger))
+    redo_ids = redo_closure(plan, redo or [])
+    check_budget(plan, new_cost(plan, book, redo_ids))
     film_dir.mkdir(parents=True, exist_ok=True)
     used = {a for s in plan.shots for a in (s.start.asset, s.end_image, *s.references) if a}
-    run = FilmRun(plan=plan, film_dir=film_dir, provider=make_provider(plan.provider, film_dir / ".work"),
+    the_provider = make_provider(plan.provider, film_dir / ".work", key_lookup=_secret)
+    runner = ShotRunner(provider=the_provider, ledger=book, shots_dir=film_dir / "shots",
+                        run_id=str(flow_run_id() or uuid.uuid4()), budget=BudgetGuard(plan.budget_usd),
+                        poll=PollSettings.from_env(), redo=redo_ids, log=_log)
+    run = FilmRun(plan=plan, film_dir=film_dir, runner=runner,
                   assets=asset_store.materialise(board, film_dir / "assets", used),
                   slots=threading.BoundedSemaphore(PROVIDER_CONCURRENCY.get(plan.provider, DEFAULT_CONCURRENCY)))
     logger.info("%s: %d shots in %d chains on %s, %.0f s planned", plan.title, len(plan.shots),
