@@ -121,6 +121,7 @@ def test_download_drops_half_way_then_503_then_succeeds(emulator: EmulatorServer
     assert whole.status_code == 200 and len(whole.content) == announced
     (tmp_path / "out.mp4").write_bytes(whole.content)
     assert probe.probe(tmp_path / "out.mp4").video.frames == 97  # type: ignore[union-attr]
+    assert stats(emulator.url)["jobs"][0]["downloads"] == 3
 
 
 def test_slow_and_failing_jobs_from_the_global_book(emulator: EmulatorServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,8 @@ import pytest
 from storyfilm.emulator import EmulatorServer
 from storyfilm.media import probe
 
-from .emu import GW, download, gw_wait, load_rgb, mean_diff, stats, ws_upload
-from .helpers import make_clip
+from .emu import GW, I2V, download, gw_wait, load_rgb, mean_diff, stats, ws_submit, ws_upload, ws_wait
+from .helpers import make_clip, write_image
 
 
 def create(url: str, body: dict[str, Any], path: str = "/v1/video/generations") -> httpx.Response:
@@ -92,3 +93,17 @@ def test_reference_videos_are_fetched_and_their_lengths_checked(emulator: Emulat
     final, _ = gw_wait(emulator.url, create(emulator.url, body).json()["id"])
     assert final["status"] == "failed" and final["error"]["code"] == "invalid_media"
     assert "1.00 s; allowed 2-15 s" in final["error"]["message"]
+
+
+def test_images_may_be_data_uris_on_the_gateway_only(emulator: EmulatorServer, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "a.png", (480, 480), seed=4)
+    uri = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
+    body = {"model": "seedance2.0-480p", "prompt": "static", "image": uri, "extra_body": {"generate_audio": False}}
+    final, _ = gw_wait(emulator.url, create(emulator.url, body).json()["id"])
+    assert final["status"] == "completed", final
+    video = download(final["video_url"], tmp_path / "out.mp4")
+    assert mean_diff(probe.first_frame(video), load_rgb(image)) < 3
+    # WaveSpeed documents URLs only: the same input fails there like an unreachable one, named briefly
+    ws = ws_submit(emulator.url, I2V, {"prompt": "static", "image": uri, "duration": 4}).json()["data"]
+    failed, _ = ws_wait(emulator.url, ws["id"])
+    assert (failed["status"], failed["code"]) == ("failed", 1402) and len(failed["error"]) < 200

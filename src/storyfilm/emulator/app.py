@@ -142,6 +142,7 @@ async def get_output(name: str, request: Request) -> Response:
         return FileResponse(job.rendered.last_frame, media_type="image/png")
     if suffix != "mp4":
         return JSONResponse({"error": "output not found"}, status_code=404)
+    job.downloads += 1
     fault = emu.faults.request("download", job.provider, fault_header(request), job.faults)
     if fault is not None and fault.drop:
         return DroppedDownload(job.rendered.video, "video/mp4")

@@ -116,9 +116,10 @@ def validate(body: dict[str, object]) -> tuple[str, RenderRequest] | tuple[str, 
         flag(extra.watermark, "watermark")
     except ValueError as exc:
         return "", str(exc)
+    # Images may be data: URIs: the upstream (Ark) takes base64 images and new-api style gateways pass them on [I].
     common = {"prompt": given.prompt, "duration": duration, "resolution": resolution,
               "audio": True if extra.generate_audio is None else extra.generate_audio,  # default [I]
-              "seed": extra.seed, "camera_fixed": camera_fixed, "last_frame": last_frame}
+              "seed": extra.seed, "camera_fixed": camera_fixed, "last_frame": last_frame, "data_uris": True}
     if given.last_image and not given.image:
         return "", "last_image must be used with image"
     if extra.operation == "extend_video":

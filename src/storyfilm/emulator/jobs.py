@@ -65,6 +65,7 @@ class Job:
     prompt: str  # as submitted, fault tags included
     idempotency_key: str | None = None
     polls: int = 0
+    downloads: int = 0  # requests for the video, answered or faulted
     render_done_at: float | None = None
     rendered: Rendered | None = None
     render_failure: Failure | None = None
@@ -175,7 +176,7 @@ class JobStore:
                 "failure": phase.failure.kind if phase.failure else None,
                 "duration": r.duration, "resolution": r.resolution, "aspect_ratio": r.aspect_ratio,
                 "audio": r.audio, "inputs": r.urls, "cost_usd": job.cost_usd, "credits": job.credits,
-                "polls": job.polls, "idempotency_key": job.idempotency_key,
+                "polls": job.polls, "downloads": job.downloads, "idempotency_key": job.idempotency_key,
             })
         return {
             "submissions": len(jobs),

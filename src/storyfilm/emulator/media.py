@@ -9,6 +9,8 @@ Outputs are 24 fps at the requested resolution and aspect ratio, H.264 (+ AAC wh
 
 from __future__ import annotations
 
+import base64
+import binascii
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,7 @@ class RenderRequest:
     reference_audios: tuple[str, ...] = ()
     reference_video_seconds: tuple[float, float] = (0.0, 15.0)  # allowed length of each reference video
     last_frame: bool = False  # also deliver the last frame as a PNG
+    data_uris: bool = False  # images may be base64 data: URIs (the gateway [I]); videos and audio never
 
     @property
     def urls(self) -> list[str]:
@@ -69,23 +72,41 @@ class Rendered:
     last_frame: Path | None
 
 
-def fetch(url: str, dest: Path, client: httpx.Client) -> Path:
+def short(url: str, limit: int = 100) -> str:
+    """A URL fit for an error message (data: URIs can be megabytes long)."""
+    return url if len(url) <= limit else url[:limit] + "..."
+
+
+def _data_uri(url: str, dest: Path) -> Path:
+    head, sep, payload = url.partition(",")
+    if not sep or not head.endswith(";base64"):
+        raise MediaFailure("invalid", f"not a base64 data URI: {short(url)}")
+    try:
+        dest.write_bytes(base64.b64decode(payload, validate=True))
+    except (binascii.Error, ValueError):
+        raise MediaFailure("invalid", f"not a base64 data URI: {short(url)}") from None
+    return dest
+
+
+def fetch(url: str, dest: Path, client: httpx.Client, *, data_uris: bool = False) -> Path:
     """Download an input like the host would; anything but a 2xx body is 'not accessible'."""
+    if data_uris and url.startswith("data:"):
+        return _data_uri(url, dest)
     if not url.startswith(("http://", "https://")):
-        raise MediaFailure("unreachable", f"media URL not accessible: {url} (only http(s) URLs can be fetched)")
+        raise MediaFailure("unreachable", f"media URL not accessible: {short(url)} (only http(s) URLs are fetched)")
     try:
         with client.stream("GET", url) as resp:
             if resp.status_code // 100 != 2:
-                raise MediaFailure("unreachable", f"media URL not accessible: {url} (HTTP {resp.status_code})")
+                raise MediaFailure("unreachable", f"media URL not accessible: {short(url)} (HTTP {resp.status_code})")
             size = 0
             with open(dest, "wb") as f:
                 for chunk in resp.iter_bytes():
                     size += len(chunk)
                     if size > MAX_INPUT_BYTES:
-                        raise MediaFailure("invalid", f"media too large: {url} (over {MAX_INPUT_BYTES} bytes)")
+                        raise MediaFailure("invalid", f"media too large: {short(url)} (over {MAX_INPUT_BYTES} bytes)")
                     f.write(chunk)
     except httpx.HTTPError as exc:
-        raise MediaFailure("unreachable", f"media URL not accessible: {url} ({type(exc).__name__})") from None
+        raise MediaFailure("unreachable", f"media URL not accessible: {short(url)} ({type(exc).__name__})") from None
     return dest
 
 
@@ -94,16 +115,16 @@ def _image(path: Path, url: str) -> np.ndarray:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError):
-        raise MediaFailure("invalid", f"not a readable image: {url}") from None
+        raise MediaFailure("invalid", f"not a readable image: {short(url)}") from None
 
 
 def _media(path: Path, url: str, want: Literal["video", "audio"]) -> probe.MediaInfo:
     try:
         info = probe.probe(path)
     except ProbeError:
-        raise MediaFailure("invalid", f"not a readable {want}: {url}") from None
+        raise MediaFailure("invalid", f"not a readable {want}: {short(url)}") from None
     if (info.video if want == "video" else info.audio) is None:
-        raise MediaFailure("invalid", f"no {want} stream in {url}")
+        raise MediaFailure("invalid", f"no {want} stream in {short(url)}")
     return info
 
 
@@ -112,9 +133,10 @@ class _Inputs:
 
     def __init__(self, req: RenderRequest, tmp: Path):
         self.paths: dict[str, Path] = {}
+        images = {req.image, req.last_image, *req.reference_images}
         with httpx.Client(timeout=30, follow_redirects=True) as client:
             for i, url in enumerate(dict.fromkeys(req.urls)):
-                self.paths[url] = fetch(url, tmp / f"input-{i}", client)
+                self.paths[url] = fetch(url, tmp / f"input-{i}", client, data_uris=req.data_uris and url in images)
         self.image = _image(self.paths[req.image], req.image) if req.image else None
         self.last_image = _image(self.paths[req.last_image], req.last_image) if req.last_image else None
         self.references = tuple(_image(self.paths[u], u) for u in req.reference_images)
@@ -123,7 +145,8 @@ class _Inputs:
         for url in req.reference_videos:
             seconds = _media(self.paths[url], url, "video").duration
             if not lo <= seconds <= hi:
-                raise MediaFailure("invalid", f"reference video {url} is {seconds:.2f} s; allowed {lo:g}-{hi:g} s")
+                raise MediaFailure("invalid", f"reference video {short(url)} is {seconds:.2f} s; "
+                                           f"allowed {lo:g}-{hi:g} s")
             total += seconds
         if total > 15.0 + 1e-3:
             raise MediaFailure("invalid", f"reference videos last {total:.2f} s in total; at most 15 s")
