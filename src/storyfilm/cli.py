@@ -1,4 +1,4 @@
-"""The `storyfilm` command: validate, plan, run, schema, providers."""
+"""The `storyfilm` command: validate, plan, run, emulate, schema, providers."""
 
 from __future__ import annotations
 
@@ -141,6 +141,35 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     out.print(f"manifest {result['manifest']}")
     if result.get("flagged_seams"):
         err.print(f"[yellow]{result['flagged_seams']} seam(s) flagged[/]: see the manifest's seams")
+
+
+@app.command()
+def emulate(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8787,
+    latency: Annotated[float, typer.Option(min=0, help="seconds a job takes from submit to completed")] = 1.0,
+    faults: Annotated[str, typer.Option(help="faults to inject, e.g. 'submit-429,poll-503*2,moderation' "
+                                              "(see storyfilm/emulator/faults.py)")] = "",
+    api_key: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer)
+        "--api-key", help="the only key accepted: KEY, or PROVIDER=KEY (repeatable); default: any key")] = None,
+    credits: Annotated[Optional[int], typer.Option(help="Apiframe credit balance (default: unlimited)")] = None,  # noqa: UP045
+) -> None:
+    """Serve the WaveSpeed, Apiframe and gateway APIs on loopback, rendering real video. Free."""
+    from storyfilm.emulator import EmulatorConfig, serve_forever
+    from storyfilm.emulator.state import parse_api_keys
+
+    def announce(url: str) -> None:
+        out.print(f"emulating WaveSpeed, Apiframe and the gateway at {url} (latency {latency:g} s"
+                  f"{', faults ' + faults if faults else ''}); stats at {url}/_emulator/stats; Ctrl-C stops")
+
+    try:
+        config = EmulatorConfig(latency=latency, faults=faults, api_keys=parse_api_keys(api_key or []),
+                                apiframe_credits=credits)
+        serve_forever(config, host, port, announce)
+    except StoryfilmError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way out
+        out.print("emulator stopped")
 
 
 @app.command()
