@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from storyfilm.errors import StoryfilmError
@@ -36,7 +38,7 @@ RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate
 
 
 def _fail(exc: StoryfilmError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -44,7 +46,10 @@ def _quiet_prefect_defaults() -> None:
     # Before prefect is imported: no telemetry, no banner noise; users can still override each.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Run logs go to the Prefect API (the UI shows them); the terminal gets our own messages, not
+    # Prefect's console lines and tracebacks.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
 @app.command()
@@ -116,7 +121,10 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
-        loudness: LoudnessOpt = None) -> None:
+        loudness: LoudnessOpt = None,
+        emulate: Annotated[bool, typer.Option("--emulate", help="rehearse for free: start the emulator in-process, "
+                                                                "point the provider at it, write to output/emulated/")]
+        = False) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     _quiet_prefect_defaults()
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
@@ -128,9 +136,16 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         from storyfilm.flow import film
 
         started = time.monotonic()
-        result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
-                      redo=list(redo or []), ledger=str(ledger) if ledger else None,
-                      loudness_lufs=loudness)
+        with contextlib.ExitStack() as stack:
+            if emulate:
+                from storyfilm.emulator.rehearsal import rehearsal
+
+                url = stack.enter_context(rehearsal())
+                out.print(f"rehearsal: every host is emulated at {url}; nothing is paid")
+                output = output / "emulated"  # never mix rehearsal shots with paid ones
+            result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
+                          redo=list(redo or []), ledger=str(ledger) if ledger else None,
+                          loudness_lufs=loudness)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ Chains are independent and run concurrently; a shot waits only for the shot it c
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Mapping
@@ -155,7 +156,9 @@ def film(storyboard: str, provider: str | None = None, budget_usd: float | None 
     the_provider = make_provider(plan.provider, film_dir / ".work", key_lookup=_secret)
     runner = ShotRunner(provider=the_provider, ledger=book, shots_dir=film_dir / "shots",
                         run_id=str(flow_run_id() or uuid.uuid4()), budget=BudgetGuard(plan.budget_usd),
-                        poll=PollSettings.from_env(), redo=redo_ids, log=_log)
+                        poll=PollSettings.from_env(), redo=redo_ids, log=_log,
+                        # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
+                        resume=os.environ.get("STORYFILM_REHEARSAL") != "1")
     run = FilmRun(plan=plan, film_dir=film_dir, runner=runner,
                   assets=asset_store.materialise(board, film_dir / "assets", used),
                   slots=threading.BoundedSemaphore(PROVIDER_CONCURRENCY.get(plan.provider, DEFAULT_CONCURRENCY)))

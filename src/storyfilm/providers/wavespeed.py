@@ -12,7 +12,7 @@ from typing import Any
 
 from storyfilm.errors import ProviderError
 from storyfilm.media import probe
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits
+from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
 from storyfilm.providers.http import HostClient
 
 _RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
@@ -134,7 +134,7 @@ class WaveSpeedProvider:
         echo = 0
         if request.start_video is not None:  # video-extend returns the input again, then the new footage
             echo = probe.probe(request.start_video).video.frames  # type: ignore[union-attr]
-        return Output(video=video, echo_frames=echo)
+        return Output(video=video, echo_frames=echo, seam_copy=seam_copy(request))
 
 
 def _data(envelope: Any, shot: str) -> dict[str, Any]:
