@@ -84,7 +84,8 @@ class GatewayProvider:
 
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
         # No idempotency documented: sent once, never retried.
-        answer = self.client.json("POST", "/v1/video/generations", retry=False, shot=request.shot_id, json=prepared)
+        answer = self.client.json("POST", "/v1/video/generations", retry=False, retry_rate_limit=True,
+                                    shot=request.shot_id, json=prepared)
         task_id = _find(answer, ("task_id",), ("id",), ("data", "task_id"), ("data", "id"))
         if not isinstance(task_id, str):
             raise ProviderError(f"the submit answer has no task id: {str(answer)[:200]}", provider="gateway",

@@ -102,7 +102,8 @@ class WaveSpeedProvider:
 
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
         # WaveSpeed has no idempotency key: a submit is sent once, never retried.
-        envelope = self.client.json("POST", prepared["path"], retry=False, shot=request.shot_id,
+        envelope = self.client.json("POST", prepared["path"], retry=False, retry_rate_limit=True,
+                                    shot=request.shot_id,
                                     json=prepared["body"])
         job_id = _data(envelope, request.shot_id).get("id")
         if not isinstance(job_id, str) or not job_id:
