@@ -14,6 +14,8 @@
     │   ├── JobFailed               the job ran and failed (moderation, timeout on the host, ...)
     │   │   └── ModerationFailed    the host's content filter refused the output or an input
     │   ├── JobTimeout              our own deadline passed while polling
+    │   ├── UnexpectedResponse      an answer we cannot read: not JSON, a missing field, a wrong type,
+    │   │                           an unknown status, an unsafe job id
     │   └── DownloadError           output missing, too large, not a video, unsafe URL
     ├── MediaError                  local media processing
     │   ├── FFmpegError             ffmpeg exited non-zero (argv, returncode, stderr tail)
@@ -28,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 
 class StoryfilmError(Exception):
@@ -68,8 +71,20 @@ class ProviderError(StoryfilmError):
     def __init__(self, message: str, *, provider: str = "", shot: str = ""):
         self.provider = provider
         self.shot = shot
-        prefix = " ".join(p for p in (f"shot '{shot}'" if shot else "", f"[{provider}]" if provider else "") if p)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.detail = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        prefix = " ".join(p for p in (f"shot '{self.shot}'" if self.shot else "",
+                                      f"[{self.provider}]" if self.provider else "") if p)
+        return f"{prefix}: {self.detail}" if prefix else self.detail
+
+    def for_shot(self, shot: str) -> Self:
+        """This error naming `shot` (raised where the shot was not known, e.g. a poll), same type."""
+        if not self.shot:
+            self.shot = shot
+            self.args = (self._render(),)
+        return self
 
 
 class ConfigurationError(ProviderError):
@@ -80,6 +95,11 @@ class ProviderHTTPError(ProviderError):
     def __init__(self, message: str, *, status: int, provider: str = "", shot: str = ""):
         self.status = status
         super().__init__(f"HTTP {status}: {message}", provider=provider, shot=shot)
+
+    @property
+    def refused(self) -> bool:
+        """The host refused the request before acting on it (4xx). A 5xx may come after it acted."""
+        return self.status < 500
 
 
 class AuthError(ProviderHTTPError):
@@ -115,6 +135,10 @@ class ModerationFailed(JobFailed):
 
 
 class JobTimeout(ProviderError):
+    pass
+
+
+class UnexpectedResponse(ProviderError):
     pass
 
 

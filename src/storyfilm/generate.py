@@ -3,13 +3,18 @@
 Shared by every provider (a provider module only translates requests and statuses). The ledger is
 written before and after every paid step, so a run killed at any point resumes instead of resubmitting:
 
-    done in the ledger, files on disk  -> reused, no call at all
-    done, files lost                   -> downloaded again from the recorded output URL
+    done in the ledger, files on disk  -> reused, no call at all (the segment's sha256 must still match)
+    done, files lost or changed        -> downloaded again from the recorded output URL
     submitted / completed              -> poll (or fetch) that job id again
     intent (killed around the submit)  -> Apiframe: replay with the same Idempotency-Key (billed once);
                                           other hosts: stop and ask (a blind resubmit may pay twice)
     failed by moderation               -> not resubmitted automatically (same inputs, same refusal)
     nothing                            -> budget check, intent, submit, job id, poll, fetch, done
+    --redo (any state of an earlier run) -> a new job, paid again
+
+What a host sends back is checked before anything is kept: an answer it cannot read (a few in a row while
+polling), an unsafe or missing output URL, or an output that is not a whole video fails the shot with the
+job still recorded, so the next run asks the host again instead of paying again.
 """
 
 from __future__ import annotations
@@ -24,14 +29,17 @@ from pathlib import Path
 
 from PIL import Image
 
+from storyfilm.assets import file_digest
 from storyfilm.errors import (
     BudgetExceeded,
     DownloadError,
     JobFailed,
     JobTimeout,
+    MediaError,
     ModerationFailed,
     ProviderError,
     ProviderHTTPError,
+    UnexpectedResponse,
 )
 from storyfilm.ledger import IN_FLIGHT, Ledger, Record
 from storyfilm.media import ffmpeg, probe
@@ -57,6 +65,7 @@ class ShotResult:
     seconds: float  # wall time spent generating (0 when reused)
     reused: bool = False
     last_frame_url: str | None = None  # the host's copy of the last frame, usable as the next input
+    sha256: str = ""  # of `segment` as kept: a file changed or damaged since is not reused
 
     @property
     def new_frames(self) -> int:
@@ -75,7 +84,7 @@ class PollSettings:
     first: float = 5.0  # WaveSpeed asks for >= 5 s between checks of a video task
     max: float = 15.0
     timeout: float = 1800.0
-    unknown_limit: int = 5  # consecutive unknown statuses before giving up
+    unknown_limit: int = 5  # unreadable answers (unknown status, not JSON, ...) in a row before giving up
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PollSettings:
@@ -125,28 +134,41 @@ def build_request(shot: ShotPlan, assets: Mapping[str, Path], parent: ShotResult
 
 def wait_for_job(provider: Provider, job_id: str, shot_id: str, settings: PollSettings,
                  log: Log | None = None) -> JobStatus:
-    """Poll with a growing interval until the job finishes; raise JobFailed / ModerationFailed / JobTimeout."""
+    """Poll with a growing interval until the job finishes; raise JobFailed / ModerationFailed / JobTimeout.
+
+    An answer the provider cannot read (UnexpectedResponse: an unknown status, not JSON, ...) is polled
+    again; `unknown_limit` of them in a row raise it. The job may still run, so it is not a failure.
+    """
     interval = settings.first
     deadline = time.monotonic() + settings.timeout
     name = provider.spec.name
-    unknown = 0
+    unread = 0
     while True:
-        status = provider.poll(job_id)
-        if status.state == "completed":
+        status: JobStatus | None = None
+        try:
+            status = provider.poll(job_id)
+            unread = 0
+        except UnexpectedResponse as exc:
+            unread += 1
+            if unread >= settings.unknown_limit:
+                raise UnexpectedResponse(f"{exc.detail} ({unread} unreadable answers in a row). Job {job_id} stays "
+                                         "recorded: the next run polls it again (it will not be submitted again)",
+                                         provider=name, shot=shot_id) from None
+        except ProviderError as exc:
+            exc.for_shot(shot_id)
+            raise
+        if status is not None and status.state == "completed":
             return status
-        if status.state == "failed":
+        if status is not None and status.state == "failed":
             error_cls = ModerationFailed if status.moderation else JobFailed
             raise error_cls(status.error or "no reason given", job_id=job_id, code=status.error_code,
                             provider=name, shot=shot_id)
-        unknown = unknown + 1 if status.error else 0
-        if unknown >= settings.unknown_limit:
-            raise JobFailed(f"{status.error} (after {unknown} polls); the job may still run: check the host",
-                            job_id=job_id, provider=name, shot=shot_id)
         if time.monotonic() + interval > deadline:
-            raise JobTimeout(f"job {job_id} still {status.state} after {settings.timeout:.0f} s; it is recorded: "
+            state = status.state if status is not None else "unreadable"
+            raise JobTimeout(f"job {job_id} still {state} after {settings.timeout:.0f} s; it is recorded: "
                              "run again to resume polling it (it will not be submitted again)",
                              provider=name, shot=shot_id)
-        if log:
+        if log and status is not None:
             pct = f" {status.progress:.0f}%" if status.progress is not None else ""
             log(f"{shot_id}: job {job_id} {status.state}{pct}")
         time.sleep(interval)
@@ -178,9 +200,8 @@ class ShotRunner:
     def run(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None = None) -> ShotResult:
         started = time.monotonic()
         rec = self.ledger.latest(shot.key)
-        redo = shot.id in self.redo and rec is not None and rec.run_id != self.run_id
-        if rec and rec.state in ("done", "failed", "rejected") and redo:
-            self.log(f"{shot.id}: --redo: generating again (previous job {rec.job_id})")
+        if rec and shot.id in self.redo and rec.run_id != self.run_id:  # whatever its state: asked to pay again
+            self.log(f"{shot.id}: --redo: generating again (previous job {rec.job_id or 'unknown'}, {rec.state})")
             rec = None
         if rec and rec.state == "done":
             kept = self._reuse(shot, request, parent, rec, started)
@@ -214,17 +235,21 @@ class ShotRunner:
                                  run_id=self.run_id, prepared=prepared, cost_usd=cost)
         try:
             job_id = self.provider.submit(prepared, request, rec.idempotency_key)
-        except ProviderHTTPError as exc:  # an answer came back: the host created nothing
-            self.ledger.update(rec.key, rec.attempt, "rejected", error=str(exc), cost_usd=0.0)
-            raise
-        except ProviderError as exc:  # no answer: the job may exist; leave the intent for the next run
-            raise UncertainSubmission(f"{exc}. The submit may have reached the host; it is recorded, and the next "
-                                      "run will not submit it blindly", provider=self.provider.spec.name,
-                                      shot=shot.id) from None
-        self.ledger.update(rec.key, rec.attempt, "submitted", job_id=job_id)
-        self.log(f"{shot.id}: submitted job {job_id} to {self.provider.spec.name} (${cost:.2f})")
-        return Record(**{**asdict(rec), "state": "submitted", "job_id": job_id})
-
+        except ProviderHTTPError as exc:
+            if exc.refused:  # a 4xx: the host refused before creating anything
+                self.ledger.update(rec.key, rec.attempt, "rejected", error=str(exc), cost_usd=0.0)
+                raise
+            uncertain: ProviderError = exc  # a 5xx may come after the job was created
+        except ProviderError as exc:  # no answer, or one we cannot read: the job may exist
+            uncertain = exc
+        else:
+            self.ledger.update(rec.key, rec.attempt, "submitted", job_id=job_id)
+            self.log(f"{shot.id}: submitted job {job_id} to {self.provider.spec.name} (${cost:.2f})")
+            return Record(**{**asdict(rec), "state": "submitted", "job_id": job_id})
+        # The intent stays in the ledger: the next run replays it (Apiframe) or asks before paying again.
+        raise UncertainSubmission(f"{uncertain.detail}. The submit may have reached the host; it is recorded, and "
+                                  "the next run will not submit it blindly", provider=self.provider.spec.name,
+                                  shot=shot.id)
     def _replay(self, shot: ShotPlan, request: ShotRequest, rec: Record) -> str:
         """A submit whose answer was never recorded (the process died around it)."""
         if self.provider.spec.name != "apiframe" or rec.prepared is None:
@@ -244,88 +269,137 @@ class ShotRunner:
         if rec.state == "completed" and rec.video_url:
             status = JobStatus(job_id, "completed", video_url=rec.video_url, last_frame_url=rec.last_frame_url)
         else:
-            try:
-                status = wait_for_job(self.provider, job_id, shot.id, self.poll if self.paid else PollSettings(0, 0),
-                                      self.log)
-            except JobFailed as exc:
-                if not self.paid:
-                    raise
-                self.ledger.update(rec.key, rec.attempt, "failed", error=str(exc),
-                                   moderation=isinstance(exc, ModerationFailed), cost_usd=0.0)
-                raise
+            status = self._wait(shot, rec, job_id)
             self.ledger.update(rec.key, rec.attempt, "completed", video_url=status.video_url,
                                last_frame_url=status.last_frame_url,
                                **({"cost_usd": status.cost_usd} if status.cost_usd is not None else {}))
+        cost = rec.cost_usd if status.cost_usd is None else status.cost_usd
         try:
-            output = self.provider.fetch(status, request, self.shots_dir / ".staging")
-        except DownloadError:
+            result = self._fetch_and_keep(shot, request, parent, status, cost, started)
+        except DownloadError as exc:
             if rec.state != "completed":
-                raise
+                raise self._unusable(exc, shot, job_id) from None
             # The recorded output URL may have expired: ask the host for the job again (a fresh URL).
             self.log(f"{shot.id}: the recorded output URL failed; asking the host for job {job_id} again")
-            status = wait_for_job(self.provider, job_id, shot.id, self.poll, self.log)
-            output = self.provider.fetch(status, request, self.shots_dir / ".staging")
-        result = self._keep(shot, parent, output, job_id, rec.cost_usd if status.cost_usd is None else status.cost_usd,
-                            started)
+            status = self._wait(shot, rec, job_id)
+            try:
+                result = self._fetch_and_keep(shot, request, parent, status, cost, started)
+            except DownloadError as again:
+                raise self._unusable(again, shot, job_id) from None
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
         self.log(f"{shot.id}: {result.duration:.2f} s of new footage from {name} in {result.seconds:.1f} s, "
                  f"${result.cost_usd:.2f}")
         return result
 
+    def _wait(self, shot: ShotPlan, rec: Record, job_id: str) -> JobStatus:
+        """The finished job (failures recorded), with an output URL."""
+        try:
+            status = wait_for_job(self.provider, job_id, shot.id, self.poll if self.paid else PollSettings(0, 0),
+                                  self.log)
+        except JobFailed as exc:
+            if self.paid:
+                self.ledger.update(rec.key, rec.attempt, "failed", error=str(exc),
+                                   moderation=isinstance(exc, ModerationFailed), cost_usd=0.0)
+            raise
+        if self.paid and not status.video_url:  # the host finished (and billed) it: not a failure to pay again for
+            raise DownloadError(f"the host says job {job_id} completed but gave no output URL. The job stays "
+                                f"recorded: the next run asks the host for it again (not paid again); --redo "
+                                f"{shot.id} pays for a new one", provider=self.provider.spec.name, shot=shot.id)
+        return status
+
+    def _unusable(self, exc: DownloadError, shot: ShotPlan, job_id: str) -> DownloadError:
+        return DownloadError(f"{exc.detail}. Nothing was kept from job {job_id}; it stays recorded: the next run "
+                             f"fetches it again (not paid again); --redo {shot.id} pays for a new one",
+                             provider=exc.provider or self.provider.spec.name, shot=shot.id)
+
+    def _fetch_and_keep(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, status: JobStatus,
+                        cost: float, started: float) -> ShotResult:
+        output = self.provider.fetch(status, request, self.shots_dir / ".staging")
+        return self._keep(shot, parent, output, status.job_id, cost, started)
+
     def _reuse(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, rec: Record,
                started: float) -> ShotResult | None:
         assert rec.result is not None
         result = ShotResult(**rec.result)
-        if Path(result.segment).is_file() and Path(result.last_frame).is_file():
+        if _intact(result):
             self.log(f"{shot.id}: unchanged, reusing {Path(result.segment).name} (job {result.job_id})")
             return ShotResult(**{**asdict(result), "reused": True, "seconds": 0.0})
         if not rec.video_url or not rec.job_id:
-            self.log(f"{shot.id}: its kept files are gone; generating again")
+            self.log(f"{shot.id}: its kept files are gone or changed; generating again")
             return None
-        self.log(f"{shot.id}: its kept files are gone; downloading job {rec.job_id}'s output again")
+        self.log(f"{shot.id}: its kept files are gone or changed; downloading job {rec.job_id}'s output again")
         status = JobStatus(rec.job_id, "completed", video_url=rec.video_url, last_frame_url=rec.last_frame_url)
         try:
-            output = self.provider.fetch(status, request, self.shots_dir / ".staging")
+            fresh = self._fetch_and_keep(shot, request, parent, status, rec.cost_usd, started)
         except DownloadError as exc:
-            raise DownloadError(f"the kept segment is missing and the host's copy cannot be fetched ({exc}); run "
-                                f"with --redo {shot.id} to pay for it again", provider=rec.provider,
+            raise DownloadError(f"the kept segment is missing and the host's copy cannot be fetched ({exc.detail}); "
+                                f"run with --redo {shot.id} to pay for it again", provider=rec.provider,
                                 shot=shot.id) from None
-        fresh = self._keep(shot, parent, output, rec.job_id, rec.cost_usd, started)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(fresh))
         return ShotResult(**{**asdict(fresh), "reused": True})
 
     def _keep(self, shot: ShotPlan, parent: ShotResult | None, output: Output, job_id: str, cost: float,
               started: float) -> ShotResult:
-        """Move the output into shots/: cut an extend's echo, keep the last frame, measure the seam."""
+        """Check the output and move it into shots/: cut an extend's echo, keep the last frame, measure the seam.
+
+        Nothing reaches shots/ unless the whole output decodes; the staged files are removed either way.
+        """
         self.shots_dir.mkdir(parents=True, exist_ok=True)
         video, last = shot_paths(self.shots_dir, shot.id)
-        info = probe.probe(output.video)
-        if info.video is None or info.video.frames < 1:
-            raise JobFailed("the output has no video frames", job_id=job_id, provider=self.provider.spec.name,
-                            shot=shot.id)
-        source = output.video
-        if output.echo_frames:
-            if output.echo_frames >= info.video.frames:
-                raise JobFailed(f"the extend output has {info.video.frames} frames, no more than its "
-                                f"{output.echo_frames}-frame input", job_id=job_id,
-                                provider=self.provider.spec.name, shot=shot.id)
-            cut = output.video.with_name(output.video.stem + ".new.mp4")
-            ffmpeg.run(ffmpeg.cut_args(output.video, cut, shot.fmt, output.echo_frames, info.video.fps))
-            output.video.unlink(missing_ok=True)
-            source = cut
-        if output.last_frame is not None:
-            with Image.open(output.last_frame) as img:
-                img.convert("RGB").save(last, format="PNG")
-            output.last_frame.unlink(missing_ok=True)
-        else:
-            probe.save_png(probe.last_frame(source), last)
-        source.replace(video)
-        info = probe.probe(video)
+        cut = output.video.with_name(output.video.stem + ".new.mp4")
+        frame = output.video.with_name(output.video.stem + ".keep.png")
+        staged = [p for p in (output.video, cut, frame, output.last_frame) if p is not None]
+        try:
+            source, info = self._checked(shot, output, cut, frame)
+            frame.replace(last)
+            source.replace(video)
+        except MediaError as exc:
+            raise DownloadError(f"the output of job {job_id} is not a usable video: {exc}",
+                                provider=self.provider.spec.name, shot=shot.id) from None
+        finally:
+            for path in staged:
+                path.unlink(missing_ok=True)
         assert info.video is not None
-        seam = output.seam_copy
         return ShotResult(
-            id=shot.id, key=shot.key, segment=str(video), last_frame=str(last), new_from_frame=seam,
+            id=shot.id, key=shot.key, segment=str(video), last_frame=str(last), new_from_frame=output.seam_copy,
             frames=info.video.frames, fps=float(info.video.fps), has_audio=info.audio is not None,
             provider=self.provider.spec.name, job_id=job_id, cost_usd=cost,
             seconds=round(time.monotonic() - started, 3), last_frame_url=output.last_frame_url,
+            sha256=file_digest(video),
         )
+
+    def _checked(self, shot: ShotPlan, output: Output, cut: Path, frame: Path) -> tuple[Path, probe.MediaInfo]:
+        """The staged segment to keep (decoded in full) and its info; its last frame written to `frame`."""
+        info, last = probe.decode_all(output.video)
+        assert info.video is not None
+        source = output.video
+        if output.echo_frames:
+            if output.echo_frames >= info.video.frames:
+                raise MediaError(f"the extend output has {info.video.frames} frames, no more than its "
+                                 f"{output.echo_frames}-frame input")
+            ffmpeg.run(ffmpeg.cut_args(output.video, cut, shot.fmt, output.echo_frames, info.video.fps))
+            source = cut
+            info, last = probe.decode_all(cut)
+        assert info.video is not None
+        if output.last_frame is not None and _same_size(output.last_frame, info.video.width, info.video.height):
+            with Image.open(output.last_frame) as img:
+                img.convert("RGB").save(frame, format="PNG")
+        else:  # none from the host, or one that is not this video's frame
+            probe.save_png(last, frame)
+        return source, info
+
+
+def _intact(result: ShotResult) -> bool:
+    segment, last = Path(result.segment), Path(result.last_frame)
+    if not (segment.is_file() and last.is_file()):
+        return False
+    return not result.sha256 or file_digest(segment) == result.sha256
+
+
+def _same_size(image: Path, width: int, height: int) -> bool:
+    """The host's last frame is an image of the video's size (read from its header: a bomb is not decoded)."""
+    try:
+        with Image.open(image) as img:
+            return img.size == (width, height)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False

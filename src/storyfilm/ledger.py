@@ -223,7 +223,7 @@ def shot_states(plan: Plan, ledger: Ledger, redo: frozenset[str] = frozenset()) 
     out: dict[str, ShotState] = {}
     for shot in plan.shots:
         rec = ledger.latest(shot.key)
-        if rec is None or rec.state == "rejected" or (shot.id in redo and rec.state in ("done", "failed")):
+        if rec is None or rec.state == "rejected" or shot.id in redo:
             out[shot.id] = "new"
         elif rec.state == "done":
             out[shot.id] = "cached"

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 
-from storyfilm.emulator import catalog
+from storyfilm.emulator import catalog, spoil
 from storyfilm.emulator.common import (
     BadRequest,
     base_url,
@@ -23,7 +23,6 @@ from storyfilm.emulator.common import (
     json_object,
     output_url,
     pydantic_problems,
-    retry_headers,
     upload_url,
 )
 from storyfilm.emulator.files import sniff
@@ -181,8 +180,9 @@ async def _generate(request: Request) -> Response:
     except BadRequest as exc:
         return error(400, str(exc))
     prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
-    if (fault := emu.faults.submit(PROVIDER, fault_header(request), str(prompt))) is not None:
-        return error(fault.status or 500, headers=retry_headers(fault))
+    fault = emu.faults.submit(PROVIDER, fault_header(request), str(prompt))
+    if (refused := spoil.refusal(fault, request, error)) is not None:
+        return refused
     checked = validate(body)
     if isinstance(checked, dict):
         return invalid(checked)
@@ -198,7 +198,8 @@ async def _generate(request: Request) -> Response:
                 return error(409, "Idempotency-Key was already used with a different request body")
             original = emu.store.get(replay.job_id)
             if original is not None:
-                return reply(202, {"jobId": original.id, "status": _STATUS[original.phase().state]})
+                return await spoil.answer(fault, {"jobId": original.id, "status": _STATUS[original.phase().state]},
+                                          _accepted)
     model = str(body["model"])
     tier = TIERS[model]
     usd = emulator(request).price(tier, checked.resolution, checked.duration)
@@ -210,7 +211,11 @@ async def _generate(request: Request) -> Response:
                      prompt=str(prompt), cost_usd=usd, credits=needed, idempotency_key=idem)
     if idem is not None:
         emu.remember(owner, idem, digest, job.id)
-    return reply(202, {"jobId": job.id, "status": "QUEUED"})
+    return await spoil.answer(fault, {"jobId": job.id, "status": "QUEUED"}, _accepted)
+
+
+def _accepted(body: object) -> JSONResponse:
+    return reply(202, body)
 
 
 @router.get("/v2/jobs/{job_id}")
@@ -227,9 +232,15 @@ async def get_job(job_id: str, request: Request) -> Response:
     if job is None or job.provider != PROVIDER or job.owner != key_owner(key):
         return error(404, "Job not found")
     job.polls += 1
-    if (fault := emu.faults.request("poll", PROVIDER, fault_header(request), job.faults)) is not None:
-        return error(fault.status or 500, headers=retry_headers(fault))
-    return reply(200, job_json(job, base_url(request)))
+    fault = emu.faults.request("poll", PROVIDER, fault_header(request), job.faults)
+    if (refused := spoil.refusal(fault, request, error)) is not None:
+        return refused
+    base = base_url(request)
+    return await spoil.answer(fault, spoil.poll_body(job, job_json(job, base), base), _found)
+
+
+def _found(body: object) -> JSONResponse:
+    return reply(200, body)
 
 
 @router.post("/v2/uploads")
@@ -237,8 +248,9 @@ async def upload(request: Request) -> Response:
     emu = emulator(request)
     if _api_key(request) is None:
         return error(401)
-    if (fault := emu.faults.request("upload", PROVIDER, fault_header(request))) is not None:
-        return error(fault.status or 500, headers=retry_headers(fault))
+    fault = emu.faults.request("upload", PROVIDER, fault_header(request))
+    if (refused := spoil.refusal(fault, request, error)) is not None:
+        return refused
     try:
         data, filename = await form_file(request)
     except BadRequest as exc:
@@ -252,6 +264,7 @@ async def upload(request: Request) -> Response:
     ttl = emu.config.upload_ttl
     token, stored = emu.files.save(data, filename, content_type, ttl=ttl)
     emu.store.uploaded(PROVIDER)
-    return reply(201, {"id": str(uuid.uuid4()), "url": upload_url(base_url(request), token, stored.filename),
-                       "kind": kind, "contentType": content_type, "byteSize": len(data),
-                       "expiresAt": iso(time.time() + ttl)})
+    return await spoil.answer(fault, {"id": str(uuid.uuid4()), "url": upload_url(base_url(request), token,
+                                                                                stored.filename),
+                                      "kind": kind, "contentType": content_type, "byteSize": len(data),
+                                      "expiresAt": iso(time.time() + ttl)}, lambda body: reply(201, body))

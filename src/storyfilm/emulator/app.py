@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.requests import Request
 
-from storyfilm.emulator import apiframe, gateway, wavespeed
+from storyfilm.emulator import apiframe, gateway, spoil, wavespeed
 from storyfilm.emulator.common import BadRequest, emulator, fault_header, json_object, retry_headers
-from storyfilm.emulator.files import DroppedDownload, quiet_dropped_downloads
+from storyfilm.emulator.files import Dropped, quiet_dropped_downloads
 from storyfilm.emulator.state import Emulator, EmulatorConfig
 from storyfilm.errors import FaultSpecError
 
@@ -145,7 +145,9 @@ async def get_output(name: str, request: Request) -> Response:
     job.downloads += 1
     fault = emu.faults.request("download", job.provider, fault_header(request), job.faults)
     if fault is not None and fault.drop:
-        return DroppedDownload(job.rendered.video, "video/mp4")
+        return Dropped(job.rendered.video.read_bytes(), "video/mp4")
+    if fault is not None and fault.answer is not None:
+        return spoil.download(fault.answer, job.rendered.video)
     if fault is not None:
         return JSONResponse({"error": "temporarily unavailable"}, status_code=fault.status or 500,
                             headers=retry_headers(fault))

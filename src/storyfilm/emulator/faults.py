@@ -14,6 +14,27 @@ A spec is a comma-separated list of items `NAME[=VALUE][*COUNT][@PROVIDER]`:
     slow=30               the next job takes 30 s from submit to completed
     ...*all               every time, not just once
 
+A hostile or broken host (what a client must survive without paying twice or keeping junk):
+
+    submit-reset | poll-reset | upload-reset
+                          the answer is cut off half-way (a submit's job IS created: its answer is lost)
+    submit-badjson | poll-badjson
+                          HTTP 200 with a body that is not JSON (a submit's job is created)
+    submit-noid           the submit answer has no job id; submit-badid: the id is a path ('../..');
+                          submit-wrongtype / poll-wrongtype: every field of the answer has the wrong JSON
+                          type, the status excepted (the job is created)
+    poll-nostatus | poll-unknown
+                          the poll answer has no status / a status no host documents
+    submit-echo | poll-echo | upload-echo
+                          HTTP 400 whose message quotes the request's API key (a leak to redact)
+    poll-slow=2           the poll answers after 2 s
+    output-file | output-ftp | output-metadata | output-linklocal | output-missing
+                          the next job completes with a file:// / ftp:// / 169.254.169.254 / [fe80::1] output
+                          URL, or with none
+    download-endless | download-huge | download-html | download-garbage | download-corrupt
+                          the output streams forever / announces 10^12 bytes / is an HTML page / random
+                          bytes / an MP4 header followed by random bytes
+
 Faults come from three places, checked in this order:
 - the `X-Emulator-Fault` header of a request: applies to that request (a submit's poll/download/job faults
   apply to the job it creates);
@@ -34,16 +55,27 @@ from storyfilm.errors import FaultSpecError
 
 Stage = Literal["submit", "poll", "download", "upload", "job"]
 Outcome = Literal["moderation", "timeout", "error", "cancel"]
+Output = Literal["file", "ftp", "metadata", "linklocal", "missing"]
 
 PROVIDERS = ("wavespeed", "apiframe", "gateway")
 HEADER = "X-Emulator-Fault"
 _HTTP_STAGES = ("submit", "poll", "download", "upload")
 _OUTCOMES: tuple[Outcome, ...] = ("moderation", "timeout", "error", "cancel")
+_OUTPUTS: tuple[Output, ...] = ("file", "ftp", "metadata", "linklocal", "missing")
+# How an answer is spoiled, by stage (see the module docstring).
+ANSWERS: dict[str, tuple[str, ...]] = {
+    "submit": ("reset", "badjson", "noid", "badid", "wrongtype", "echo"),
+    "poll": ("reset", "badjson", "nostatus", "unknown", "wrongtype", "echo"),
+    "upload": ("reset", "echo"),
+    "download": ("endless", "huge", "html", "garbage", "corrupt"),
+}
 _ITEM = re.compile(r"^(?P<name>[a-z0-9-]+)(?:=(?P<value>[^*@]+))?(?:\*(?P<count>\d+|all))?(?:@(?P<provider>[a-z]+))?$")
 _TAG = re.compile(r"\[\[fault:([^\]]*)\]\]")
 _ALLOWED = ("allowed: submit-CODE, poll-CODE, upload-CODE, download-CODE (CODE 429 or 500-599, "
-            "=SECONDS or =none for Retry-After), download-drop, moderation, timeout, error, cancel, slow=SECONDS; "
-            "then *COUNT or *all, and @wavespeed, @apiframe or @gateway")
+            "=SECONDS or =none for Retry-After), download-drop, moderation, timeout, error, cancel, slow=SECONDS, "
+            "poll-slow=SECONDS, " + ", ".join(f"{stage}-{a}" for stage, answers in ANSWERS.items() for a in answers)
+            + ", " + ", ".join(f"output-{o}" for o in _OUTPUTS) + "; then *COUNT or *all, and @wavespeed, "
+            "@apiframe or @gateway")
 
 
 @dataclass(frozen=True)
@@ -53,9 +85,16 @@ class Fault:
     retry_after: float | None = None
     drop: bool = False  # download: close the connection half-way through the body
     outcome: Outcome | None = None
-    slow: float | None = None  # seconds from submit to completed
+    slow: float | None = None  # seconds from submit to completed (a poll: before it answers)
     count: int | None = 1  # None: every time
     provider: str | None = None
+    answer: str | None = None  # how the answer is spoiled (ANSWERS)
+    output: Output | None = None  # what a completed job gives as its output URL
+
+    @property
+    def refuses(self) -> bool:
+        """The request is refused (nothing is done): an HTTP error status, or a 400 quoting the key."""
+        return self.status is not None or self.answer == "echo"
 
     @property
     def name(self) -> str:
@@ -66,8 +105,12 @@ class Fault:
             return f"{self.stage}-{self.status}={shown}"
         if self.drop:
             return "download-drop"
+        if self.answer is not None:
+            return f"{self.stage}-{self.answer}"
+        if self.output is not None:
+            return f"output-{self.output}"
         if self.slow is not None:
-            return f"slow={self.slow:g}"
+            return f"slow={self.slow:g}" if self.stage == "job" else f"{self.stage}-slow={self.slow:g}"
         return str(self.outcome)
 
     def __str__(self) -> str:
@@ -108,10 +151,18 @@ def parse_item(item: str) -> Fault:
             retry_after = None if value == "none" else _seconds(value, item)
         return Fault(stage=stage, status=status, retry_after=retry_after, count=count,  # type: ignore[arg-type]
                      provider=provider)
-    if value is not None and name != "slow":
+    if value is not None and name not in ("slow", "poll-slow"):
         raise FaultSpecError(f"fault '{item}': '{name}' takes no value")
     if name == "download-drop":
         return Fault(stage="download", drop=True, count=count, provider=provider)
+    if stage in ANSWERS and rest in ANSWERS[stage]:
+        return Fault(stage=stage, answer=rest, count=count, provider=provider)  # type: ignore[arg-type]
+    if stage == "output" and rest in _OUTPUTS:
+        return Fault(stage="job", output=rest, count=count, provider=provider)  # type: ignore[arg-type]
+    if name == "poll-slow":
+        if value is None:
+            raise FaultSpecError(f"fault '{item}': poll-slow needs seconds, e.g. poll-slow=2")
+        return Fault(stage="poll", slow=_seconds(value, item), count=count, provider=provider)
     if name in _OUTCOMES:
         return Fault(stage="job", outcome=name, count=count, provider=provider)  # type: ignore[arg-type]
     if name == "slow":
@@ -144,14 +195,14 @@ class FaultBook:
         self._left: list[int | None] = [f.count for f in self.faults]
         self._lock = threading.Lock()
 
-    def take(self, stage: Stage, provider: str, *, outcome: bool | None = None) -> Fault | None:
-        """The first fault of this stage that may still fire (used up by one); `outcome` picks
-        outcome faults (True) or slow ones (False) among job faults."""
+    def take(self, stage: Stage, provider: str, *, kind: str | None = None) -> Fault | None:
+        """The first fault of this stage that may still fire (used up by one); `kind` picks among job
+        faults: "outcome", "slow" or "output"."""
         with self._lock:
             for i, fault in enumerate(self.faults):
                 if fault.stage != stage or not fault.applies_to(provider) or self._left[i] == 0:
                     continue
-                if outcome is not None and (fault.outcome is not None) != outcome:
+                if kind is not None and getattr(fault, kind) is None:
                     continue
                 left = self._left[i]
                 if left is not None:
@@ -172,6 +223,7 @@ class JobFaults:
     book: FaultBook
     outcome: Outcome | None = None
     slow: float | None = None
+    output: Output | None = None
 
 
 def _first(faults: list[Fault], stage: Stage, provider: str) -> Fault | None:
@@ -210,13 +262,13 @@ class FaultControl:
     def job(self, provider: str, header: str | None, prompt: str) -> JobFaults:
         """The faults an accepted job carries (used up from the global book now)."""
         own = [f for f in parse(header) + prompt_faults(prompt) if f.applies_to(provider)]
-        outcome = next((f.outcome for f in own if f.outcome is not None), None)
-        if outcome is None and (taken := self.book.take("job", provider, outcome=True)) is not None:
-            outcome = taken.outcome
-        slow = next((f.slow for f in own if f.slow is not None), None)
-        if slow is None and (taken := self.book.take("job", provider, outcome=False)) is not None:
-            slow = taken.slow
-        return JobFaults(FaultBook([f for f in own if f.stage in ("poll", "download")]), outcome, slow)
+        chosen: dict[str, object] = {}
+        for kind in ("outcome", "slow", "output"):
+            value = next((getattr(f, kind) for f in own if f.stage == "job" and getattr(f, kind) is not None), None)
+            if value is None and (taken := self.book.take("job", provider, kind=kind)) is not None:
+                value = getattr(taken, kind)
+            chosen[kind] = value
+        return JobFaults(FaultBook([f for f in own if f.stage in ("poll", "download")]), **chosen)  # type: ignore[arg-type]
 
     def request(self, stage: Stage, provider: str, header: str | None, job: JobFaults | None = None) -> Fault | None:
         """The fault a poll, download or upload gets: the header's, else the job's own, else the global."""

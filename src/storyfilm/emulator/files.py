@@ -121,20 +121,22 @@ class FileStore:
             shutil.rmtree(self.root / token, ignore_errors=True)
 
 
-class DroppedDownload(Response):
-    """A response that announces the whole file, sends half of it and hangs up (a download fault)."""
+class Dropped(Response):
+    """A response that announces a body (all of `data`, or `announced` bytes), sends half of `data` and hangs
+    up: a dropped download, or an answer cut off half-way (faults)."""
 
-    def __init__(self, path: Path, content_type: str):
-        super().__init__(status_code=200, media_type=content_type)
-        self.data = path.read_bytes()
+    def __init__(self, data: bytes, content_type: str, *, status: int = 200, announced: int | None = None):
+        super().__init__(status_code=status, media_type=content_type)
+        self.data = data
         self.content_type = content_type
+        self.announced = len(data) if announced is None else announced
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         half = len(self.data) // 2
-        log.warning("download-drop fault: closing %s after %d of %d bytes", scope.get("path"), half, len(self.data))
-        await send({"type": "http.response.start", "status": 200,
+        log.warning("fault: closing %s after %d of %d bytes", scope.get("path"), half, self.announced)
+        await send({"type": "http.response.start", "status": self.status_code,
                     "headers": [(b"content-type", self.content_type.encode()),
-                                (b"content-length", str(len(self.data)).encode())]})
+                                (b"content-length", str(self.announced).encode())]})
         await send({"type": "http.response.body", "body": self.data[:half], "more_body": True})
         # Returning without the final body message makes the server close the connection mid-body.
 

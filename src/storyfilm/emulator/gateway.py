@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from starlette.requests import Request
 
+from storyfilm.emulator import spoil
 from storyfilm.emulator.common import (
     BadRequest,
     base_url,
@@ -23,7 +24,6 @@ from storyfilm.emulator.common import (
     first_problem,
     json_object,
     output_url,
-    retry_headers,
 )
 from storyfilm.emulator.jobs import Job
 from storyfilm.emulator.media import RenderRequest
@@ -179,16 +179,16 @@ async def _create(request: Request) -> Response:
     except BadRequest as exc:
         return error(400, str(exc))
     prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
-    if (fault := emu.faults.submit(PROVIDER, fault_header(request), str(prompt))) is not None:
-        return error(fault.status or 500, "rate limit exceeded" if fault.status == 429 else "upstream error",
-                     headers=retry_headers(fault))
+    fault = emu.faults.submit(PROVIDER, fault_header(request), str(prompt))
+    if (refused := spoil.refusal(fault, request, _fault_error)) is not None:
+        return refused
     tier, checked = validate(body)
     if isinstance(checked, str):
         return error(400, checked)
     job = emu.accept(request, provider=PROVIDER, model=str(body["model"]), tier=tier, render=checked, body=body,
                      api_key=key, prompt=str(prompt),
                      cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
-    return JSONResponse(task(job, base_url(request)))
+    return await spoil.answer(fault, task(job, base_url(request)), JSONResponse)
 
 
 @router.get("/v1/videos/{task_id}")
@@ -200,8 +200,13 @@ async def retrieve(task_id: str, request: Request) -> Response:
     if job is None or job.provider != PROVIDER:
         return error(404, f"task {task_id} not found")
     job.polls += 1
-    if (fault := emu.faults.request("poll", PROVIDER, fault_header(request), job.faults)) is not None:
-        return error(fault.status or 500, "rate limit exceeded" if fault.status == 429 else "upstream error",
-                     headers=retry_headers(fault))
-    return JSONResponse(task(job, base_url(request)))
+    fault = emu.faults.request("poll", PROVIDER, fault_header(request), job.faults)
+    if (refused := spoil.refusal(fault, request, _fault_error)) is not None:
+        return refused
+    base = base_url(request)
+    return await spoil.answer(fault, spoil.poll_body(job, task(job, base), base), JSONResponse)
+
+
+def _fault_error(status: int, message: str | None, headers: dict[str, str] | None) -> JSONResponse:
+    return error(status, message or ("rate limit exceeded" if status == 429 else "upstream error"), headers)
 

@@ -2,7 +2,8 @@
 
 A job is queued for the first fifth of its latency, then running, and finishes once its latency has passed
 AND its render is done (or it was planned to fail). Renders run in a small thread pool, never in the event
-loop: a job may fetch its inputs from this very server.
+loop: a job may fetch its inputs from this very server. A render is deterministic, so a text-only request
+that was rendered before is served from that render (the same bytes, without the CPU).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -106,6 +107,7 @@ class JobStore:
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="emulator-render")
+        self._renders: dict[RenderRequest, Future[Rendered]] = {}
 
     def add(self, job: Job) -> Job:
         with self.lock:
@@ -116,13 +118,31 @@ class JobStore:
 
     def _render(self, job: Job) -> None:
         try:
-            job.rendered = render_job(job.request, self.outputs, job.id)
+            job.rendered = self._rendered(job)
         except MediaFailure as exc:
             job.render_failure = Failure(exc.kind, str(exc))
         except Exception as exc:  # noqa: BLE001 - a broken render fails its job like a host's internal error
             log.exception("render of job %s failed", job.id)
             job.render_failure = Failure("error", f"internal error while generating ({type(exc).__name__})")
         job.render_done_at = time.time()
+
+    def _rendered(self, job: Job) -> Rendered:
+        req = job.request
+        if req.kind != "text" or req.reference_images or req.reference_videos or req.reference_audios:
+            return render_job(req, self.outputs, job.id)  # inputs behind URLs may change or expire
+        with self.lock:
+            future = self._renders.get(req)
+            first = future is None
+            if future is None:
+                future = self._renders[req] = Future()
+        if first:
+            try:
+                future.set_result(render_job(req, self.outputs, job.id))
+            except Exception as exc:  # noqa: BLE001 - handed to every job waiting on this render
+                with self.lock:
+                    del self._renders[req]
+                future.set_exception(exc)
+        return future.result()
 
     def get(self, job_id: str) -> Job | None:
         with self.lock:
@@ -145,6 +165,7 @@ class JobStore:
     def clear(self) -> None:
         with self.lock:
             self.jobs.clear()
+            self._renders.clear()
             self.rejected.clear()
             self.uploads.clear()
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
-from storyfilm.emulator import catalog
+from storyfilm.emulator import catalog, spoil
 from storyfilm.emulator.common import (
     BadRequest,
     base_url,
@@ -21,7 +21,6 @@ from storyfilm.emulator.common import (
     iso,
     json_object,
     output_url,
-    retry_headers,
     upload_url,
 )
 from storyfilm.emulator.files import sniff
@@ -174,8 +173,9 @@ async def upload_binary(request: Request) -> Response:
     emu = emulator(request)
     if not _authorized(request):
         return error(401)
-    if (fault := emu.faults.request("upload", PROVIDER, fault_header(request))) is not None:
-        return error(fault.status or 500, headers=retry_headers(fault))
+    fault = emu.faults.request("upload", PROVIDER, fault_header(request))
+    if (refused := spoil.refusal(fault, request, error)) is not None:
+        return refused
     try:
         data, filename = await form_file(request)
     except BadRequest as exc:
@@ -183,8 +183,9 @@ async def upload_binary(request: Request) -> Response:
     kind, content_type = sniff(data) or ("file", "application/octet-stream")
     token, stored = emu.files.save(data, filename, content_type)
     emu.store.uploaded(PROVIDER)
-    return envelope({"type": kind, "download_url": upload_url(base_url(request), token, stored.filename),
-                     "filename": stored.filename, "size": stored.size})
+    return await spoil.answer(fault, {"type": kind, "download_url": upload_url(base_url(request), token,
+                                                                              stored.filename),
+                                      "filename": stored.filename, "size": stored.size}, envelope)
 
 
 @router.post("/api/v3/media/uploads")
@@ -192,8 +193,9 @@ async def upload_ticket(request: Request) -> Response:
     emu = emulator(request)
     if not _authorized(request):
         return error(401)
-    if (fault := emu.faults.request("upload", PROVIDER, fault_header(request))) is not None:
-        return error(fault.status or 500, headers=retry_headers(fault))
+    fault = emu.faults.request("upload", PROVIDER, fault_header(request))
+    if (refused := spoil.refusal(fault, request, error)) is not None:
+        return refused
     try:
         body = await json_object(request)
     except BadRequest as exc:
@@ -210,10 +212,10 @@ async def upload_ticket(request: Request) -> Response:
     emu.store.uploaded(PROVIDER)
     base = base_url(request)
     kind = content_type.split("/")[0] if content_type.split("/")[0] in ("image", "video", "audio") else "file"
-    return envelope({"type": kind, "filename": stored.filename, "size": size,
-                     "download_url": upload_url(base, token, stored.filename),
-                     "upload": {"method": "PUT", "url": f"{base}files/put/{token}",
-                                "headers": {"Content-Type": content_type}}})
+    return await spoil.answer(fault, {"type": kind, "filename": stored.filename, "size": size,
+                                      "download_url": upload_url(base, token, stored.filename),
+                                      "upload": {"method": "PUT", "url": f"{base}files/put/{token}",
+                                                 "headers": {"Content-Type": content_type}}}, envelope)
 
 
 # --- price quotes (two documented variants [?]: both served) ---
@@ -272,9 +274,11 @@ async def result(job_id: str, request: Request) -> Response:
     if job is None or job.provider != PROVIDER:
         return error(404, f"prediction not found: {job_id}")
     job.polls += 1
-    if (fault := emu.faults.request("poll", PROVIDER, fault_header(request), job.faults)) is not None:
-        return error(fault.status or 500, headers=retry_headers(fault))
-    return envelope(prediction(job, base_url(request)))
+    fault = emu.faults.request("poll", PROVIDER, fault_header(request), job.faults)
+    if (refused := spoil.refusal(fault, request, error)) is not None:
+        return refused
+    base = base_url(request)
+    return await spoil.answer(fault, spoil.poll_body(job, prediction(job, base), base), envelope)
 
 
 @router.post("/api/v3/{model_path:path}")
@@ -302,8 +306,9 @@ async def _submit(model_path: str, request: Request) -> Response:
     except BadRequest as exc:
         return error(400, str(exc))
     prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
-    if (fault := emu.faults.submit(PROVIDER, fault_header(request), str(prompt))) is not None:
-        return error(fault.status or 500, headers=retry_headers(fault))
+    fault = emu.faults.submit(PROVIDER, fault_header(request), str(prompt))
+    if (refused := spoil.refusal(fault, request, error)) is not None:
+        return refused
     tier, kind = found
     checked = validate(tier, kind, body)
     if isinstance(checked, str):
@@ -311,4 +316,4 @@ async def _submit(model_path: str, request: Request) -> Response:
     job = emu.accept(request, provider=PROVIDER, model=model_path.strip("/"), tier=tier, render=checked,
                      body=body, api_key=key or "", prompt=str(prompt),
                      cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
-    return envelope(prediction(job, base_url(request)))
+    return await spoil.answer(fault, prediction(job, base_url(request)), envelope)

@@ -64,6 +64,13 @@ def _count_packets(container: av.container.InputContainer, stream: av.video.stre
 def probe(path: Path) -> MediaInfo:
     """Streams, sizes, rates and frame counts of a media file (milliseconds, no decoding)."""
     path = Path(path)
+    try:
+        return _probe(path)
+    except av.error.FFmpegError as exc:  # a damaged file can fail while demuxing, after it opened
+        raise ProbeError(f"{path}: not a readable media file ({exc})") from None
+
+
+def _probe(path: Path) -> MediaInfo:
     with _open(path) as c:
         video = audio = None
         if c.streams.video:
@@ -120,6 +127,30 @@ def last_frame(path: Path) -> np.ndarray:
         if last is None:
             raise ProbeError(f"{path}: no decodable video frame")
         return last.to_ndarray(format="rgb24")
+
+
+def decode_all(path: Path) -> tuple[MediaInfo, np.ndarray]:
+    """Probe and decode every video frame: (info, the last frame as RGB).
+
+    For media from elsewhere (a host's output) before it is kept: a truncated or damaged video raises
+    ProbeError here instead of breaking the assembly later.
+    """
+    info = probe(path)
+    if info.video is None:
+        raise ProbeError(f"{path}: no video stream")
+    decoded, last = 0, None
+    try:
+        with _open(path) as c:
+            vs = c.streams.video[0]
+            vs.thread_type = "AUTO"
+            for frame in c.decode(vs):
+                decoded, last = decoded + 1, frame
+            rgb = last.to_ndarray(format="rgb24") if last is not None else None
+    except av.error.FFmpegError as exc:
+        raise ProbeError(f"{path}: the video does not decode ({exc})") from None
+    if rgb is None or decoded < info.video.frames:
+        raise ProbeError(f"{path}: only {decoded} of its {info.video.frames} video frames decode")
+    return info, rgb
 
 
 def read_frames(path: Path, indices: list[int] | None = None) -> list[np.ndarray]:

@@ -11,9 +11,9 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
-from storyfilm.errors import ProviderError
+from storyfilm.errors import UnexpectedResponse
 from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
-from storyfilm.providers.http import HostClient
+from storyfilm.providers.http import HostClient, safe_job_id, video_cap
 
 _RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 
@@ -61,7 +61,7 @@ class ApiframeProvider:
             body = self.client.json("POST", "/v2/uploads", retry=True, shot=shot, files={"file": (path.name, f, mime)})
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url:
-            raise ProviderError(f"upload of {path.name} returned no url", provider="apiframe", shot=shot)
+            raise UnexpectedResponse(f"upload of {path.name} returned no url", provider="apiframe", shot=shot)
         return url
 
     def prepare(self, request: ShotRequest) -> dict[str, Any]:
@@ -86,24 +86,21 @@ class ApiframeProvider:
         # Safe to retry: a replay with the same key and body returns the original job, billed once.
         answer = self.client.json("POST", "/v2/videos/generate", retry=True, shot=request.shot_id,
                                   json=prepared, headers={"Idempotency-Key": idempotency_key[:255]})
-        job_id = answer.get("jobId") if isinstance(answer, dict) else None
-        if not isinstance(job_id, str) or not job_id:
-            raise ProviderError(f"the submit answer has no jobId: {str(answer)[:200]}", provider="apiframe",
-                                shot=request.shot_id)
-        return job_id
+        return safe_job_id(answer.get("jobId") if isinstance(answer, dict) else None, provider="apiframe",
+                           shot=request.shot_id, what="jobId")
 
     def poll(self, job_id: str) -> JobStatus:
         job = self.client.json("GET", f"/v2/jobs/{job_id}", retry=True)
         if not isinstance(job, dict):
-            raise ProviderError(f"unexpected job answer: {str(job)[:200]}", provider="apiframe")
-        raw = str(job.get("status", "")).upper()
-        state = _STATES.get(raw)
+            raise UnexpectedResponse(f"unexpected job answer: {str(job)[:200]}", provider="apiframe")
+        raw = job.get("status")
+        state = _STATES.get(raw.upper()) if isinstance(raw, str) else None
         progress = job.get("progress") if isinstance(job.get("progress"), int | float) else None
-        if state is None:
-            return JobStatus(job_id, "running", progress=progress, error=f"unknown status {raw!r}")
+        if state is None:  # not a failure we can prove: the caller polls again a few times
+            raise UnexpectedResponse(f"job {job_id}: unknown status {repr(raw)[:80]}", provider="apiframe")
         if state == "failed":
-            error = str(job.get("error") or raw.lower())
-            return JobStatus(job_id, "failed", error=error, error_code=raw,
+            error = str(job.get("error") or state)
+            return JobStatus(job_id, "failed", error=error, error_code=str(raw),
                              moderation=any(w in error.lower() for w in ("moderation", "content policy", "nsfw")))
         if state == "completed":
             result = job.get("result")
@@ -111,8 +108,6 @@ class ApiframeProvider:
             videos = result.get("videos") if isinstance(result, dict) else None
             if video is None and isinstance(videos, list) and videos and isinstance(videos[0], str):
                 video = videos[0]
-            if video is None:
-                return JobStatus(job_id, "failed", error="completed without a video URL")
             last = _first_str(result, ("lastFrameUrl",), ("last_frame_url",), ("lastFrame",), ("last_frame",))
             return JobStatus(job_id, "completed", progress=100.0, video_url=video, last_frame_url=last)
         return JobStatus(job_id, state, progress=progress)  # type: ignore[arg-type]
@@ -120,7 +115,7 @@ class ApiframeProvider:
     def fetch(self, status: JobStatus, request: ShotRequest, dest_dir: Path) -> Output:
         assert status.video_url is not None
         video = self.client.download(status.video_url, dest_dir / f"{status.job_id}.mp4", kind="video",
-                                     shot=request.shot_id)
+                                     shot=request.shot_id, max_bytes=video_cap(request.duration))
         last = None
         if status.last_frame_url:
             last = self.client.download(status.last_frame_url, dest_dir / f"{status.job_id}.last.png", kind="image",

@@ -6,6 +6,8 @@ Rules every provider gets from here:
 - A submit without an idempotency key is never retried: the job may exist and be billed.
 - Downloads stream to disk under a size cap, refuse non-http(s) URLs and link-local/metadata addresses
   (and private/loopback ones unless the host itself lives there), and check the bytes are what we expect.
+- An answer that cannot be read (not JSON, undecodable) is an UnexpectedResponse; job ids from a host are
+  checked before they go into a URL.
 - No message, log line or exception contains the API key.
 """
 
@@ -15,6 +17,7 @@ import email.utils
 import ipaddress
 import logging
 import random
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +36,7 @@ from storyfilm.errors import (
     ProviderError,
     ProviderHTTPError,
     RateLimited,
+    UnexpectedResponse,
 )
 
 log = logging.getLogger("storyfilm.providers")
@@ -40,6 +44,25 @@ log = logging.getLogger("storyfilm.providers")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_VIDEO_BYTES = 2_000_000_000
 MAX_IMAGE_BYTES = 50_000_000
+# A generated video is a few Mbit/s; 100 Mbit/s of footage plus a margin is a cap no honest output reaches,
+# and an endless or lying download stops there instead of at MAX_VIDEO_BYTES.
+VIDEO_BYTES_PER_SECOND = 12_500_000
+VIDEO_BYTES_MARGIN = 16_000_000
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+
+
+def video_cap(seconds: float) -> int:
+    """The most bytes a video of `seconds` may take (see VIDEO_BYTES_PER_SECOND)."""
+    return min(MAX_VIDEO_BYTES, int(VIDEO_BYTES_MARGIN + VIDEO_BYTES_PER_SECOND * max(seconds, 0.0)))
+
+
+def safe_job_id(value: Any, *, provider: str, shot: str = "", what: str = "job id") -> str:
+    """A job id from a host's answer, checked: it goes into our URLs (a '/', '..' or '?' would reach
+    other endpoints with our key)."""
+    if isinstance(value, str) and _JOB_ID.match(value) and ".." not in value:
+        return value
+    shown = "none" if value is None else f"{value!r}"[:80]
+    raise UnexpectedResponse(f"the submit answer has no usable {what} ({shown})", provider=provider, shot=shot)
 
 
 @dataclass(frozen=True)
@@ -177,6 +200,9 @@ class HostClient:
             attempt += 1
             try:
                 response = self._http.request(method, url, **kwargs)
+            except httpx.DecodingError as exc:  # a body the host says is gzip/brotli but is not
+                raise UnexpectedResponse(self._clean(f"{method} {path}: the answer cannot be decoded: {exc}"),
+                                         provider=self.provider, shot=shot) from None
             except httpx.TransportError as exc:
                 if retry and attempt < self.retry.attempts:
                     self._wait(attempt, None, f"{method} {path}: {type(exc).__name__}")
@@ -199,9 +225,9 @@ class HostClient:
         try:
             return response.json()
         except ValueError:
-            raise ProviderError(f"{method} {path}: the host answered HTTP {response.status_code} with "
-                                f"something that is not JSON: {response.text[:120]!r}",
-                                provider=self.provider, shot=shot) from None
+            raise UnexpectedResponse(self._clean(f"{method} {path}: the host answered HTTP {response.status_code} "
+                                                 f"with something that is not JSON: {response.text[:120]!r}"),
+                                     provider=self.provider, shot=shot) from None
 
     def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
         if retry_after is not None:
@@ -243,6 +269,10 @@ class HostClient:
             try:
                 self._stream_to(url, tmp, limit, shot)
                 break
+            except httpx.DecodingError as exc:
+                tmp.unlink(missing_ok=True)
+                raise DownloadError(self._clean(f"the output cannot be decoded: {exc}"), provider=self.provider,
+                                    shot=shot) from None
             except (httpx.TransportError, _Retryable) as exc:
                 tmp.unlink(missing_ok=True)
                 if attempt >= self.retry.attempts:
@@ -256,7 +286,7 @@ class HostClient:
             head = f.read(16)
         if not check(head):
             tmp.unlink(missing_ok=True)
-            raise DownloadError(f"the downloaded output is not {what} (starts with {head[:8]!r})",
+            raise DownloadError(self._clean(f"the downloaded output is not {what} (starts with {head[:8]!r})"),
                                 provider=self.provider, shot=shot)
         tmp.replace(dest)
         return dest

@@ -10,10 +10,10 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
-from storyfilm.errors import ProviderError
+from storyfilm.errors import ProviderError, UnexpectedResponse
 from storyfilm.media import probe
 from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
-from storyfilm.providers.http import HostClient
+from storyfilm.providers.http import HostClient, safe_job_id, video_cap
 
 _RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
 _RES = ("480p", "720p", "1080p")
@@ -61,7 +61,8 @@ class WaveSpeedProvider:
                                     files={"file": (path.name, f, mime)})
         url = _data(body, shot).get("download_url")
         if not isinstance(url, str) or not url:
-            raise ProviderError(f"upload of {path.name} returned no download_url", provider="wavespeed", shot=shot)
+            raise UnexpectedResponse(f"upload of {path.name} returned no download_url", provider="wavespeed",
+                                     shot=shot)
         return url
 
     def prepare(self, request: ShotRequest) -> dict[str, Any]:
@@ -105,43 +106,45 @@ class WaveSpeedProvider:
         envelope = self.client.json("POST", prepared["path"], retry=False, retry_rate_limit=True,
                                     shot=request.shot_id,
                                     json=prepared["body"])
-        job_id = _data(envelope, request.shot_id).get("id")
-        if not isinstance(job_id, str) or not job_id:
-            raise ProviderError("the submit answer has no prediction id", provider="wavespeed", shot=request.shot_id)
-        return job_id
+        return safe_job_id(_data(envelope, request.shot_id).get("id"), provider="wavespeed",
+                           shot=request.shot_id, what="prediction id")
 
     def poll(self, job_id: str) -> JobStatus:
         data = _data(self.client.json("GET", f"/api/v3/predictions/{job_id}/result", retry=True), "")
-        status = str(data.get("status", "")).lower()
+        raw = data.get("status")
+        status = raw.lower() if isinstance(raw, str) else ""
         if status == "completed":
-            outputs = data.get("outputs") or []
+            outputs = data.get("outputs")
+            if outputs is not None and not isinstance(outputs, list):
+                raise UnexpectedResponse(f"job {job_id}: `outputs` is not a list: {str(outputs)[:120]}",
+                                         provider="wavespeed")
             url = outputs[0] if outputs and isinstance(outputs[0], str) else None
-            if url is None:
-                return JobStatus(job_id, "failed", error="completed without an output URL")
-            return JobStatus(job_id, "completed", progress=100.0, video_url=url)
+            return JobStatus(job_id, "completed", progress=100.0, video_url=url)  # no URL: generate says so
         if status in _FAILED:
             code = data.get("code")
+            nsfw = data.get("has_nsfw_contents")
             return JobStatus(job_id, "failed", error=str(data.get("error") or status), error_code=str(code),
-                             moderation=code == 1200 or any(data.get("has_nsfw_contents") or []))
+                             moderation=code == 1200 or (isinstance(nsfw, list) and any(nsfw)))
         if status in _RUNNING:
             return JobStatus(job_id, _RUNNING[status])  # type: ignore[arg-type]
-        # An unknown status is not a failure we can prove: keep polling (the deadline still applies).
-        return JobStatus(job_id, "running", error=f"unknown status {status!r}")
+        # Not a failure we can prove: the caller polls again a few times (the deadline still applies).
+        raise UnexpectedResponse(f"job {job_id}: unknown status {repr(raw)[:80]}", provider="wavespeed")
 
     def fetch(self, status: JobStatus, request: ShotRequest, dest_dir: Path) -> Output:
         assert status.video_url is not None
-        video = self.client.download(status.video_url, dest_dir / f"{status.job_id}.mp4", kind="video",
-                                     shot=request.shot_id)
-        echo = 0
+        echo, seconds = 0, float(request.duration)
         if request.start_video is not None:  # video-extend returns the input again, then the new footage
-            echo = probe.probe(request.start_video).video.frames  # type: ignore[union-attr]
+            before = probe.probe(request.start_video)
+            echo, seconds = before.video.frames, seconds + before.duration  # type: ignore[union-attr]
+        video = self.client.download(status.video_url, dest_dir / f"{status.job_id}.mp4", kind="video",
+                                     shot=request.shot_id, max_bytes=video_cap(seconds))
         return Output(video=video, echo_frames=echo, seam_copy=seam_copy(request))
 
 
 def _data(envelope: Any, shot: str) -> dict[str, Any]:
     if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
-        raise ProviderError(f"unexpected answer (no data object): {str(envelope)[:200]}", provider="wavespeed",
-                            shot=shot)
+        raise UnexpectedResponse(f"unexpected answer (no data object): {str(envelope)[:200]}",
+                                 provider="wavespeed", shot=shot)
     code = envelope.get("code", 200)
     if code not in (200, 0, None):
         raise ProviderError(f"API error {code}: {envelope.get('message')}", provider="wavespeed", shot=shot)
