@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +69,28 @@ def emulator_stats(url: str) -> dict:
     import httpx
 
     return httpx.get(f"{url}/_emulator/stats", timeout=10).json()
+
+
+@contextmanager
+def static_server(routes: dict[str, tuple[int, dict[str, str], bytes]]) -> Iterator[str]:
+    """A loopback HTTP server answering each path with (status, headers, body); yields its base URL."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            status, headers, body = routes.get(self.path, (404, {}, b"not found"))
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -106,6 +106,8 @@ def test_cli_run_leaks_no_key_anywhere(strict: EmulatorServer, tmp_path: Path) -
 @pytest.fixture
 def run_logs_at_info() -> Iterator[None]:
     """The run logs a user sees (INFO and up) go to the Prefect API; the test session keeps WARNING."""
+    import prefect.main  # noqa: F401 - configures Prefect's logging on first import: before the change below
+
     loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
     before = [logger.level for logger in loggers]
     for logger in loggers:
@@ -122,6 +124,7 @@ def test_flow_runs_and_errors_leak_no_key(strict: EmulatorServer, prefect_server
     import prefect.settings
     from prefect import get_client
     from prefect.client.schemas.filters import LogFilter
+    from prefect.logging.handlers import APILogHandler
 
     from storyfilm.flow import film
 
@@ -149,6 +152,7 @@ def test_flow_runs_and_errors_leak_no_key(strict: EmulatorServer, prefect_server
         assert leaks(text) == [], text
     assert leaks_in_tree(tmp_path) == {}  # outputs, manifests, ledgers, timelines, contact sheets
 
+    APILogHandler().flush()  # logs are sent in batches: all of them, before they are read back
     with get_client(sync_client=True) as client:
         logs, offset = [], 0
         while batch := client.read_logs(log_filter=LogFilter(), limit=200, offset=offset):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import httpx
-
-from storyfilm.storyboard import MAX_ASSET_BYTES, Storyboard, asset_location
+from storyfilm.errors import ProviderError
+from storyfilm.providers.http import HostClient
+from storyfilm.storyboard import MAX_ASSET_BYTES, Storyboard, asset_location, image_problem
 
 
 def file_digest(path: Path) -> str:
@@ -46,19 +46,16 @@ def materialise(board: Storyboard, cache_dir: Path, names: set[str] | None = Non
 
 
 def _download(url: str, dest: Path, board: Storyboard, name: str) -> None:
-    tmp = dest.with_suffix(".partial")
+    """An https asset, through the same checks as a host's output (every redirect's address, size, type),
+    then checked as an image: a storyboard from elsewhere cannot make us fetch an internal address."""
+    client = HostClient("asset", url, {"User-Agent": "storyfilm"})
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
-            resp.raise_for_status()
-            size = 0
-            with open(tmp, "wb") as f:
-                for chunk in resp.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_ASSET_BYTES:
-                        raise ValueError(f"larger than {MAX_ASSET_BYTES} bytes")
-                    f.write(chunk)
-        tmp.replace(dest)
-    except (httpx.HTTPError, ValueError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise board.error([board.problem(("assets", name), f"cannot download {url}: {exc}")]) from None
-
+        client.download(url, dest, kind="image", max_bytes=MAX_ASSET_BYTES)
+        problem = image_problem(dest)
+    except ProviderError as exc:
+        problem = f"cannot be downloaded: {exc.detail}"
+    finally:
+        client.close()
+    if problem is not None:
+        dest.unlink(missing_ok=True)
+        raise board.error([board.problem(("assets", name), f"{url} {problem}")])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -66,6 +67,7 @@ class ShotResult:
     reused: bool = False
     last_frame_url: str | None = None  # the host's copy of the last frame, usable as the next input
     sha256: str = ""  # of `segment` as kept: a file changed or damaged since is not reused
+    last_frame_sha256: str = ""
 
     @property
     def new_frames(self) -> int:
@@ -114,6 +116,12 @@ class BudgetGuard:
 
 def shot_paths(shots_dir: Path, shot_id: str) -> tuple[Path, Path]:
     return shots_dir / f"{shot_id}.mp4", shots_dir / f"{shot_id}.last.png"
+
+
+def kept_paths(shots_dir: Path, key: str) -> tuple[Path, Path]:
+    """Every finished version of a shot, by cache key (hard links to shots/<id>.*, which hold the latest):
+    an edit that is undone later finds its paid segment here instead of paying again."""
+    return shots_dir / ".kept" / f"{key[:32]}.mp4", shots_dir / ".kept" / f"{key[:32]}.last.png"
 
 
 def build_request(shot: ShotPlan, assets: Mapping[str, Path], parent: ShotResult | None) -> ShotRequest:
@@ -321,7 +329,7 @@ class ShotRunner:
                started: float) -> ShotResult | None:
         assert rec.result is not None
         result = ShotResult(**rec.result)
-        if _intact(result):
+        if _intact(result) or self._restore(result):
             self.log(f"{shot.id}: unchanged, reusing {Path(result.segment).name} (job {result.job_id})")
             return ShotResult(**{**asdict(result), "reused": True, "seconds": 0.0})
         if not rec.video_url or not rec.job_id:
@@ -353,6 +361,9 @@ class ShotRunner:
             source, info = self._checked(shot, output, cut, frame)
             frame.replace(last)
             source.replace(video)
+            kept_video, kept_last = kept_paths(self.shots_dir, shot.key)
+            _link(last, kept_last)
+            _link(video, kept_video)
         except MediaError as exc:
             raise DownloadError(f"the output of job {job_id} is not a usable video: {exc}",
                                 provider=self.provider.spec.name, shot=shot.id) from None
@@ -365,8 +376,19 @@ class ShotRunner:
             frames=info.video.frames, fps=float(info.video.fps), has_audio=info.audio is not None,
             provider=self.provider.spec.name, job_id=job_id, cost_usd=cost,
             seconds=round(time.monotonic() - started, 3), last_frame_url=output.last_frame_url,
-            sha256=file_digest(video),
+            sha256=file_digest(video), last_frame_sha256=file_digest(last),
         )
+
+    def _restore(self, result: ShotResult) -> bool:
+        """Put back a finished version of the shot that a later one replaced under shots/ (see kept_paths)."""
+        kept = kept_paths(self.shots_dir, result.key)
+        digests = (result.sha256, result.last_frame_sha256)
+        if not all(digests) or not all(p.is_file() and file_digest(p) == d for p, d in zip(kept, digests, strict=True)):
+            return False
+        _link(kept[1], Path(result.last_frame))
+        _link(kept[0], Path(result.segment))
+        self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in {kept[0].parent.name}/)")
+        return True
 
     def _checked(self, shot: ShotPlan, output: Output, cut: Path, frame: Path) -> tuple[Path, probe.MediaInfo]:
         """The staged segment to keep (decoded in full) and its info; its last frame written to `frame`."""
@@ -390,10 +412,23 @@ class ShotRunner:
 
 
 def _intact(result: ShotResult) -> bool:
-    segment, last = Path(result.segment), Path(result.last_frame)
-    if not (segment.is_file() and last.is_file()):
-        return False
-    return not result.sha256 or file_digest(segment) == result.sha256
+    """The shot's files are on disk as they were kept (records older than the digests: present)."""
+    for path, digest in ((Path(result.segment), result.sha256), (Path(result.last_frame), result.last_frame_sha256)):
+        if not path.is_file() or (digest and file_digest(path) != digest):
+            return False
+    return True
+
+
+def _link(src: Path, dest: Path) -> None:
+    """`dest` becomes `src` (a hard link where the file system allows it), replaced atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    tmp.replace(dest)
 
 
 def _same_size(image: Path, width: int, height: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -200,11 +201,34 @@ def asset_location(ref: str, base_dir: Path) -> str | Path:
 
 
 MAX_ASSET_BYTES = 50_000_000
+MAX_ASSET_PIXELS = 40_000_000  # an 8K still is 33 Mpx; a bigger one is refused before anything decodes it
+
+
+def image_problem(path: Path) -> str | None:
+    """Why `path` cannot be an asset image, as a predicate ("is not an image ..."), or None."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_ASSET_PIXELS:
+                    return f"has {img.width}x{img.height} pixels; assets may have at most {MAX_ASSET_PIXELS}"
+                img.load()  # every pixel decodes (a truncated file fails here, not in the middle of a run)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        return f"is refused as a decompression bomb ({exc})"
+    except PermissionError:
+        return "is not readable (permission denied)"
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's refusal, not the image's content
+            return f"cannot be read: {exc.strerror or exc}"
+        return f"is not an image Pillow can read (PNG, JPEG, WebP, ...): {exc}"
+    except (SyntaxError, ValueError) as exc:
+        return f"is not an image Pillow can read (PNG, JPEG, WebP, ...): {exc}"
+    return None
 
 
 def _asset_problems(board: Storyboard, base_dir: Path) -> list[tuple[Path_, str]]:
-    from PIL import Image, UnidentifiedImageError
-
     out: list[tuple[Path_, str]] = []
     for name, ref in board.assets.items():
         here: Path_ = ("assets", name)
@@ -214,21 +238,19 @@ def _asset_problems(board: Storyboard, base_dir: Path) -> list[tuple[Path_, str]
             continue
         path = base_dir / ref
         try:
-            size = path.stat().st_size
-            if not path.is_file():
-                out.append((here, f"'{ref}' is not a file"))
-                continue
-            if size > MAX_ASSET_BYTES:
-                out.append((here, f"'{ref}' is {size} bytes; assets may be at most {MAX_ASSET_BYTES} bytes"))
-                continue
-            with Image.open(path) as img:
-                img.verify()
+            size = path.stat().st_size  # follows links: a link to a device or a directory is not a file
         except FileNotFoundError:
             out.append((here, f"'{ref}' not found (looked for {path})"))
-        except PermissionError:
-            out.append((here, f"'{ref}' is not readable (permission denied)"))
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-            out.append((here, f"'{ref}' is not an image Pillow can read (PNG, JPEG, WebP, ...): {exc}"))
+            continue
+        except OSError as exc:
+            out.append((here, f"'{ref}' cannot be read: {exc.strerror or exc}"))
+            continue
+        if not path.is_file():
+            out.append((here, f"'{ref}' is not a file"))
+        elif size > MAX_ASSET_BYTES:
+            out.append((here, f"'{ref}' is {size} bytes; assets may be at most {MAX_ASSET_BYTES} bytes"))
+        elif (problem := image_problem(path)) is not None:
+            out.append((here, f"'{ref}' {problem}"))
     return out
 
 
