@@ -14,8 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storyfilm.errors import AuthError, DownloadError, InvalidRequest, ProviderError, RateLimited
-from storyfilm.providers.http import HostClient, RetryPolicy, check_url, retry_after_seconds
+from storyfilm.errors import (
+    AuthError,
+    DownloadError,
+    InvalidRequest,
+    ProviderError,
+    RateLimited,
+    UnexpectedResponse,
+)
+from storyfilm.providers.http import HostClient, RetryPolicy, check_url, retry_after_seconds, safe_job_id
 
 SECRET = "sk-live-DO-NOT-LEAK-1234"
 
@@ -175,3 +182,22 @@ def test_download_retries_a_dropped_transfer_and_caps_size(tmp_path: Path, files
     with pytest.raises(DownloadError, match="not an MP4"):
         host.download(f"{base}/page.mp4", tmp_path / "c.mp4", kind="video")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]  # nothing written from the bad ones
+
+
+@pytest.mark.parametrize("value", ["../../_emulator/reset", "a/b", "x?y=1", "#frag", "", " id", "é", None, 42,
+                                   ["abc"], {"id": "abc"}, "a" * 201])
+def test_job_ids_that_would_reach_other_urls_are_refused(value: object) -> None:
+    with pytest.raises(UnexpectedResponse, match="no usable job id"):
+        safe_job_id(value, provider="testhost")
+
+
+def test_real_job_ids_pass() -> None:
+    for value in ("b73bfd6a-8e2c-4a51-9a5f-0c6d4e3b2a11", "task_862a169f0e3c4", "0c9e8b7a6d5f4e3c", "cgt-2025:01.x"):
+        assert safe_job_id(value, provider="testhost") == value
+
+
+def test_an_answer_that_lies_about_its_encoding_is_a_typed_error() -> None:
+    handler, _ = scripted(httpx.Response(200, headers={"Content-Encoding": "gzip"},
+                                         stream=httpx.ByteStream(b"not gzip at all")))
+    with pytest.raises(UnexpectedResponse, match="cannot be decoded"):
+        client(handler, []).json("GET", "/jobs/1", retry=True, shot="s1")

@@ -258,6 +258,7 @@ class ShotRunner:
         raise UncertainSubmission(f"{uncertain.detail}. The submit may have reached the host; it is recorded, and "
                                   "the next run will not submit it blindly", provider=self.provider.spec.name,
                                   shot=shot.id)
+
     def _replay(self, shot: ShotPlan, request: ShotRequest, rec: Record) -> str:
         """A submit whose answer was never recorded (the process died around it)."""
         if self.provider.spec.name != "apiframe" or rec.prepared is None:

@@ -39,7 +39,7 @@ Faults come from three places, checked in this order:
 - the `X-Emulator-Fault` header of a request: applies to that request (a submit's poll/download/job faults
   apply to the job it creates);
 - a `[[fault:SPEC]]` tag in a prompt: poll/download counts are per job; a submit fault fires for the first
-  COUNT submits carrying that exact prompt, so a client's retry of the same shot then gets through;
+  COUNT submits carrying that exact prompt to that host, so a client's retry of the same shot then gets through;
 - the global book (`--faults`, or `POST /_emulator/faults` at run time).
 """
 
@@ -235,7 +235,7 @@ class FaultControl:
 
     def __init__(self, spec: str | None = None):
         self._lock = threading.Lock()
-        self._prompt_hits: Counter[tuple[str, str]] = Counter()
+        self._prompt_hits: Counter[tuple[str, str, str]] = Counter()
         self.book = FaultBook(parse(spec))
 
     def replace(self, spec: str | None) -> None:
@@ -253,7 +253,7 @@ class FaultControl:
             if tagged.stage != "submit" or not tagged.applies_to(provider):
                 continue
             with self._lock:
-                key = (prompt, str(tagged))
+                key = (provider, prompt, str(tagged))
                 if tagged.count is None or self._prompt_hits[key] < tagged.count:
                     self._prompt_hits[key] += 1
                     return tagged
