@@ -1,4 +1,4 @@
-"""The `storyfilm` command: validate, plan, run, schema, providers."""
+"""The `storyfilm` command: validate, plan, run, serve, schema, providers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ import os
 import signal
 import sys
 import time
+import warnings
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from storyfilm.errors import StoryfilmError
+
+if TYPE_CHECKING:
+    from storyfilm.console_progress import FilmProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a YAML storyboard into a finished multi-shot film.")
@@ -26,6 +31,10 @@ ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa:
                                                     help="override the storyboard's provider")]
 BudgetOpt = Annotated[Optional[float], typer.Option("--budget", help="hard cap on new spend, USD")]  # noqa: UP045
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--concurrency", min=1, max=64, show_default=False,
+    help="shots of the provider at once (local: default 2; hosted: sets the shared Prefect limit "
+         "storyfilm-<provider>, default 2)")]
 
 
 def _fail(exc: StoryfilmError) -> None:
@@ -33,11 +42,22 @@ def _fail(exc: StoryfilmError) -> None:
     raise typer.Exit(1)
 
 
-def _quiet_prefect_defaults() -> None:
-    # Before prefect is imported: no telemetry, no banner noise; users can still override each.
+def _prefect_defaults(quiet_console: bool) -> None:
+    # Before prefect is imported; users can still override each. No telemetry. A quiet console must
+    # not lower the log level itself: run logs at INFO still go to the Prefect API (the UI).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if quiet_console:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+
+def progress_view(console: Console) -> FilmProgress | None:
+    """Progress bars when the output is a terminal; nothing otherwise (logs, pipes, CI)."""
+    if not console.is_terminal:
+        return None
+    from storyfilm.console_progress import FilmProgress
+
+    return FilmProgress(console)
 
 
 @app.command()
@@ -93,19 +113,23 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = Path("output")) -> None:
+        output: OutputOpt = Path("output"), concurrency: ConcurrencyOpt = None) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
-    _quiet_prefect_defaults()
+    _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from storyfilm.progress import listening
     from storyfilm.storyboard import load_storyboard
 
+    view = progress_view(out)
     try:
         load_storyboard(storyboard)  # fail fast, before Prefect starts
         from storyfilm.flow import film
 
         started = time.monotonic()
-        result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output))
+        with view or nullcontext(), listening(view) if view else nullcontext():
+            result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
+                          concurrency=concurrency)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -114,6 +138,59 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
               f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")
     out.print(f"manifest {result['manifest']}")
+
+
+@app.command()
+def serve(
+    storyboard: StoryboardArg,
+    cron: Annotated[str, typer.Option("--cron", show_default=False,
+                                      help="when to run, as cron: '0 3 * * *' is 03:00 every day")],
+    timezone: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--timezone", help="IANA timezone of the cron, e.g. Europe/Berlin (default UTC)")] = None,
+    provider: ProviderOpt = None, budget: BudgetOpt = None, output: OutputOpt = Path("output"),
+    concurrency: ConcurrencyOpt = None,
+    name: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--name", help="deployment name (default: the storyboard's file name)")] = None,
+    keep_schedule: Annotated[bool, typer.Option(
+        "--keep-schedule", help="leave the schedule active when serve stops (under a supervisor that restarts "
+                                "it: runs due meanwhile wait as Late and start on restart)")] = False,
+) -> None:
+    """Serve a scheduled deployment of one storyboard until stopped (needs a Prefect server).
+
+    Runs start on the schedule, from the UI or with `prefect deployment run storyfilm/NAME`; each runs
+    in a subprocess of this one. Stopping serve (Ctrl-C, SIGTERM) pauses the schedule unless
+    --keep-schedule is given.
+    """
+    _prefect_defaults(quiet_console=False)  # a service: its console is its log
+    from storyfilm import _prefect, assets
+    from storyfilm.plan import check_budget, make_plan
+    from storyfilm.storyboard import load_storyboard
+
+    try:
+        board = load_storyboard(storyboard)
+        check_budget(make_plan(board, assets.digests(board), provider=provider, budget_usd=budget))
+        schedule = _prefect.cron_schedule(cron, timezone)
+        api_url = _prefect.require_server()
+    except StoryfilmError as exc:
+        _fail(exc)
+    from prefect.deployments.runner import EntrypointType
+
+    from storyfilm.flow import film
+
+    deployment = name or storyboard.stem
+    parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": str(output.resolve())}
+    parameters |= {k: v for k, v in (("provider", provider), ("budget_usd", budget), ("concurrency", concurrency))
+                   if v is not None}
+    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{board.title}') on {api_url}: cron '{schedule.cron}' "
+              f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
+    out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"
+              + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)
+    # Prefect 3.8.8's SIGTERM handler calls an async stop without awaiting it; the shutdown itself works.
+    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    # A module entrypoint: flow-run subprocesses import the installed package from any directory.
+    film.serve(name=deployment, schedules=[schedule], parameters=parameters,
+               tags=["storyfilm", f"film:{board.slug}"], pause_on_shutdown=not keep_schedule,
+               print_starting_message=False, entrypoint_type=EntrypointType.MODULE_PATH)
 
 
 @app.command()
