@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-# Before anything imports prefect: no telemetry, quiet logs.
+# Before anything imports prefect: no telemetry, a quiet console; run logs still reach the API at INFO
+# (tests read them there, as a user reads them in the UI).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="storyfilm-tests-prefect-"))
 
 from .helpers import write_image  # noqa: E402

@@ -133,3 +133,9 @@ def require_server() -> str:
         raise DeploymentError(f"cannot reach the Prefect server at {url} ({type(problem).__name__}); is "
                               "`prefect server start` running?")
     return url
+
+
+def pause_deployment(name: str) -> None:
+    """Pause a deployment's schedules (`flow/deployment` name)."""
+    with get_client(sync_client=True) as client:
+        client.pause_deployment(client.read_deployment_by_name(name).id)
