@@ -75,8 +75,24 @@ def test_provider_limits_are_checked_with_the_line(storyboard_dir: Path) -> None
 def test_features_not_built_yet_are_refused_not_ignored(storyboard_dir: Path) -> None:
     with pytest.raises(StoryboardError, match="'crossfade' transitions are not supported yet"):
         plan_of(storyboard_dir, GOOD.replace("prompt: third", "prompt: third\n    transition: {type: crossfade}"))
-    with pytest.raises(PlanError, match="'wavespeed' is not supported yet"):
-        plan_of(storyboard_dir, GOOD, provider="wavespeed")
+
+
+def test_each_host_and_tier_is_checked_where_the_value_was_written(storyboard_dir: Path) -> None:
+    with pytest.raises(StoryboardError) as info:  # the gateway starts at 5 s; the value is in defaults
+        plan_of(storyboard_dir, GOOD.replace("duration: 2", "duration: 4"), provider="gateway")
+    assert str(info.value).count("gateway (standard)'s range 5-15 s") == 1
+    assert ":4: defaults.duration: 4 s is outside" in str(info.value) and "used by 4 shots" in str(info.value)
+    text = GOOD.replace("duration: 2", "duration: 5").replace("resolution: 480p", "resolution: 1080p")
+    with pytest.raises(StoryboardError, match="1080p is not offered by apiframe \\(fast\\); allowed: 480p, 720p"):
+        plan_of(storyboard_dir, text, provider="apiframe", tier="fast")
+    with pytest.raises(StoryboardError, match=r":15: shots\[1\].method \(shot 'two'\): gateway \(standard\) has no"):
+        plan_of(storyboard_dir, GOOD.replace("duration: 2", "duration: 5").replace(
+            "prompt: second", "prompt: second\n    method: extend"), provider="gateway")
+    with pytest.raises(PlanError, match="unknown provider 'runway'"):
+        plan_of(storyboard_dir, GOOD, provider="runway")
+    priced = plan_of(storyboard_dir, GOOD.replace("duration: 2", "duration: 5").replace("480p", "720p"),
+                     provider="wavespeed")
+    assert priced.cost_usd == pytest.approx(4 * 5 * 0.24)  # $0.24/s at 720p
 
 
 def test_budget_refuses_a_plan_that_costs_more(storyboard_dir: Path) -> None:

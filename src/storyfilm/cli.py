@@ -31,6 +31,10 @@ ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa:
                                                     help="override the storyboard's provider")]
 BudgetOpt = Annotated[Optional[float], typer.Option("--budget", help="hard cap on new spend, USD")]  # noqa: UP045
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
+LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger",  # noqa: UP045
+                                                   help="pay-once ledger file (default output/<name>/ledger.sqlite)")]
+RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate this shot and the shots "  # noqa: UP045
+                                                      "chained after it (repeatable)")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
     "--concurrency", min=1, max=64, show_default=False,
     help="shots of the provider at once (local: default 2; hosted: sets the shared Prefect limit "
@@ -81,39 +85,49 @@ def schema() -> None:
 
 
 @app.command()
-def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None) -> None:
-    """Validate and show the shot graph, durations and cost. Free: nothing is generated."""
+def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
+         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None) -> None:
+    """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
     from storyfilm import assets
-    from storyfilm.plan import check_budget, make_plan
+    from storyfilm.ledger import Ledger, ledger_path, new_cost, shot_states
+    from storyfilm.plan import check_budget, make_plan, redo_closure
     from storyfilm.storyboard import load_storyboard
 
     try:
         board = load_storyboard(storyboard)
         the_plan = make_plan(board, assets.digests(board), provider=provider, budget_usd=budget)
+        redo_ids = redo_closure(the_plan, redo or [])
+        path = ledger_path(output / the_plan.slug, ledger)
+        book = Ledger(path) if path.exists() else None
+        states = shot_states(the_plan, book, redo_ids) if book else {s.id: "new" for s in the_plan.shots}
+        new = new_cost(the_plan, book, redo_ids) if book else the_plan.cost_usd
     except StoryfilmError as exc:
         _fail(exc)
     table = Table(title=f"{the_plan.title} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
-    for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "cost"):
+    for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "status", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
     for s in the_plan.shots:
         table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", s.start.describe()
                       + (f" ({s.method})" if s.parent else ""), f"{s.duration} s",
-                      f"{s.resolution} {s.aspect_ratio}", s.camera, f"${s.cost_usd:.2f}")
+                      f"{s.resolution} {s.aspect_ratio}", s.camera, states[s.id], f"${s.cost_usd:.2f}")
     out.print(table)
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
-    out.print(f"film: {the_plan.duration:.0f} s, {the_plan.film.width}x{the_plan.film.height} @ "
-              f"{the_plan.film.fps} fps; estimated cost ${the_plan.cost_usd:.2f}"
-              + (f" (budget ${the_plan.budget_usd:.2f})" if the_plan.budget_usd is not None else ""))
+    counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed")}
+    out.print(f"film: {the_plan.duration:g} s, {the_plan.film.width}x{the_plan.film.height} @ "
+              f"{the_plan.film.fps} fps; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
+              + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
-        check_budget(the_plan)
+        check_budget(the_plan, new)
     except StoryfilmError as exc:
         _fail(exc)
 
 
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = Path("output"), concurrency: ConcurrencyOpt = None) -> None:
+        output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
+        concurrency: ConcurrencyOpt = None) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
@@ -129,7 +143,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         started = time.monotonic()
         with view or nullcontext(), listening(view) if view else nullcontext():
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
-                          concurrency=concurrency)
+                          redo=list(redo or []), ledger=str(ledger) if ledger else None, concurrency=concurrency)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -190,7 +204,7 @@ def serve(
     try:
         # A module entrypoint: flow-run subprocesses import the installed package from any directory.
         film.serve(name=deployment, schedules=[schedule], parameters=parameters,
-                   tags=["storyfilm"], pause_on_shutdown=False,
+                   tags=["storyfilm"], global_limit=1, pause_on_shutdown=False,  # one run of a film at a time
                    print_starting_message=False, entrypoint_type=EntrypointType.MODULE_PATH)
     finally:
         # Pausing here, not with Prefect's pause_on_shutdown: on a SIGTERM during a run, Prefect's
@@ -203,7 +217,7 @@ def serve(
 @app.command()
 def providers() -> None:
     """List providers, tiers, limits and prices."""
-    from storyfilm.providers import PLANNED, SPECS
+    from storyfilm.providers import SPECS
 
     table = Table(title="providers")
     for col in ("provider", "tier", "durations", "resolutions", "aspect ratios", "USD/s", "extend"):
@@ -214,8 +228,6 @@ def providers() -> None:
             table.add_row(spec.name, tier, f"{lim.durations[0]}-{lim.durations[1]} s", " ".join(lim.resolutions),
                           " ".join(lim.aspect_ratios), prices, "yes" if spec.capabilities.extend else "no")
     out.print(table)
-    if PLANNED:
-        out.print(f"not supported yet: {', '.join(PLANNED)}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@
     │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
     │   │   ├── AuthError           401/403
     │   │   ├── RateLimited         429 (retry_after seconds when the host said)
+    │   │   ├── PaymentRequired     402: not enough credits on the account
     │   │   └── InvalidRequest      400/422: the request itself is wrong
     │   ├── JobFailed               the job ran and failed (moderation, timeout on the host, ...)
     │   │   └── ModerationFailed    the host's content filter refused the output or an input
@@ -96,6 +97,10 @@ class RateLimited(ProviderHTTPError):
 
 
 class InvalidRequest(ProviderHTTPError):
+    pass
+
+
+class PaymentRequired(ProviderHTTPError):
     pass
 
 

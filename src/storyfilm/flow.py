@@ -10,6 +10,7 @@ a run reports goes three ways: Prefect logs and artifacts (the UI), and progress
 # 'ProviderName' could no longer be resolved there to validate the parameters.
 
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
+from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
@@ -28,11 +30,11 @@ from storyfilm import assets as asset_store
 from storyfilm.assemble import FilmInfo, Piece, assemble
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.exports import manifest, write_json
-from storyfilm.generate import ShotResult, build_request, generate, reusable
-from storyfilm.plan import Plan, check_budget, make_plan
+from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
+from storyfilm.ledger import Ledger, ledger_path, new_cost
+from storyfilm.plan import Plan, ShotPlan, check_budget, make_plan, redo_closure
 from storyfilm.progress import Event, emit
 from storyfilm.providers import make_provider
-from storyfilm.providers.base import Provider
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
 from storyfilm.storyboard import ProviderName, load_storyboard
 
@@ -57,14 +59,29 @@ class FilmRun:
 
     plan: Plan
     film_dir: Path
-    provider: Provider
+    runner: ShotRunner
     assets: Mapping[str, Path]
     slot: Slot = field(repr=False)
     progress: _prefect.ProgressArtifact = field(repr=False)
 
-    @property
-    def shots_dir(self) -> Path:
-        return self.film_dir / "shots"
+
+def _secret(name: str) -> str | None:
+    """An API key kept in a Prefect Secret block, if there is one."""
+    from prefect.blocks.system import Secret
+
+    try:
+        return Secret.load(name).get()
+    except (ValueError, RuntimeError):
+        return None
+
+
+def _log(message: str) -> None:
+    """The ShotRunner's log, called inside a shot's task run: its Prefect log, and progress watchers."""
+    from prefect.context import TaskRunContext
+
+    get_run_logger().info(message)
+    context = TaskRunContext.get()
+    emit(Event("shot-status", context.parameters.get("shot_id") if context else None, message))
 
 
 def _run_name() -> str:
@@ -92,37 +109,41 @@ def _slot(provider: str, concurrency: int | None, logger: RunLogger) -> Slot:
     return lambda: _prefect.limit_slot(name)
 
 
-def _shot_log(shot_id: str, logger: RunLogger) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        logger.info(message)
-        emit(Event("shot-status", shot_id, message))
+def _reusable(runner: ShotRunner, shot: ShotPlan) -> bool:
+    """Will the runner reuse the shot's kept files without calling the host (so it needs no slot)?"""
+    rec = runner.ledger.latest(shot.key)
+    if rec is None or rec.state != "done" or rec.result is None:
+        return False
+    if shot.id in runner.redo and rec.run_id != runner.run_id:
+        return False
+    return Path(rec.result["segment"]).is_file() and Path(rec.result["last_frame"]).is_file()
 
-    return say
+
+def _report(result: ShotResult) -> None:
+    if result.reused:
+        emit(Event("shot-reused", result.id, cost_usd=0.0))
+    else:
+        emit(Event("shot-done", result.id, seconds=result.seconds, cost_usd=result.cost_usd))
 
 
 @task(task_run_name="{shot_id}", cache_policy=NO_CACHE, persist_result=False)
 def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> ShotResult:
-    """Reuse the shot's kept segment, or generate it."""
-    logger = get_run_logger()
+    """Reuse the shot's kept segment, resume its job, or generate it (see generate.ShotRunner)."""
     shot = run.plan.shot(shot_id)
-    kept = reusable(shot, run.shots_dir)
-    if kept is not None:
-        logger.info("%s: reusing shots/%s (unchanged since job %s)", shot_id, Path(kept.segment).name, kept.job_id)
-        emit(Event("shot-reused", shot_id, seconds=kept.seconds, cost_usd=0.0))
-        run.progress.advance()
-        return kept
     request = build_request(shot, run.assets, parent)
-    emit(Event("shot-waiting", shot_id))
     try:
-        with run.slot():
-            emit(Event("shot-started", shot_id))
-            result = generate(run.provider, shot, request, run.shots_dir, log=_shot_log(shot_id, logger))
-            emit(Event("shot-done", shot_id, seconds=result.seconds, cost_usd=result.cost_usd))  # in the slot
+        if _reusable(run.runner, shot):  # no host call: no need to wait for a provider slot
+            result = run.runner.run(shot, request, parent)
+            _report(result)
+        else:
+            emit(Event("shot-waiting", shot_id))
+            with run.slot():
+                emit(Event("shot-started", shot_id))
+                result = run.runner.run(shot, request, parent)
+                _report(result)  # still in the slot: watchers see the slot's whole span
     except Exception as exc:
         emit(Event("shot-failed", shot_id, str(exc)))
         raise
-    logger.info("%s: kept shots/%s (%d frames, %.1f s, $%.2f)", shot_id, Path(result.segment).name,
-                result.frames, result.seconds, result.cost_usd)
     run.progress.advance()
     return result
 
@@ -177,7 +198,8 @@ Concurrency = Annotated[int, Field(ge=1, le=64, description="shots of the provid
 @flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
       validate_parameters=True)
 def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budget | None = None,
-         output_dir: str = "output", concurrency: Concurrency | None = None) -> dict[str, Any]:
+         output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
+         concurrency: Concurrency | None = None) -> dict[str, Any]:
     """Turn a storyboard file into <output_dir>/<slug>/film.mp4 with its manifest.
 
     Args:
@@ -185,18 +207,26 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         provider: override the storyboard's provider
         budget_usd: hard cap on new spend, USD (overrides the storyboard's budget_usd)
         output_dir: where films are written (shared storage when workers run on several machines)
+        redo: regenerate these shots (and the shots chained after them) even if they are finished
+        ledger: the pay-once ledger's path (default <output_dir>/<slug>/ledger.sqlite)
         concurrency: shots of this provider at once; for hosted providers this sets the Prefect
             concurrency limit `storyfilm-<provider>` that every run shares
     """
     logger = get_run_logger()
     board = load_storyboard(storyboard)
     plan = make_plan(board, asset_store.digests(board), provider=provider, budget_usd=budget_usd)
-    check_budget(plan)
     _prefect.add_flow_run_tags(*_tags(plan))
     film_dir = Path(output_dir) / plan.slug
+    book = Ledger(ledger_path(film_dir, ledger))
+    redo_ids = redo_closure(plan, redo or [])
+    check_budget(plan, new_cost(plan, book, redo_ids))
     film_dir.mkdir(parents=True, exist_ok=True)
     used = {a for s in plan.shots for a in (s.start.asset, s.end_image, *s.references) if a}
-    run = FilmRun(plan=plan, film_dir=film_dir, provider=make_provider(plan.provider, film_dir / ".work"),
+    the_provider = make_provider(plan.provider, film_dir / ".work", key_lookup=_secret)
+    runner = ShotRunner(provider=the_provider, ledger=book, shots_dir=film_dir / "shots",
+                        run_id=str(flow_run_id() or uuid.uuid4()), budget=BudgetGuard(plan.budget_usd),
+                        poll=PollSettings.from_env(), redo=redo_ids, log=_log)
+    run = FilmRun(plan=plan, film_dir=film_dir, runner=runner,
                   assets=asset_store.materialise(board, film_dir / "assets", used),
                   slot=_slot(plan.provider, concurrency, logger),
                   progress=_prefect.ProgressArtifact(_prefect.artifact_key("film", plan.slug, "progress"),

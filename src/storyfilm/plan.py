@@ -136,33 +136,37 @@ def cache_key(fields: Mapping[str, object]) -> str:
 
 def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, i: int, duration: int, resolution: str,
                   aspect: str, refs: tuple[str, ...], method: str, continued: bool,
-                  has_frames: bool) -> list[Problem]:
+                  has_frames: bool) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path, message) for what this provider and tier cannot do; the path is where the value was written."""
     limits = spec.limits(tier)
     shot = board.shots[i]
-    where = ("shots", i)
+
+    def where(field: str) -> tuple[str | int, ...]:
+        inherited = getattr(shot, field) is None and getattr(board.defaults, field) is not None
+        return ("defaults", field) if inherited else ("shots", i, field)
+
     label = f"{spec.name} ({tier})"
-    out: list[Problem] = []
+    out: list[tuple[tuple[str | int, ...], str]] = []
     lo, hi = limits.durations
     if not lo <= duration <= hi:
-        out.append(board.problem((*where, "duration"), f"{duration} s is outside {label}'s range {lo}-{hi} s"))
+        out.append((where("duration"), f"{duration} s is outside {label}'s range {lo}-{hi} s"))
     if resolution not in limits.resolutions:
-        out.append(board.problem((*where, "resolution"),
-                                 f"{resolution} is not offered by {label}; allowed: {', '.join(limits.resolutions)}"))
+        out.append((where("resolution"), f"{resolution} is not offered by {label}; allowed: "
+                                         f"{', '.join(limits.resolutions)}"))
     if aspect not in limits.aspect_ratios:
-        out.append(board.problem((*where, "aspect_ratio"),
-                                 f"{aspect} is not offered by {label}; allowed: {', '.join(limits.aspect_ratios)}"))
+        out.append((where("aspect_ratio"), f"{aspect} is not offered by {label}; allowed: "
+                                           f"{', '.join(limits.aspect_ratios)}"))
     if len(refs) > limits.max_references:
-        out.append(board.problem((*where, "references"),
-                                 f"{len(refs)} references; {label} accepts at most {limits.max_references}"))
+        out.append((where("references"), f"{len(refs)} references; {label} accepts at most {limits.max_references}"))
     caps = spec.capabilities
     if refs and not caps.references:
-        out.append(board.problem((*where, "references"), f"{label} does not take reference images"))
+        out.append((where("references"), f"{label} does not take reference images"))
     if continued and method == "extend" and not caps.extend:
-        out.append(board.problem((*where, "method"), f"{label} has no extend call; use `method: frame`"))
+        out.append((where("method"), f"{label} has no extend call; use `method: frame`"))
     if has_frames and not continued and not caps.image_to_video:
-        out.append(board.problem((*where, "image"), f"{label} has no image-to-video"))
+        out.append((where("image"), f"{label} has no image-to-video"))
     if shot.end_image and not caps.first_last_frame:
-        out.append(board.problem((*where, "end_image"), f"{label} does not take a last frame"))
+        out.append((where("end_image"), f"{label} does not take a last frame"))
     return out
 
 
@@ -180,6 +184,7 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         raise PlanError(f"{provider_name} has no tier '{tier_name}'; tiers: {', '.join(spec.tiers)}")
     d = board.defaults
     problems: list[Problem] = []
+    limit_problems: dict[tuple[tuple[str | int, ...], str], list[str]] = {}  # one line per written value
     shots: list[ShotPlan] = []
     keys: dict[str, str] = {}
     chains: dict[str, int] = {}
@@ -199,8 +204,9 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         resolution = str(pick("resolution", "720p"))
         aspect = str(pick("aspect_ratio", "16:9"))
         method = str(pick("method", spec.default_method))
-        problems += _check_limits(board, spec, tier_name, i, duration, resolution, aspect, refs, method,
-                                  parent is not None, image is not None)
+        for found in _check_limits(board, spec, tier_name, i, duration, resolution, aspect, refs, method,
+                                   parent is not None, image is not None):
+            limit_problems.setdefault(found, []).append(s.id)
         transition = s.transition or d.transition
         if transition and transition.type != "cut":
             where = ("shots", i, "transition") if s.transition else ("defaults", "transition")
@@ -236,6 +242,10 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
             start=start, end_image=end_image, references=refs, chain=chain,
             cost_usd=spec.price(tier_name, resolution, duration), key=key,
         ))
+    for (path, message), ids in limit_problems.items():
+        used_by = f" (used by {len(ids)} shots: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" \
+            if path[0] == "defaults" else ""
+        problems.append(board.problem(path, message + used_by))
     if problems:
         raise board.error(problems)
     first = shots[0]
@@ -243,6 +253,16 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
                 film=VideoFormat(first.width, first.height, FPS),
                 budget_usd=budget_usd if budget_usd is not None else board.budget_usd)
     return plan
+
+
+def redo_closure(plan: Plan, shot_ids: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """The shots to regenerate for `--redo`: each named shot and every shot chained after it."""
+    known = {s.id for s in plan.shots}
+    unknown = [i for i in shot_ids if i not in known]
+    if unknown:
+        raise PlanError(f"--redo: no shot {', '.join(repr(u) for u in unknown)} in the storyboard; "
+                        f"shots: {', '.join(s.id for s in plan.shots)}")
+    return frozenset(x for i in shot_ids for x in plan.downstream(i))
 
 
 def check_budget(plan: Plan, new_cost_usd: float | None = None) -> None:

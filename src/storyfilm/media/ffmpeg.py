@@ -126,21 +126,13 @@ def normalize_args(src: Path, dst: Path, fmt: VideoFormat, *, start_frame: int =
             "-movflags", "+faststart", str(dst)]
 
 
-def concat_list(entries: Sequence[tuple[Path, float | None]]) -> str:
-    """A concat-demuxer script: each file with an optional in point (seconds)."""
-    out = ["ffconcat version 1.0"]
-    for path, inpoint in entries:
-        quoted = str(path.resolve()).replace("'", "'\\''")
-        out.append(f"file '{quoted}'")
-        if inpoint:
-            out.append(f"inpoint {inpoint:.6f}")
-    return "\n".join(out) + "\n"
+def cut_args(src: Path, dst: Path, fmt: VideoFormat, start_frame: int, fps: float) -> list[str]:
+    """Re-encode a segment from frame `start_frame` on (video and audio), frame-accurately, in the house format.
 
-
-def join_args(video_list: Path, audio_wav: Path | None, dst: Path) -> list[str]:
-    """Join house-format segments by stream copy; encode the film's audio once from one PCM track."""
-    argv = ["-y", "-f", "concat", "-safe", "0", "-i", str(video_list)]
-    if audio_wav is None:
-        return [*argv, "-map", "0:v:0", "-c:v", "copy", "-an", "-movflags", "+faststart", str(dst)]
-    return [*argv, "-i", str(audio_wav), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *aac_args(),
-            "-movflags", "+faststart", str(dst)]
+    Frame-accurate cuts need a re-encode: a stream-copied cut starts at a keyframe or hides a pre-roll
+    behind an edit list that the concat step then leaks.
+    """
+    vf = f"trim=start_frame={start_frame},setpts=PTS-STARTPTS,{fit_filter(fmt)}"
+    af = f"atrim=start={start_frame / fps:.6f},asetpts=PTS-STARTPTS"
+    return ["-y", "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-vf", vf, "-af", af,
+            *x264_args(fmt, [0]), *aac_args(), "-movflags", "+faststart", str(dst)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from storyfilm.media.ffmpeg import VideoFormat
 
@@ -69,6 +69,7 @@ class ShotRequest:
     overlay: str
     continued: bool = False  # the start frame is the previous shot's last frame (a seam)
     start_image: Path | None = None  # first frame (image-to-video)
+    start_image_url: str | None = None  # the same frame already hosted (a host's returned last frame)
     start_video: Path | None = None  # the video to extend (method: extend)
     end_image: Path | None = None
     references: tuple[Path, ...] = ()
@@ -89,18 +90,28 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class Output:
-    """A downloaded result: the video as the provider made it, and where the new footage starts."""
+    """A downloaded result: the video as the provider made it, and what of it is not new footage."""
 
     video: Path
-    last_frame: Path | None  # the exact last frame, when the provider returns one
-    new_from_frame: int = 0  # frames before this repeat the input (extend echo, or the start frame copy)
+    last_frame: Path | None = None  # the exact last frame, when the provider returns one
+    last_frame_url: str | None = None  # where the host keeps that frame (reusable as the next input)
+    echo_frames: int = 0  # leading frames that are the input video again (video-extend): cut away
+    seam_copy: int | None = None  # leading frames repeating the previous shot's last frame; None: measure
 
 
 class Provider(Protocol):
     spec: ProviderSpec
 
-    def submit(self, request: ShotRequest) -> str:
-        """Start a (paid) job and return its id. Never retried blindly: the job may exist."""
+    def prepare(self, request: ShotRequest) -> dict[str, Any]:
+        """Upload local inputs and build the wire request (plain JSON data, no secrets)."""
+        ...
+
+    def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
+        """Start a (paid) job and return its id. Never retried blindly: the job may exist.
+
+        Hosts that honour `idempotency_key` (Apiframe) return the original job when the same prepared
+        request is sent again with the same key; the others ignore it.
+        """
         ...
 
     def poll(self, job_id: str) -> JobStatus:

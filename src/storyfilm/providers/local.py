@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -44,7 +45,10 @@ class LocalProvider:
         self.work_dir = Path(work_dir)
         self._done: dict[str, tuple[Path, Path, int]] = {}
 
-    def submit(self, request: ShotRequest) -> str:
+    def prepare(self, request: ShotRequest) -> dict[str, Any]:
+        return {}  # nothing to upload: the renderer reads the local files
+
+    def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
         job_id = f"local-{uuid.uuid4().hex[:12]}"
         start = None
         if request.start_image is not None:
@@ -86,4 +90,4 @@ class LocalProvider:
         dest_dir.mkdir(parents=True, exist_ok=True)
         video_out = video.replace(dest_dir / video.name)
         last_out = last_png.replace(dest_dir / last_png.name)
-        return Output(video=video_out, last_frame=last_out, new_from_frame=lead)
+        return Output(video=video_out, last_frame=last_out, seam_copy=lead)

@@ -1,0 +1,129 @@
+"""An OpenAI-style gateway (`POST /v1/video/generations`, `GET /v1/videos/{task_id}`), as documented by UniAll.
+
+Wire contract: reference/providers.md §3. Only one page documents it, so the client is tolerant: task id
+from `task_id` or `id`, statuses mapped case-insensitively from several vocabularies, errors and last
+frames looked up in every documented or inferred place. No extend call: chains continue from the last
+frame (the host's returned one when it gives it). No upload endpoint: local images are hosted elsewhere
+(see `media_host` in providers/__init__.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from storyfilm.errors import ProviderError
+from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits
+from storyfilm.providers.http import HostClient
+
+_RATIOS = ("16:9", "9:16", "1:1")
+
+# The gateway publishes no prices ("depends on model tier, output resolution, duration ..."): these are
+# the WaveSpeed figures for the same tiers, as an estimate.
+SPEC = ProviderSpec(
+    name="gateway",
+    title="OpenAI-style gateway (Seedance 2.0)",
+    capabilities=Capabilities(extend=False, return_last_frame=True),
+    tiers={
+        "standard": TierLimits((5, 15), ("480p", "720p", "1080p"), _RATIOS, 9,
+                               {"480p": 0.12, "720p": 0.24, "1080p": 0.60}),
+        "fast": TierLimits((5, 15), ("480p", "720p"), _RATIOS, 9, {"480p": 0.08, "720p": 0.16}),
+        "mini": TierLimits((5, 15), ("480p", "720p"), _RATIOS, 9, {"480p": 0.06, "720p": 0.12}),
+    },
+    api_key_env="SEEDANCE_GATEWAY_API_KEY",
+    base_url_env="SEEDANCE_GATEWAY_BASE_URL",
+    default_base_url=None,  # every gateway has its own address: configuration, not a default
+)
+
+_PREFIX = {"standard": "seedance2.0", "fast": "seedance2.0-fast", "mini": "seedance2.0-mini"}
+_QUEUED = {"queued", "pending", "submitted", "not_start", "created"}
+_RUNNING = {"in_progress", "processing", "running"}
+_DONE = {"completed", "succeeded", "success"}
+_FAILED = {"failed", "failure", "error", "cancelled", "canceled", "expired"}
+
+
+def model_id(tier: str, resolution: str) -> str:
+    return f"{_PREFIX[tier]}-{resolution}"
+
+
+def _find(obj: Any, *paths: tuple[str, ...]) -> Any:
+    for path in paths:
+        cur = obj
+        for part in path:
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if cur not in (None, ""):
+            return cur
+    return None
+
+
+class GatewayProvider:
+    spec = SPEC
+
+    def __init__(self, client: HostClient, media_host: Callable[[Path, str], str]):
+        self.client = client
+        self.media_host = media_host
+
+    def prepare(self, request: ShotRequest) -> dict[str, Any]:
+        shot = request.shot_id
+        body: dict[str, Any] = {
+            "model": model_id(request.tier, request.resolution), "prompt": request.prompt,
+            "duration": request.duration, "aspect_ratio": request.aspect_ratio,
+            "extra_body": {"generate_audio": request.audio, "camera_fixed": request.camera == "static",
+                           "watermark": False, "return_last_frame": True},
+        }
+        if request.seed is not None:
+            body["extra_body"]["seed"] = request.seed
+        if request.start_image_url or request.start_image:
+            body["image"] = request.start_image_url or self.media_host(request.start_image, shot)  # type: ignore[arg-type]
+        if request.end_image is not None:
+            body["last_image"] = self.media_host(request.end_image, shot)
+        if request.references:
+            body["images"] = [self.media_host(p, shot) for p in request.references]
+        return body
+
+    def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
+        # No idempotency documented: sent once, never retried.
+        answer = self.client.json("POST", "/v1/video/generations", retry=False, shot=request.shot_id, json=prepared)
+        task_id = _find(answer, ("task_id",), ("id",), ("data", "task_id"), ("data", "id"))
+        if not isinstance(task_id, str):
+            raise ProviderError(f"the submit answer has no task id: {str(answer)[:200]}", provider="gateway",
+                                shot=request.shot_id)
+        return task_id
+
+    def poll(self, job_id: str) -> JobStatus:
+        task = self.client.json("GET", f"/v1/videos/{job_id}", retry=True)
+        if isinstance(task, dict) and isinstance(task.get("data"), dict) and "status" not in task:
+            task = task["data"]
+        if not isinstance(task, dict):
+            raise ProviderError(f"unexpected task answer: {str(task)[:200]}", provider="gateway")
+        status = str(task.get("status", "")).lower()
+        progress = task.get("progress") if isinstance(task.get("progress"), int | float) else None
+        if status in _DONE:
+            video = _find(task, ("video_url",), ("content", "video_url"), ("url",), ("output", "url"))
+            if not isinstance(video, str):
+                return JobStatus(job_id, "failed", error="completed without a video_url")
+            last = _find(task, ("last_frame_url",), ("content", "last_frame_url"), ("metadata", "last_frame_url"))
+            return JobStatus(job_id, "completed", progress=100.0, video_url=video,
+                             last_frame_url=last if isinstance(last, str) else None)
+        if status in _FAILED:
+            error = _find(task, ("error", "message"), ("fail_reason",), ("error",), ("message",)) or status
+            code = _find(task, ("error", "code"), ("code",))
+            text = str(error)
+            return JobStatus(job_id, "failed", error=text, error_code=str(code) if code else None,
+                             moderation=any(w in text.lower() for w in ("moderation", "sensitive", "nsfw", "policy")))
+        if status in _QUEUED:
+            return JobStatus(job_id, "queued", progress=progress)
+        if status in _RUNNING:
+            return JobStatus(job_id, "running", progress=progress)
+        return JobStatus(job_id, "running", progress=progress, error=f"unknown status {status!r}")
+
+    def fetch(self, status: JobStatus, request: ShotRequest, dest_dir: Path) -> Output:
+        assert status.video_url is not None
+        video = self.client.download(status.video_url, dest_dir / f"{status.job_id}.mp4", kind="video",
+                                     shot=request.shot_id)
+        last = None
+        if status.last_frame_url:
+            last = self.client.download(status.last_frame_url, dest_dir / f"{status.job_id}.last.png", kind="image",
+                                        shot=request.shot_id)
+        return Output(video=video, last_frame=last, last_frame_url=status.last_frame_url)

@@ -1,0 +1,298 @@
+"""HTTP to the video hosts, written once: typed errors, retries with backoff, safe streamed downloads.
+
+Rules every provider gets from here:
+- A request is retried only when the caller says it is safe (polls, downloads, uploads, and submits that
+  carry an idempotency key) and only on 429, 5xx or a connection failure; `Retry-After` is honoured.
+- A submit without an idempotency key is never retried: the job may exist and be billed.
+- Downloads stream to disk under a size cap, refuse non-http(s) URLs and link-local/metadata addresses
+  (and private/loopback ones unless the host itself lives there), and check the bytes are what we expect.
+- No message, log line or exception contains the API key.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from storyfilm.errors import (
+    AuthError,
+    DownloadError,
+    InvalidRequest,
+    PaymentRequired,
+    ProviderError,
+    ProviderHTTPError,
+    RateLimited,
+)
+
+log = logging.getLogger("storyfilm.providers")
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_VIDEO_BYTES = 2_000_000_000
+MAX_IMAGE_BYTES = 50_000_000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6  # tries in all
+    base_delay: float = 0.5  # seconds; doubles each try, with full jitter
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0  # a host asking for longer is treated as failing
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (it may be a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def provider_message(response: httpx.Response) -> str:
+    """The host's own words from an error response, whatever its error shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300].strip() or response.reason_phrase
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg") or str(err)
+        else:
+            msg = err or body.get("message") or body.get("detail") or body.get("msg")
+        details = body.get("details")
+        if details:
+            msg = f"{msg} {details}"
+        return str(msg)[:500] if msg else str(body)[:300]
+    return str(body)[:300]
+
+
+_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
+
+
+def _host_addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise DownloadError(f"cannot resolve {host}: {exc}") from None
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def check_url(url: str, *, allow_private: bool) -> None:
+    """Refuse URLs that are not http(s), or that point at link-local/metadata (or private) addresses."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise DownloadError(f"refusing a {parts.scheme or 'scheme-less'} URL from the host (only http/https)")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise DownloadError("refusing a URL without a host")
+    if host in _METADATA_HOSTS:
+        raise DownloadError(f"refusing a URL that points at a cloud metadata service ({host})")
+    for addr in _host_addresses(host):
+        if addr.is_link_local or addr.is_multicast or addr.is_unspecified or addr.is_reserved:
+            raise DownloadError(f"refusing a URL that points at {addr} (link-local/metadata/reserved)")
+        if not allow_private and (addr.is_private or addr.is_loopback):
+            raise DownloadError(f"refusing a URL that points at a private address ({addr})")
+
+
+def is_private_host(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return any(a.is_private or a.is_loopback for a in _host_addresses(host))
+    except DownloadError:
+        return False
+
+
+_MAGIC: dict[str, tuple[Callable[[bytes], bool], str]] = {
+    "video": (lambda b: b[4:8] == b"ftyp" or b[:4] == b"\x1a\x45\xdf\xa3", "an MP4/WebM video"),
+    "image": (lambda b: b[:8] == b"\x89PNG\r\n\x1a\n" or b[:3] == b"\xff\xd8\xff"
+              or (b[:4] == b"RIFF" and b[8:12] == b"WEBP"), "a PNG/JPEG/WebP image"),
+}
+
+
+class HostClient:
+    """One host's HTTP client: auth headers, typed errors, retries, downloads."""
+
+    def __init__(self, provider: str, base_url: str, headers: Mapping[str, str], *,
+                 secrets: Iterable[str] = (), retry: RetryPolicy | None = None,
+                 transport: httpx.BaseTransport | None = None, timeout: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.provider = provider
+        self.base_url = base_url.rstrip("/") + "/"
+        self.secrets = tuple(s for s in secrets if s)
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.allow_private = is_private_host(self.base_url)
+        self._http = httpx.Client(headers=dict(headers), transport=transport, follow_redirects=False,
+                                  timeout=httpx.Timeout(timeout, connect=15.0))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def url(self, path: str) -> str:
+        return path if "://" in path else urljoin(self.base_url, path.lstrip("/"))
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, retry: bool, shot: str = "",
+                ok: Iterable[int] = (200, 201, 202), **kwargs: Any) -> httpx.Response:
+        """Send; raise a typed error unless the status is in `ok`. Retries only when `retry` is True."""
+        url = self.url(path)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                if retry and attempt < self.retry.attempts:
+                    self._wait(attempt, None, f"{method} {path}: {type(exc).__name__}")
+                    continue
+                hint = "" if retry else " (not retried: the job may have been created; run again to check)"
+                raise ProviderError(self._clean(f"{method} {path}: connection failed: {exc}{hint}"),
+                                    provider=self.provider, shot=shot) from None
+            if response.status_code in ok:
+                return response
+            delay = retry_after_seconds(response.headers.get("Retry-After"))
+            if retry and response.status_code in RETRYABLE_STATUS and attempt < self.retry.attempts \
+                    and (delay is None or delay <= self.retry.max_retry_after):
+                self._wait(attempt, delay, f"{method} {path}: HTTP {response.status_code}")
+                continue
+            raise self._error(response, shot, delay)
+
+    def json(self, method: str, path: str, *, retry: bool, shot: str = "", **kwargs: Any) -> Any:
+        response = self.request(method, path, retry=retry, shot=shot, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderError(f"{method} {path}: the host answered HTTP {response.status_code} with "
+                                f"something that is not JSON: {response.text[:120]!r}",
+                                provider=self.provider, shot=shot) from None
+
+    def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = random.uniform(0, min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)))
+        log.info("%s: %s; retry %d in %.2f s", self.provider, why, attempt, delay)
+        self.sleep(delay)
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def _error(self, response: httpx.Response, shot: str, retry_after: float | None) -> ProviderHTTPError:
+        status = response.status_code
+        message = self._clean(provider_message(response))
+        kwargs = {"status": status, "provider": self.provider, "shot": shot}
+        if status in (401, 403):
+            return AuthError(f"{message} (check the API key)", **kwargs)
+        if status == 429:
+            return RateLimited(message, retry_after=retry_after, **kwargs)
+        if status == 402:
+            return PaymentRequired(message, **kwargs)
+        if status in (400, 404, 409, 413, 422):
+            return InvalidRequest(message, **kwargs)
+        return ProviderHTTPError(message, **kwargs)
+
+    # --- downloads ------------------------------------------------------------------------------
+
+    def download(self, url: str, dest: Path, *, kind: Literal["video", "image"], shot: str = "",
+                 max_bytes: int | None = None) -> Path:
+        """Stream `url` to `dest` (atomically), retrying drops and 429/5xx; check size and file type."""
+        limit = max_bytes or (MAX_VIDEO_BYTES if kind == "video" else MAX_IMAGE_BYTES)
+        check, what = _MAGIC[kind]
+        tmp = dest.with_name(f".{dest.name}.partial")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._stream_to(url, tmp, limit, shot)
+                break
+            except (httpx.TransportError, _Retryable) as exc:
+                tmp.unlink(missing_ok=True)
+                if attempt >= self.retry.attempts:
+                    raise DownloadError(self._clean(f"download of the output failed {attempt} times: {exc}"),
+                                        provider=self.provider, shot=shot) from None
+                self._wait(attempt, getattr(exc, "retry_after", None), f"download: {exc}")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        with open(tmp, "rb") as f:
+            head = f.read(16)
+        if not check(head):
+            tmp.unlink(missing_ok=True)
+            raise DownloadError(f"the downloaded output is not {what} (starts with {head[:8]!r})",
+                                provider=self.provider, shot=shot)
+        tmp.replace(dest)
+        return dest
+
+    def _stream_to(self, url: str, tmp: Path, limit: int, shot: str) -> None:
+        current = url
+        for _ in range(6):  # redirects, each hop checked
+            try:
+                check_url(current, allow_private=self.allow_private)
+            except DownloadError as exc:
+                raise DownloadError(self._clean(str(exc)), provider=self.provider, shot=shot) from None
+            # The output URL is a CDN's, not the API's: never send our API key there.
+            with httpx.stream("GET", current, timeout=httpx.Timeout(60.0, connect=15.0)) as resp:
+                if resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
+                    current = urljoin(current, resp.headers["location"])
+                    continue
+                if resp.status_code in RETRYABLE_STATUS:
+                    raise _Retryable(f"HTTP {resp.status_code}",
+                                     retry_after_seconds(resp.headers.get("Retry-After")))
+                if resp.status_code != 200:
+                    raise DownloadError(f"output download answered HTTP {resp.status_code}",
+                                        provider=self.provider, shot=shot)
+                declared = resp.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    raise DownloadError(f"the output is {int(declared)} bytes, over the {limit}-byte cap",
+                                        provider=self.provider, shot=shot)
+                size = 0
+                with open(tmp, "wb") as f:
+                    for chunk in resp.iter_bytes(1 << 16):
+                        size += len(chunk)
+                        if size > limit:
+                            raise DownloadError(f"the output exceeded the {limit}-byte cap",
+                                                provider=self.provider, shot=shot)
+                        f.write(chunk)
+                if declared and declared.isdigit() and size != int(declared):
+                    raise _Retryable(f"connection dropped after {size} of {declared} bytes", None)
+                return
+        raise DownloadError("too many redirects", provider=self.provider, shot=shot)
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None):
+        self.retry_after = retry_after
+        super().__init__(message)
