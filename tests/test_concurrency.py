@@ -115,6 +115,14 @@ def test_a_prefect_concurrency_limit_holds_across_chains(prefect_server: None, t
         limit = client.read_global_concurrency_limit_by_name("storyfilm-local")
     assert limit.limit == 1 and limit.active_slots == 0  # every slot given back
 
+    # Nothing changed: every shot is reused without queueing for a slot of the host.
+    kinds: list[tuple[str, str | None]] = []
+    with listening(lambda e: kinds.append((e.kind, e.shot))):
+        again = flow.film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=1)
+    assert again["reused"] == 3
+    assert sorted(shot for kind, shot in kinds if kind == "shot-reused") == ["x", "y", "z"]
+    assert not [k for k in kinds if k[0] in ("shot-waiting", "shot-started")]
+
 
 def test_limits_are_created_on_demand_and_tuned_only_when_asked(prefect_server: None) -> None:
     from prefect.client.orchestration import get_client

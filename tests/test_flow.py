@@ -134,7 +134,7 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
         logs = [log.message for log in client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
         assert any(m.startswith("opening: submitted job local-") for m in logs)
-        assert any(m.startswith("pier: 2.00 s of new footage in ") and m.endswith("$0.00") for m in logs)
+        assert any(m.startswith("pier: 2.00 s of new footage from local in ") and m.endswith("$0.00") for m in logs)
         assert any(m.startswith("film: ") and "7.000 s, 168 frames" in m for m in logs)
     # the progress artifact moved as each shot finished, then once more for the assembly
     assert progress_values == [20.0, 40.0, 60.0, 80.0, 100.0]

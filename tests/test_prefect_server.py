@@ -161,6 +161,7 @@ def test_the_prefect_yaml_deployment_is_scheduled_and_runs_on_a_process_work_poo
         [schedule] = deployment.schedules
         assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("0 3 * * *", "UTC", True)
         assert deployment.work_pool_name == "storyfilm" and deployment.entrypoint == "flows/film.py:film"
+        assert deployment.global_concurrency_limit.limit == 1  # one run of a film at a time
         # the same deployment, run now on a tiny storyboard: what a user does from the UI's "Custom run"
         board = write_storyboard(tmp_path, TINY, "tiny.yaml")
         run = c.create_flow_run_from_deployment(
@@ -204,6 +205,7 @@ def test_storyfilm_serve_registers_its_schedule_runs_and_pauses_when_stopped(
         [schedule] = deployment.schedules
         assert (schedule.schedule.cron, schedule.schedule.timezone) == ("*/15 * * * *", "Europe/Berlin")
         assert deployment.parameters == {"storyboard": str(board.resolve()), "output_dir": str(tmp_path / "out")}
+        assert deployment.global_concurrency_limit.limit == 1
         with client(server) as c:
             run = c.create_flow_run_from_deployment(deployment.id)
         check_film_run(server, finished_run(server, run.id, 180, log), tmp_path / "out" / "tiny" / "film.mp4")
