@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
 from storyfilm import assets
-from storyfilm._prefect import cron_schedule
+from storyfilm._prefect import artifact_key, cron_schedule
 from storyfilm.cli import app
 from storyfilm.errors import DeploymentError
 from storyfilm.plan import check_budget, make_plan
@@ -91,3 +91,16 @@ def test_serve_says_it_needs_a_server() -> None:
         result = CliRunner().invoke(app, ["serve", str(REPO / "storyboards" / "teaser.yaml"), "--cron", "0 3 * * *"])
     assert result.exit_code == 1
     assert "needs a Prefect server" in result.output and "prefect server start" in result.output
+
+
+def test_artifact_keys_are_what_prefect_accepts() -> None:
+    assert artifact_key("film", "the-lighthouse", "shots") == "film-the-lighthouse-shots"
+    assert artifact_key("film", "Night_Storm 2", "progress") == "film-night-storm-2-progress"
+    assert re.fullmatch(r"[a-z0-9-]{1,100}", artifact_key("film", "x" * 200))
+
+
+def test_serve_refuses_a_name_prefect_would_refuse() -> None:
+    result = CliRunner().invoke(app, ["serve", str(REPO / "storyboards" / "teaser.yaml"), "--cron", "0 3 * * *",
+                                      "--name", "films/teaser"])
+    assert result.exit_code == 1
+    assert "'films/teaser' cannot name a deployment: no /" in result.output

@@ -45,7 +45,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+def stop_group(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
     """SIGTERM the process and everything it started, then SIGKILL what is left."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
@@ -112,10 +112,15 @@ def client(env: dict[str, str]) -> Iterator[Any]:
 
 
 def prefect(env: dict[str, str], *args: str, cwd: Path, timeout: float = 120) -> str:
-    proc = subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    """The prefect CLI; whatever it started (a worker's flow-run process) is stopped with it."""
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, errors = proc.communicate(timeout=timeout)
+    finally:
+        stop_group(proc)
+    assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{out[-3000:]}\n{errors[-3000:]}"
+    return out
 
 
 def finished_run(env: dict[str, str], run_id: Any, timeout: float, log: Path | None = None) -> Any:

@@ -117,6 +117,15 @@ def cron_schedule(cron: str, timezone: str | None = None) -> CronSchedule:
                               "month day-of-week, e.g. '0 3 * * *' for 03:00 every day)") from None
 
 
+def deployment_name(name: str) -> str:
+    """A name Prefect accepts for a deployment (it refuses '/', '%', '&', '>' and '<')."""
+    bad = sorted({c for c in name if c in "/%&><"})
+    if not name.strip() or bad:
+        raise DeploymentError(f"'{name}' cannot name a deployment" + (f": no {' '.join(bad)}" if bad else "")
+                              + "; choose one with --name")
+    return name
+
+
 def require_server() -> str:
     """The API URL of a reachable Prefect server. Schedules need one: the temporary server Prefect
     starts on demand (ephemeral mode) runs no scheduler and stops with the process."""

@@ -162,7 +162,7 @@ def serve(
     timezone: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--timezone", help="IANA timezone of the cron, e.g. Europe/Berlin (default UTC)")] = None,
     provider: ProviderOpt = None, budget: BudgetOpt = None, output: OutputOpt = Path("output"),
-    concurrency: ConcurrencyOpt = None,
+    ledger: LedgerOpt = None, concurrency: ConcurrencyOpt = None,
     name: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--name", help="deployment name (default: the storyboard's file name)")] = None,
     keep_schedule: Annotated[bool, typer.Option(
@@ -184,6 +184,7 @@ def serve(
         board = load_storyboard(storyboard)
         check_budget(make_plan(board, assets.digests(board), provider=provider, budget_usd=budget))
         schedule = _prefect.cron_schedule(cron, timezone)
+        deployment = _prefect.deployment_name(name or storyboard.stem)
         api_url = _prefect.require_server()
     except StoryfilmError as exc:
         _fail(exc)
@@ -191,10 +192,9 @@ def serve(
 
     from storyfilm.flow import film
 
-    deployment = name or storyboard.stem
     parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": str(output.resolve())}
-    parameters |= {k: v for k, v in (("provider", provider), ("budget_usd", budget), ("concurrency", concurrency))
-                   if v is not None}
+    parameters |= {k: v for k, v in (("provider", provider), ("budget_usd", budget), ("concurrency", concurrency),
+                                     ("ledger", str(ledger.resolve()) if ledger else None)) if v is not None}
     out.print(f"serving [bold]storyfilm/{deployment}[/] ('{board.title}') on {api_url}: cron '{schedule.cron}' "
               f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
     out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"
