@@ -4,7 +4,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 # Before anything imports prefect: no telemetry, a quiet console; run logs still reach the API at INFO
@@ -15,6 +17,9 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="storyfilm-tests-prefect-"))
 
 from .helpers import write_image  # noqa: E402
+
+if TYPE_CHECKING:
+    from storyfilm.emulator import EmulatorServer
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +38,17 @@ def storyboard_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    """The provider emulator on a free loopback port, for the whole session."""
+    from storyfilm.emulator import EmulatorConfig, EmulatorServer
+
+    with EmulatorServer(EmulatorConfig(latency=0.2)) as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
+    """The emulator, reset: no jobs, uploads or faults; jobs take 0.2 s (plus their render)."""
+    httpx.post(f"{emulator_server.url}/_emulator/reset").raise_for_status()
+    return emulator_server

@@ -33,12 +33,14 @@ def write_storyboard(directory: Path, text: str, name: str = "board.yaml") -> Pa
 
 
 def make_clip(path: Path, seconds: float, size: tuple[int, int] = (320, 180), fps: int = 24, *,
-              audio: bool = True, tone: float = 440.0, gop: int = 48, audio_seconds: float | None = None) -> Path:
-    """A real H.264 (+AAC) clip from ffmpeg's test sources."""
+              audio: bool = True, tone: float = 440.0, gop: int = 48, audio_seconds: float | None = None,
+              colour: str | None = None) -> Path:
+    """A real H.264 (+AAC) clip from ffmpeg's test sources (a solid `colour` instead of the test card if given)."""
     from storyfilm.media import ffmpeg
 
     w, h = size
-    argv = ["-y", "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={fps}:duration={seconds}"]
+    source = f"color=c={colour}:" if colour else "testsrc2="
+    argv = ["-y", "-f", "lavfi", "-i", f"{source}size={w}x{h}:rate={fps}:duration={seconds}"]
     if audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000:duration={audio_seconds or seconds}"]
     argv += ["-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop), "-pix_fmt", "yuv420p"]

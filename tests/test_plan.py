@@ -6,11 +6,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from storyfilm import assets
+from storyfilm.cli import app
 from storyfilm.errors import BudgetExceeded, PlanError, StoryboardError
 from storyfilm.plan import Plan, check_budget, make_plan
-from storyfilm.storyboard import load_storyboard
+from storyfilm.storyboard import json_schema, load_storyboard
 
 from .helpers import write_image, write_storyboard
 from .test_storyboard import GOOD
@@ -72,11 +74,6 @@ def test_provider_limits_are_checked_with_the_line(storyboard_dir: Path) -> None
     assert ":18: shots[2].duration (shot 'three'): 45 s is outside local (standard)'s range 1-30 s" in str(info.value)
 
 
-def test_features_not_built_yet_are_refused_not_ignored(storyboard_dir: Path) -> None:
-    with pytest.raises(StoryboardError, match="'crossfade' transitions are not supported yet"):
-        plan_of(storyboard_dir, GOOD.replace("prompt: third", "prompt: third\n    transition: {type: crossfade}"))
-
-
 def test_each_host_and_tier_is_checked_where_the_value_was_written(storyboard_dir: Path) -> None:
     with pytest.raises(StoryboardError) as info:  # the gateway starts at 5 s; the value is in defaults
         plan_of(storyboard_dir, GOOD.replace("duration: 2", "duration: 4"), provider="gateway")
@@ -103,3 +100,68 @@ def test_budget_refuses_a_plan_that_costs_more(storyboard_dir: Path) -> None:
     with pytest.raises(BudgetExceeded, match=r"\$2.40, over the budget of \$1.00"):
         check_budget(pricey)
     check_budget(dataclasses.replace(pricey, budget_usd=2.4))
+
+
+TRANSITIONS = """\
+version: 1
+title: Transitions
+loudness_lufs: -14
+defaults:
+  duration: 2
+  resolution: 480p
+shots:
+  - id: one
+    prompt: first
+  - id: two
+    prompt: second
+    transition: {type: crossfade, duration: 0.5}
+  - id: three
+    cut: true
+    prompt: third
+    transition: {type: fade, duration: 1}
+"""
+
+
+def test_transitions_overlap_shots_and_the_plan_says_how_long_the_film_is(storyboard_dir: Path) -> None:
+    plan = plan_of(storyboard_dir, TRANSITIONS)
+    assert [(s.transition, s.overlap_frames) for s in plan.shots] == [("cut", 0), ("crossfade", 12), ("fade", 24)]
+    assert plan.frames == 3 * 48 - 36 and plan.duration == 4.5 and plan.overlap_seconds == 1.5
+    assert plan.loudness_lufs == -14
+    result = CliRunner().invoke(app, ["plan", str(storyboard_dir / "board.yaml")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "transitions: two crossfade 0.5 s, three fade 1 s" in said
+    assert "film: 4.5 s (6 s of shots, 1.5 s overlapped by transitions), 854x480 @ 24 fps, loudness -14 LUFS" in said
+    # a transition is assembly only: changing it generates nothing again
+    other = plan_of(storyboard_dir, TRANSITIONS.replace("duration: 0.5", "duration: 1"))
+    assert keys(other) == keys(plan) and other.duration == 4.0
+
+
+def test_a_default_transition_joins_every_shot_but_the_first(storyboard_dir: Path) -> None:
+    text = TRANSITIONS.replace("  resolution: 480p", "  resolution: 480p\n  transition: {type: fade, duration: 0.25}")
+    text = text.replace("    transition: {type: crossfade, duration: 0.5}\n", "")
+    plan = plan_of(storyboard_dir, text)
+    assert [(s.transition, s.overlap_frames) for s in plan.shots] == [("cut", 0), ("fade", 6), ("fade", 24)]
+
+
+def test_transitions_that_do_not_fit_are_refused_with_the_line(storyboard_dir: Path) -> None:
+    first = TRANSITIONS.replace("    prompt: first", "    prompt: first\n    transition: {type: crossfade}")
+    with pytest.raises(StoryboardError) as info:
+        plan_of(storyboard_dir, first)
+    assert ":10: shots[0].transition.type (shot 'one'): the first shot has no shot before it to crossfade" in str(
+        info.value)
+    long = TRANSITIONS.replace("duration: 0.5}", "duration: 1.5}")
+    with pytest.raises(StoryboardError) as info:
+        plan_of(storyboard_dir, long)
+    assert (":12: shots[1].transition.duration (shot 'two'): crossfade 1.5 s + fade 1 s of transitions overlap "
+            "shot 'two', which is only 2 s long") in str(info.value)
+
+
+def test_the_loudness_target_must_be_sensible(storyboard_dir: Path) -> None:
+    with pytest.raises(StoryboardError) as info:
+        plan_of(storyboard_dir, TRANSITIONS.replace("loudness_lufs: -14", "loudness_lufs: 3"))
+    assert ":3: loudness_lufs: Input should be less than or equal to -5" in str(info.value)
+    schema = json_schema()
+    assert schema["properties"]["loudness_lufs"]["anyOf"][0] == {"maximum": -5.0, "minimum": -40.0, "type": "number"}
+    result = CliRunner().invoke(app, ["run", str(storyboard_dir / "board.yaml"), "--loudness", "2"])
+    assert result.exit_code == 2 and "--loudness" in result.output and "Traceback" not in result.output

@@ -1,9 +1,14 @@
-"""Segments -> film: normalise what does not match, join the video by stream copy, encode the audio once.
+"""Segments -> film: normalise what does not match, copy the video wherever possible, encode the audio once.
 
 The join is a PyAV remux rather than ffmpeg's concat demuxer: the demuxer offsets every file by its AAC
 priming (21 ms of A/V skew at the start), while a remux places each packet at exactly the frame it
-belongs to. The film's audio is built as one PCM track (each segment's audio cut to exactly its video
-length, silence where a segment has none) and encoded once: concatenated AAC clicks and drifts.
+belongs to. Segments that do not match the house format (size, rate, encoder settings) are re-encoded
+once, trimmed frame-accurately. Frames that cannot be copied (a crossfade or fade, and the few frames
+between a transition or a mid-GOP cut and the nearest keyframe) are decoded, composed and encoded with
+the house encoder into short chunks whose packets are copied in like any segment's: a film without
+transitions is pure stream copy, and one with transitions re-encodes only around them.
+
+The film's audio is one PCM track (see `audio.py`) encoded once: concatenated AAC clicks and drifts.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -19,10 +25,14 @@ from pathlib import Path
 import av
 import numpy as np
 
+from storyfilm import audio
+from storyfilm.audio import AudioPart, Join, LoudnessResult
 from storyfilm.errors import IncompatibleSegments, MediaError
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.ffmpeg import AUDIO_BITRATE, CHANNELS, SAMPLE_RATE, VideoFormat
 from storyfilm.media.probe import MediaInfo
+
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,35 @@ class Piece:
 
     path: Path
     start_frame: int = 0  # frames before this repeat footage already in the film (extend echo, seam copy)
-    frames: int | None = None  # None: everything after start_frame
+    frames: int | None = None  # None: everything after start_frame (in the segment's own frame rate)
     label: str = ""
+    join: Join = "cut"  # how it joins the piece before it ("continue": it carries on the same picture)
+    overlap: int = 0  # film frames shared with the piece before it (crossfade, fade)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a piece landed in the film, and where it came from."""
+
+    label: str
+    source: Path
+    source_start: int  # first frame used, in the source's own frames
+    source_frames: int  # frames in the source file
+    source_fps: Fraction
+    has_audio: bool
+    first: int  # film frame where the piece begins (inside the overlap with the previous piece)
+    frames: int  # film frames of this piece, overlaps included
+    join: Join
+    overlap: int
+
+    @property
+    def cut(self) -> int:
+        """The editorial cut into this piece: the middle of its transition (an OTIO transition's in_offset)."""
+        return self.first + self.overlap // 2
+
+    @property
+    def end(self) -> int:
+        return self.first + self.frames
 
 
 @dataclass(frozen=True)
@@ -43,20 +80,38 @@ class FilmInfo:
     width: int
     height: int
     normalised: list[str] = field(default_factory=list)  # labels of the segments that were re-encoded
+    placements: list[Placement] = field(default_factory=list)
+    copied_frames: int = 0  # video frames joined by stream copy
+    encoded_frames: int = 0  # video frames encoded by the join (transitions and cuts off keyframes)
+    loudness: LoudnessResult | None = None
+    seam_crossfade_frames: int = 0  # length of the sound crossfade at continuous joins
+    seconds: float = 0.0  # wall time of the assembly
 
     @property
     def duration(self) -> float:
         return self.frames / self.fps
 
+    def shot_span(self, index: int) -> tuple[int, int]:
+        """Film frames [start, end) that belong to placement `index` from cut to cut (for subtitles, OTIO)."""
+        start = self.placements[index].cut
+        end = self.placements[index + 1].cut if index + 1 < len(self.placements) else self.frames
+        return start, end
+
 
 @dataclass(frozen=True)
 class _Ready:
     piece: Piece
-    path: Path  # house-format file to copy from
-    start_frame: int  # in `path`'s frames
+    path: Path  # house-format file the frames come from
+    start: int  # first frame in `path`
     frames: int
+    file_frames: int
+    keyframes: frozenset[int]
+    info: MediaInfo  # of the original segment
     audio_from: Path  # where the audio comes from (the original segment)
     audio_start: float  # seconds into audio_from
+
+
+# --- what must be normalised ---------------------------------------------------------------------
 
 
 def house_differences(info: MediaInfo, fmt: VideoFormat) -> list[str]:
@@ -93,7 +148,7 @@ def house_parameter_sets(fmt: VideoFormat) -> str:
 
 def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece, MediaInfo, list[str]]]:
     infos = []
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
         info = probe.probe(piece.path)
         if info.video is None:
             raise IncompatibleSegments(piece.path, ["no video stream"])
@@ -102,10 +157,10 @@ def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece,
         if piece.start_frame < 0 or want <= 0 or want > available:
             raise IncompatibleSegments(piece.path, [f"wants frames {piece.start_frame}..{piece.start_frame + want}"
                                                     f" but the file has {info.video.frames}"])
-        diffs = house_differences(info, fmt)
-        if not diffs and piece.start_frame and piece.start_frame not in probe.keyframe_indices(piece.path):
-            diffs.append(f"no keyframe at frame {piece.start_frame} (cannot cut by copy)")
-        infos.append((piece, info, diffs))
+        if piece.overlap < 0 or (piece.overlap and (i == 0 or piece.join not in ("crossfade", "fade"))):
+            raise MediaError(f"{piece.label or piece.path}: an overlap of {piece.overlap} frames needs a crossfade "
+                             "or fade from a previous piece")
+        infos.append((piece, info, house_differences(info, fmt)))
     # Stream copy needs one set of parameter sets (SPS/PPS) in the whole film: our encoder's.
     reference = house_parameter_sets(fmt)
     for _, info, diffs in infos:
@@ -114,74 +169,246 @@ def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece,
     return infos
 
 
-def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Path,
-             on_progress: Callable[[str], None] | None = None) -> FilmInfo:
-    """Join the pieces into `out` (written atomically: the old film stays until the new one is complete)."""
-    if not pieces:
-        raise MediaError("nothing to assemble: no segments")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    infos = _plan_pieces(pieces, fmt)
+def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
+             on_progress: Progress | None) -> tuple[list[_Ready], list[str]]:
     ready: list[_Ready] = []
     normalised: list[str] = []
-    for i, (piece, info, diffs) in enumerate(infos):
+    for i, (piece, info, diffs) in enumerate(_plan_pieces(pieces, fmt)):
         assert info.video is not None
-        src_fps = info.video.fps
         want = piece.frames if piece.frames is not None else info.video.frames - piece.start_frame
+        audio_start = float(piece.start_frame / info.video.fps)
         if diffs:
             if on_progress:
                 on_progress(f"normalising {piece.label or piece.path.name}: {'; '.join(diffs)}")
             dst = work_dir / f"norm-{i:04d}.mp4"
             ffmpeg.run(ffmpeg.normalize_args(piece.path, dst, fmt, start_frame=piece.start_frame, frames=want))
             frames = probe.probe(dst).video.frames  # type: ignore[union-attr]
-            ready.append(_Ready(piece, dst, 0, frames, piece.path, float(piece.start_frame / src_fps)))
+            ready.append(_Ready(piece, dst, 0, frames, frames, frozenset(probe.keyframe_indices(dst)), info,
+                                piece.path, audio_start))
             normalised.append(piece.label or piece.path.name)
         else:
-            ready.append(_Ready(piece, piece.path, piece.start_frame, want, piece.path,
-                                float(piece.start_frame / src_fps)))
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
-    try:
-        total = _write(ready, fmt, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return FilmInfo(path=out, frames=total, fps=fmt.fps, width=fmt.width, height=fmt.height,
-                    normalised=normalised)
+            ready.append(_Ready(piece, piece.path, piece.start_frame, want, info.video.frames,
+                                frozenset(probe.keyframe_indices(piece.path)), info, piece.path, audio_start))
+    for i, r in enumerate(ready):
+        after = ready[i + 1].piece.overlap if i + 1 < len(ready) else 0
+        if r.piece.overlap + after > r.frames:
+            raise IncompatibleSegments(r.piece.path, [f"transitions overlap {r.piece.overlap} + {after} frames of "
+                                                      f"a piece that has only {r.frames}"])
+    return ready, normalised
 
 
-def segment_audio(path: Path, start: float, frames: int, fps: int) -> np.ndarray:
-    """Exactly `frames` video frames' worth of the segment's audio from `start` s; silence where it has none."""
-    n = frames * SAMPLE_RATE // fps
-    out = np.zeros((n, CHANNELS), dtype=np.float32)
-    audio = probe.read_audio(path)
-    if audio is not None:
-        first = round(start * SAMPLE_RATE)
-        chunk = audio[first:first + n]
-        out[: len(chunk)] = chunk
+# --- which frames are copied, which are composed and encoded ------------------------------------
+
+
+@dataclass(frozen=True)
+class _Copy:
+    ready: int  # index into the ready list
+    start: int  # frame in the ready file
+    frames: int
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Film frames to encode: frames [start, start+frames) of one ready file, or blended with a second."""
+
+    ready: int
+    start: int
+    frames: int
+    blend: tuple[int, int, Join] | None = None  # (incoming ready index, its start frame, crossfade | fade)
+
+
+@dataclass(frozen=True)
+class _Encode:
+    spans: tuple[_Span, ...]
+
+    @property
+    def frames(self) -> int:
+        return sum(s.frames for s in self.spans)
+
+
+def _runs(ready: Sequence[_Ready]) -> list[_Copy | _Encode]:
+    """The film as copied runs (whole GOPs) and encoded chunks, in order."""
+    runs: list[_Copy | _Encode] = []
+    pending: list[_Span] = []
+
+    def flush() -> None:
+        if pending:
+            runs.append(_Encode(tuple(pending)))
+            pending.clear()
+
+    for i, r in enumerate(ready):
+        d_in = r.piece.overlap
+        d_out = ready[i + 1].piece.overlap if i + 1 < len(ready) else 0
+        if d_in:
+            prev = ready[i - 1]
+            pending.append(_Span(i - 1, prev.start + prev.frames - d_in, d_in, (i, r.start, r.piece.join)))
+        lo, hi = r.start + d_in, r.start + r.frames - d_out  # frames shown on their own
+        # Copy from a keyframe up to a clean end: the file's end, or just before a keyframe (closed GOPs:
+        # nothing before a keyframe refers to anything after it).
+        a = min((k for k in r.keyframes if lo <= k < hi), default=None)
+        b = max((e for e in (*r.keyframes, r.file_frames) if a is not None and a < e <= hi), default=None)
+        if a is None or b is None:
+            if hi > lo:
+                pending.append(_Span(i, lo, hi - lo))
+            continue
+        if a > lo:
+            pending.append(_Span(i, lo, a - lo))
+        flush()
+        runs.append(_Copy(i, a, b - a))
+        if hi > b:
+            pending.append(_Span(i, b, hi - b))
+    flush()
+    return runs
+
+
+def _yuv_frames(path: Path, start: int, count: int, fps: int) -> Iterator[np.ndarray]:
+    """Frames [start, start+count) of a house file as planar yuv420p arrays, decoding from the keyframe before."""
+    got = 0
+    with av.open(str(path)) as src:
+        src.streams.video[0].thread_type = "AUTO"
+        for _, frame in probe.frames_from(src, start, fps):
+            yield frame.to_ndarray(format="yuv420p")
+            got += 1
+            if got == count:
+                return
+    raise MediaError(f"{path}: decoded {got} of frames {start}..{start + count}")
+
+
+def _black(fmt: VideoFormat) -> np.ndarray:
+    out = np.full((fmt.height * 3 // 2, fmt.width), 128, dtype=np.uint8)
+    out[:fmt.height] = 16  # limited-range black
     return out
 
 
-def _write(ready: Sequence[_Ready], fmt: VideoFormat, dst: Path) -> int:
+def _compose(kind: Join, a: np.ndarray, b: np.ndarray, p: float, black: np.ndarray) -> np.ndarray:
+    """One frame of a transition at progress p in (0, 1). Linear in Y'CbCr, so exactly a blend in RGB too."""
+    if kind == "fade":
+        src, w = (a, 1 - 2 * p) if p < 0.5 else (b, 2 * p - 1)
+        mixed = black.astype(np.float32) + (src.astype(np.float32) - black) * w
+    else:
+        mixed = a.astype(np.float32) * (1 - p) + b.astype(np.float32) * p
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+# Decoded house frames are already BT.709 limited range: said on the input, ffmpeg leaves them alone (untagged,
+# it "converts" them to the BT.709 the encoder signals, shifting luma by 2 levels). Primaries and transfer are
+# left out on purpose: given on the input they change the parameter sets, and the chunk could not be copied.
+_HOUSE_YUV = ["-colorspace", "bt709", "-color_range", "tv"]
+
+
+def _encode_chunk(run: _Encode, ready: Sequence[_Ready], fmt: VideoFormat, dst: Path) -> None:
+    black = _black(fmt)
+    argv = ["-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", *_HOUSE_YUV, "-s", f"{fmt.width}x{fmt.height}",
+            "-r", str(fmt.fps), "-i", "pipe:0", "-vf", "setsar=1", *ffmpeg.x264_args(fmt, [0]), "-an",
+            "-movflags", "+faststart", str(dst)]
+    proc = ffmpeg.start_encoder(argv)
+    assert proc.stdin is not None
+    try:
+        for span in run.spans:
+            frames = _yuv_frames(ready[span.ready].path, span.start, span.frames, fmt.fps)
+            if span.blend is None:
+                for f in frames:
+                    proc.stdin.write(f.tobytes())
+                continue
+            incoming, start, kind = span.blend
+            others = _yuv_frames(ready[incoming].path, start, span.frames, fmt.fps)
+            for j, (a, b) in enumerate(zip(frames, others, strict=True)):
+                proc.stdin.write(_compose(kind, a, b, (j + 1) / (span.frames + 1), black).tobytes())
+    except BrokenPipeError:
+        pass  # ffmpeg died: finish_encoder raises with its stderr
+    finally:
+        ffmpeg.finish_encoder(proc)
+
+
+# --- the join ------------------------------------------------------------------------------------
+
+
+def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Path,
+             on_progress: Progress | None = None, *, loudness_lufs: float | None = None,
+             seam_crossfade_frames: int = audio.SEAM_CROSSFADE_FRAMES) -> FilmInfo:
+    """Join the pieces into `out` (written atomically: the old film stays until the new one is complete)."""
+    started = time.monotonic()
+    if not pieces:
+        raise MediaError("nothing to assemble: no segments")
+    if loudness_lufs is not None:
+        audio.check_target(loudness_lufs)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ready, normalised = _prepare(pieces, fmt, work_dir, on_progress)
+    placements: list[Placement] = []
+    first = 0
+    for r in ready:
+        first -= r.piece.overlap
+        v = r.info.video
+        assert v is not None
+        placements.append(Placement(r.piece.label or r.piece.path.name, r.piece.path, r.piece.start_frame,
+                                    v.frames, v.fps, r.info.audio is not None, first, r.frames,
+                                    r.piece.join, r.piece.overlap))
+        first += r.frames
+    total = first
+    parts = [AudioPart(r.audio_from, r.audio_start, p.first, p.frames, p.join, p.overlap)
+             for r, p in zip(ready, placements, strict=True)]
+    pcm = audio.film_track(parts, total, fmt.fps, seam_crossfade_frames)
+    loudness = None
+    if loudness_lufs is not None:
+        pcm, loudness = audio.normalise(pcm, loudness_lufs)
+        if on_progress:
+            after = loudness.after.integrated
+            on_progress(f"loudness {loudness.before.integrated:.1f} -> {after:.1f} LUFS (target {loudness_lufs:g})")
+    runs = _runs(ready)
+    sources: list[tuple[Path, int, int]] = []  # (file, first frame, frames) in film order
+    encoded = 0
+    for k, run in enumerate(runs):
+        if isinstance(run, _Copy):
+            sources.append((ready[run.ready].path, run.start, run.frames))
+            continue
+        chunk = work_dir / f"join-{k:04d}.mp4"
+        _encode_chunk(run, ready, fmt, chunk)
+        sources.append((chunk, 0, run.frames))
+        encoded += run.frames
+    if on_progress and encoded:
+        on_progress(f"encoded {encoded} of {total} frames (transitions, cuts off keyframes); copied the rest")
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    try:
+        written = _write(sources, pcm, fmt, tmp)
+        if written != total:
+            raise MediaError(f"wrote {written} frames, expected {total}")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        for k in range(len(runs)):
+            (work_dir / f"join-{k:04d}.mp4").unlink(missing_ok=True)
+    return FilmInfo(path=out, frames=total, fps=fmt.fps, width=fmt.width, height=fmt.height, normalised=normalised,
+                    placements=placements, copied_frames=total - encoded, encoded_frames=encoded, loudness=loudness,
+                    seam_crossfade_frames=seam_crossfade_frames, seconds=round(time.monotonic() - started, 3))
+
+
+def _write(sources: Sequence[tuple[Path, int, int]], pcm: np.ndarray, fmt: VideoFormat, dst: Path) -> int:
+    """Remux the video packets of every source range, one after the other, and encode `pcm` beside them."""
     ticks = fmt.timescale // fmt.fps  # per frame
+    spf = audio.samples_per_frame(fmt.fps)
+    layout = "stereo" if CHANNELS == 2 else "mono"
     with av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}) as film:
-        with av.open(str(ready[0].path)) as first:
+        with av.open(str(sources[0][0])) as first:
             vout = film.add_stream_from_template(first.streams.video[0])
+            extradata = first.streams.video[0].codec_context.extradata
         vout.time_base = Fraction(1, fmt.timescale)
-        aout = film.add_stream("aac", rate=SAMPLE_RATE, layout="stereo" if CHANNELS == 2 else "mono")
+        aout = film.add_stream("aac", rate=SAMPLE_RATE, layout=layout)
         aout.bit_rate = int(AUDIO_BITRATE.rstrip("k")) * 1000
         offset = 0  # film frames written so far
-        sample = 0
-        for r in ready:
-            with av.open(str(r.path)) as src:
+        for path, start, frames in sources:
+            with av.open(str(path)) as src:
                 vs = src.streams.video[0]
+                if vs.codec_context.extradata != extradata:
+                    raise MediaError(f"{path}: H.264 parameter sets differ from the film's; cannot copy")
                 src_ticks = Fraction(1, fmt.fps) / vs.time_base
                 first_pts = vs.start_time or 0
-                base = first_pts + r.start_frame * src_ticks
+                base = first_pts + start * src_ticks
                 copied = 0
                 for packet in src.demux(vs):
                     if packet.pts is None or packet.dts is None or not packet.size:
                         continue
                     index = round((packet.pts - first_pts) / src_ticks)
-                    if not r.start_frame <= index < r.start_frame + r.frames:
+                    if not start <= index < start + frames:
                         continue
                     packet.pts = round((packet.pts - base) / src_ticks * ticks) + offset * ticks
                     packet.dts = round((packet.dts - base) / src_ticks * ticks) + offset * ticks
@@ -189,18 +416,16 @@ def _write(ready: Sequence[_Ready], fmt: VideoFormat, dst: Path) -> int:
                     packet.stream = vout
                     film.mux(packet)
                     copied += 1
-            if copied != r.frames:
-                raise MediaError(f"{r.piece.path}: copied {copied} frames, expected {r.frames}")
-            pcm = segment_audio(r.audio_from, r.audio_start, r.frames, fmt.fps)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T), format="fltp",
-                                               layout="stereo" if CHANNELS == 2 else "mono")
+            if copied != frames:
+                raise MediaError(f"{path}: copied {copied} frames, expected {frames}")
+            # the sound under these pictures, so the file is interleaved as it plays
+            chunk = pcm[offset * spf:(offset + frames) * spf]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp", layout=layout)
             frame.sample_rate = SAMPLE_RATE
-            frame.pts = sample
-            sample += pcm.shape[0]
+            frame.pts = offset * spf
             for packet in aout.encode(frame):
                 film.mux(packet)
-            offset += r.frames
+            offset += frames
         for packet in aout.encode(None):
             film.mux(packet)
     return offset
-

@@ -1,4 +1,4 @@
-"""The `storyfilm` command: validate, plan, run, serve, schema, providers."""
+"""The `storyfilm` command: validate, plan, run, serve, emulate, schema, providers."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa:
                                                     help="override the storyboard's provider")]
 BudgetOpt = Annotated[Optional[float], typer.Option("--budget", help="hard cap on new spend, USD")]  # noqa: UP045
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
+LoudnessOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
+    "--loudness", min=-40, max=-5, help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 "
+                                        "broadcast); overrides the storyboard's loudness_lufs")]
 LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger",  # noqa: UP045
                                                    help="pay-once ledger file (default output/<name>/ledger.sqlite)")]
 RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate this shot and the shots "  # noqa: UP045
@@ -114,8 +117,14 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
     counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed")}
-    out.print(f"film: {the_plan.duration:g} s, {the_plan.film.width}x{the_plan.film.height} @ "
-              f"{the_plan.film.fps} fps; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    joins = [f"{s.id} {s.transition} {s.transition_duration:g} s" for s in the_plan.shots if s.overlap_frames]
+    if joins:
+        out.print(f"transitions: {', '.join(joins)}")
+    overlaps = (f" ({sum(s.duration for s in the_plan.shots)} s of shots, {the_plan.overlap_seconds:g} s overlapped "
+                "by transitions)" if the_plan.overlap_seconds else "")
+    loud = f", loudness {the_plan.loudness_lufs:g} LUFS" if the_plan.loudness_lufs is not None else ""
+    out.print(f"film: {the_plan.duration:g} s{overlaps}, {the_plan.film.width}x{the_plan.film.height} @ "
+              f"{the_plan.film.fps} fps{loud}; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
@@ -127,7 +136,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
-        concurrency: ConcurrencyOpt = None) -> None:
+        loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
@@ -143,7 +152,8 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         started = time.monotonic()
         with view or nullcontext(), listening(view) if view else nullcontext():
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
-                          redo=list(redo or []), ledger=str(ledger) if ledger else None, concurrency=concurrency)
+                          redo=list(redo or []), ledger=str(ledger) if ledger else None,
+                          loudness_lufs=loudness, concurrency=concurrency)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -152,6 +162,37 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
               f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")
     out.print(f"manifest {result['manifest']}")
+    if result.get("flagged_seams"):
+        err.print(f"[yellow]{result['flagged_seams']} seam(s) flagged[/]: see the manifest's seams")
+
+
+@app.command()
+def emulate(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8787,
+    latency: Annotated[float, typer.Option(min=0, help="seconds a job takes from submit to completed")] = 1.0,
+    faults: Annotated[str, typer.Option(help="faults to inject, e.g. 'submit-429,poll-503*2,moderation' "
+                                              "(see storyfilm/emulator/faults.py)")] = "",
+    api_key: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer)
+        "--api-key", help="the only key accepted: KEY, or PROVIDER=KEY (repeatable); default: any key")] = None,
+    credits: Annotated[Optional[int], typer.Option(help="Apiframe credit balance (default: unlimited)")] = None,  # noqa: UP045
+) -> None:
+    """Serve the WaveSpeed, Apiframe and gateway APIs on loopback, rendering real video. Free."""
+    from storyfilm.emulator import EmulatorConfig, serve_forever
+    from storyfilm.emulator.state import parse_api_keys
+
+    def announce(url: str) -> None:
+        out.print(f"emulating WaveSpeed, Apiframe and the gateway at {url} (latency {latency:g} s"
+                  f"{', faults ' + faults if faults else ''}); stats at {url}/_emulator/stats; Ctrl-C stops")
+
+    try:
+        config = EmulatorConfig(latency=latency, faults=faults, api_keys=parse_api_keys(api_key or []),
+                                apiframe_credits=credits)
+        serve_forever(config, host, port, announce)
+    except StoryfilmError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way out
+        out.print("emulator stopped")
 
 
 @app.command()
@@ -162,7 +203,7 @@ def serve(
     timezone: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--timezone", help="IANA timezone of the cron, e.g. Europe/Berlin (default UTC)")] = None,
     provider: ProviderOpt = None, budget: BudgetOpt = None, output: OutputOpt = Path("output"),
-    ledger: LedgerOpt = None, concurrency: ConcurrencyOpt = None,
+    ledger: LedgerOpt = None, loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
     name: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--name", help="deployment name (default: the storyboard's file name)")] = None,
     keep_schedule: Annotated[bool, typer.Option(
@@ -193,8 +234,9 @@ def serve(
     from storyfilm.flow import film
 
     parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": str(output.resolve())}
-    parameters |= {k: v for k, v in (("provider", provider), ("budget_usd", budget), ("concurrency", concurrency),
-                                     ("ledger", str(ledger.resolve()) if ledger else None)) if v is not None}
+    options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
+               "ledger": str(ledger.resolve()) if ledger else None}
+    parameters |= {k: v for k, v in options.items() if v is not None}
     out.print(f"serving [bold]storyfilm/{deployment}[/] ('{board.title}') on {api_url}: cron '{schedule.cron}' "
               f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
     out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"

@@ -16,10 +16,12 @@
     │   │   └── ModerationFailed    the host's content filter refused the output or an input
     │   ├── JobTimeout              our own deadline passed while polling
     │   └── DownloadError           output missing, too large, not a video, unsafe URL
-    └── MediaError                  local media processing
-        ├── FFmpegError             ffmpeg exited non-zero (argv, returncode, stderr tail)
-        ├── ProbeError              a file PyAV cannot read as media
-        └── IncompatibleSegments    segments that cannot be joined as they are
+    ├── MediaError                  local media processing
+    │   ├── FFmpegError             ffmpeg exited non-zero (argv, returncode, stderr tail)
+    │   ├── ProbeError              a file PyAV cannot read as media
+    │   └── IncompatibleSegments    segments that cannot be joined as they are
+    └── EmulatorError               `storyfilm emulate`: the server could not start
+        └── FaultSpecError          a --faults spec that does not parse (names the item and what is allowed)
 """
 
 from __future__ import annotations
@@ -146,3 +148,11 @@ class IncompatibleSegments(MediaError):
         self.path = str(path)
         self.differences = list(differences)
         super().__init__(f"{path}: " + "; ".join(differences))
+
+
+class EmulatorError(StoryfilmError):
+    pass
+
+
+class FaultSpecError(EmulatorError):
+    pass

@@ -25,18 +25,18 @@ from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect
+from storyfilm import _prefect, seams
 from storyfilm import assets as asset_store
-from storyfilm.assemble import FilmInfo, Piece, assemble
+from storyfilm.audio import check_target
 from storyfilm.errors import ProviderError, StoryfilmError
-from storyfilm.exports import manifest, write_json
+from storyfilm.finish import Film, make_film, write_exports
 from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
 from storyfilm.ledger import Ledger, ledger_path, new_cost
 from storyfilm.plan import Plan, ShotPlan, check_budget, make_plan, redo_closure
 from storyfilm.progress import Event, emit
 from storyfilm.providers import make_provider
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
-from storyfilm.storyboard import ProviderName, load_storyboard
+from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName, load_storyboard
 
 # Shots of one provider at a time. Hosted jobs run for minutes and an account's limit is shared by
 # every run on every machine, so hosted providers take a slot of the Prefect global concurrency limit
@@ -149,8 +149,8 @@ def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> Shot
 
 
 @task(task_run_name="assemble", cache_policy=NO_CACHE, persist_result=False)
-def assemble_film(run: FilmRun, results: list[ShotResult]) -> FilmInfo:
-    """Join the segments in storyboard order into film.mp4."""
+def assemble_film(run: FilmRun, results: list[ShotResult], loudness_lufs: float | None = None) -> Film:
+    """Join the segments in storyboard order into film.mp4 and measure its seams."""
     logger = get_run_logger()
 
     def say(message: str) -> None:
@@ -158,15 +158,12 @@ def assemble_film(run: FilmRun, results: list[ShotResult]) -> FilmInfo:
         emit(Event("assembly-status", message=message))
 
     emit(Event("assembly-started", message=f"joining {len(results)} segments"))
-    # A shot contributes exactly its planned seconds: hosts may deliver a frame more (121 frames for 5 s).
-    pieces = [Piece(Path(r.segment), start_frame=r.new_from_frame, label=r.id,
-                    frames=min(r.new_frames, round(run.plan.shot(r.id).duration * r.fps)))
-              for r in results]
-    film = assemble(pieces, run.plan.film, run.film_dir / "film.mp4", run.film_dir / ".work", on_progress=say)
-    logger.info("film: %s, %.3f s, %d frames", film.path, film.duration, film.frames)
-    emit(Event("assembly-done", message=str(film.path), seconds=film.duration))
+    made = make_film(run.plan, results, run.film_dir, loudness_lufs=loudness_lufs, log=say)
+    logger.info("film: %s, %.3f s, %d frames, %d of %d seams flagged", made.info.path, made.info.duration,
+                made.info.frames, len(made.flagged), len(made.seams))
+    emit(Event("assembly-done", message=str(made.info.path), seconds=made.info.duration))
     run.progress.advance()
-    return film
+    return made
 
 
 def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[ShotResult]:
@@ -193,14 +190,16 @@ def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[
 # JSON-friendly, typed parameters: the Prefect UI renders its run form from these.
 Budget = Annotated[float, Field(ge=0, description="hard cap on new spend, USD")]
 Concurrency = Annotated[int, Field(ge=1, le=64, description="shots of the provider generated at once")]
+Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1], description="film loudness, LUFS")]
 
 
 @flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
       validate_parameters=True)
 def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budget | None = None,
          output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
-         concurrency: Concurrency | None = None) -> dict[str, Any]:
-    """Turn a storyboard file into <output_dir>/<slug>/film.mp4 with its manifest.
+         loudness_lufs: Loudness | None = None, concurrency: Concurrency | None = None) -> dict[str, Any]:
+    """Turn a storyboard file into <output_dir>/<slug>/film.mp4 with its manifest, timeline, subtitles and
+    contact sheet.
 
     Args:
         storyboard: path of the storyboard YAML (relative to the run's working directory)
@@ -209,12 +208,16 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         output_dir: where films are written (shared storage when workers run on several machines)
         redo: regenerate these shots (and the shots chained after them) even if they are finished
         ledger: the pay-once ledger's path (default <output_dir>/<slug>/ledger.sqlite)
+        loudness_lufs: overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web)
         concurrency: shots of this provider at once; for hosted providers this sets the Prefect
             concurrency limit `storyfilm-<provider>` that every run shares
     """
     logger = get_run_logger()
+    if loudness_lufs is not None:
+        check_target(loudness_lufs)  # before anything is paid for
     board = load_storyboard(storyboard)
-    plan = make_plan(board, asset_store.digests(board), provider=provider, budget_usd=budget_usd)
+    digests = asset_store.digests(board)
+    plan = make_plan(board, digests, provider=provider, budget_usd=budget_usd)
     _prefect.add_flow_run_tags(*_tags(plan))
     film_dir = Path(output_dir) / plan.slug
     book = Ledger(ledger_path(film_dir, ledger))
@@ -241,13 +244,16 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
             parent = futures[shot.parent] if shot.parent else None
             futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
         results = _collect(plan, futures)
-        info = assemble_film(run, results)
-    manifest_path = write_json(manifest(plan, results, info, film_dir), film_dir / "manifest.json")
-    _prefect.publish_film(plan.slug, plan.title, summary_markdown(plan, results, info, manifest_path),
+        made = assemble_film(run, results, loudness_lufs)
+    info = made.info
+    manifest_path = write_exports(plan, results, made, film_dir, digests)["manifest"]
+    assert manifest_path is not None
+    _prefect.publish_film(plan.slug, plan.title,
+                          summary_markdown(plan, results, info, manifest_path) + "\n" + seams.markdown(made.seams),
                           shot_rows(plan, results), info.path, manifest_path)
     spent = spent_usd(results)
     logger.info("done: %s (%.2f s), %d of %d shots reused, $%.2f spent", info.path, info.duration,
                 sum(r.reused for r in results), len(results), spent)
     return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
-            "manifest": str(manifest_path), "shots": len(results),
+            "manifest": str(manifest_path), "shots": len(results), "flagged_seams": len(made.flagged),
             "reused": sum(r.reused for r in results), "spent_usd": spent}

@@ -76,6 +76,11 @@ class ShotPlan:
         return self.start.parent
 
     @property
+    def overlap_frames(self) -> int:
+        """Film frames this shot shares with the one before it (a crossfade or fade overlaps both)."""
+        return overlap_frames(self.transition, self.transition_duration)
+
+    @property
     def fmt(self) -> VideoFormat:
         return VideoFormat(self.width, self.height, FPS)
 
@@ -89,10 +94,20 @@ class Plan:
     shots: tuple[ShotPlan, ...]
     film: VideoFormat
     budget_usd: float | None
+    loudness_lufs: float | None = None
+
+    @property
+    def frames(self) -> int:
+        """The film's length in frames: every shot's new footage, less what transitions overlap."""
+        return sum(s.duration * self.film.fps - s.overlap_frames for s in self.shots)
 
     @property
     def duration(self) -> float:
-        return float(sum(s.duration for s in self.shots))
+        return self.frames / self.film.fps
+
+    @property
+    def overlap_seconds(self) -> float:
+        return sum(s.overlap_frames for s in self.shots) / self.film.fps
 
     @property
     def cost_usd(self) -> float:
@@ -122,6 +137,10 @@ class Plan:
             out += kids
             frontier = kids
         return out
+
+
+def overlap_frames(transition: str, seconds: float) -> int:
+    return 0 if transition == "cut" else max(1, round(seconds * FPS))
 
 
 def resolve_camera(camera: str, prompt: str) -> str:
@@ -208,10 +227,12 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
                                    parent is not None, image is not None):
             limit_problems.setdefault(found, []).append(s.id)
         transition = s.transition or d.transition
-        if transition and transition.type != "cut":
-            where = ("shots", i, "transition") if s.transition else ("defaults", "transition")
-            problems.append(board.problem((*where, "type"), f"'{transition.type}' transitions are not supported "
-                                                            "yet; only 'cut' is"))
+        if i == 0 and transition is not None and transition.type != "cut":
+            if s.transition is not None:  # from defaults it simply does not apply to the first shot
+                problems.append(board.problem(("shots", 0, "transition", "type"),
+                                              f"the first shot has no shot before it to {transition.type} from; "
+                                              "remove its transition (it applies between a shot and the previous one)"))
+            transition = None
         caption = s.caption if s.caption is not None else d.caption
         width, height = frame_size(resolution, aspect)
         fields = {
@@ -246,12 +267,14 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         used_by = f" (used by {len(ids)} shots: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" \
             if path[0] == "defaults" else ""
         problems.append(board.problem(path, message + used_by))
+    problems += _overlap_problems(board, shots)
     if problems:
         raise board.error(problems)
     first = shots[0]
     plan = Plan(title=board.title, slug=board.slug, provider=provider_name, tier=tier_name, shots=tuple(shots),
                 film=VideoFormat(first.width, first.height, FPS),
-                budget_usd=budget_usd if budget_usd is not None else board.budget_usd)
+                budget_usd=budget_usd if budget_usd is not None else board.budget_usd,
+                loudness_lufs=board.loudness_lufs)
     return plan
 
 
@@ -263,6 +286,24 @@ def redo_closure(plan: Plan, shot_ids: list[str] | tuple[str, ...]) -> frozenset
         raise PlanError(f"--redo: no shot {', '.join(repr(u) for u in unknown)} in the storyboard; "
                         f"shots: {', '.join(s.id for s in plan.shots)}")
     return frozenset(x for i in shot_ids for x in plan.downstream(i))
+
+
+def _overlap_problems(board: Storyboard, shots: list[ShotPlan]) -> list[Problem]:
+    """A shot must outlast the transitions into and out of it (both overlap its own footage)."""
+    out = []
+    for i, s in enumerate(shots):
+        after = shots[i + 1].overlap_frames if i + 1 < len(shots) else 0
+        if s.overlap_frames + after <= s.duration * FPS:
+            continue
+        culprit = i if s.overlap_frames else i + 1
+        where = ("shots", culprit, "transition", "duration")
+        if board.shots[culprit].transition is None:
+            where = ("defaults", "transition", "duration")
+        parts = [f"{x.transition} {x.transition_duration:g} s" for x in (s, shots[i + 1] if after else None)
+                 if x is not None and x.overlap_frames]
+        out.append(board.problem(where, f"{' + '.join(parts)} of transitions overlap shot '{s.id}', which is only "
+                                        f"{s.duration} s long; shorten the transition(s) or lengthen the shot"))
+    return out
 
 
 def check_budget(plan: Plan, new_cost_usd: float | None = None) -> None:

@@ -23,6 +23,7 @@ SHOT_ID = r"^[a-z0-9_-]{1,64}$"
 ASSET_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_FILE_BYTES = 5_000_000
 MAX_SHOTS = 5_000
+LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: quieter targets are inaudible on most devices, louder ones clip
 
 Seconds = Annotated[int, Field(ge=1, le=60, description="Seconds of NEW footage (the provider sets the range)")]
 
@@ -68,6 +69,9 @@ class Storyboard(_Strict):
     provider: ProviderName = "local"
     model: Tier = "standard"
     budget_usd: float | None = Field(None, ge=0, description="hard cap on new spend")
+    loudness_lufs: float | None = Field(None, ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],
+                                        description="normalise the film's loudness to this EBU R128 target "
+                                                    "(-14 web, -16 podcasts, -23 broadcast); off when absent")
     defaults: ShotFields = Field(default_factory=ShotFields)
     assets: dict[str, str] = Field(default_factory=dict, description="name: path relative to this file, or https URL")
     shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS)

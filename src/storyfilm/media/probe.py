@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -136,6 +137,21 @@ def read_frames(path: Path, indices: list[int] | None = None) -> list[np.ndarray
                 if len(out) == len(wanted):
                     break
     return frames if wanted is None else [out[i] for i in indices or [] if i in out]
+
+
+def frames_from(container: av.container.InputContainer, first: int, fps: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(index, frame) of the video from frame `first` on, decoding from the keyframe before it.
+
+    Indices come from timestamps, so the file must have constant frame timing (our own encodes do).
+    """
+    vs = container.streams.video[0]
+    ticks = Fraction(1, fps) / vs.time_base
+    start_pts = vs.start_time or 0
+    container.seek(int(start_pts + max(first, 0) * ticks), stream=vs, backward=True)
+    for frame in container.decode(vs):
+        index = round((frame.pts - start_pts) / ticks)
+        if index >= first:
+            yield index, frame
 
 
 def first_frame(path: Path) -> np.ndarray:

@@ -1,0 +1,228 @@
+"""The film's sound: one PCM track built from every segment, with crossfades at the joins, and loudness.
+
+Every part is cut to exactly its pictures' length (silence where a segment has none), so the track stays
+in sync over any number of joins. At a continuous join the incoming segment's pre-roll (the sound under
+the frame that was dropped because it repeats the previous shot's last frame) is crossfaded under the end
+of the outgoing part: the join is smoothed without moving or stretching anything. Crossfade and fade
+transitions overlap the two parts exactly as the pictures do. Crossfades are equal-power (unrelated
+sounds keep their level), or constant-amplitude when both sides are the same sound (an extend's echo),
+which equal power would bump by 3 dB.
+
+Loudness is measured with ffmpeg's EBU R128 meter (`ebur128`: integrated loudness, true peak) and set by
+one gain for the whole film; a limiter (`alimiter`, latency-compensated so nothing moves) only touches
+the peaks that gain pushes over the true-peak ceiling, and the ceiling is never exceeded (loudness gives
+way instead, and the result says so).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from storyfilm.errors import FFmpegError, MediaError
+from storyfilm.media import probe
+from storyfilm.media.ffmpeg import CHANNELS, SAMPLE_RATE, ffmpeg_exe
+from storyfilm.storyboard import LOUDNESS_RANGE
+
+Join = Literal["cut", "continue", "crossfade", "fade"]
+
+# The crossfade at a continuous join: one film frame, the length of the dropped seam frame's sound.
+SEAM_CROSSFADE_FRAMES = 1
+CORRELATED = 0.5  # above this, the two sides of a crossfade are one sound: crossfade at constant amplitude
+# dBTP. EBU R128 allows -1 for delivery; the AAC encode that follows adds up to ~0.5 dB of overshoot.
+TRUE_PEAK_CEILING = -1.5
+LIMIT_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    """One segment's sound in the film: `frames` film frames from `start` seconds into `source`."""
+
+    source: Path
+    start: float
+    first: int  # film frame where the part begins (inside the overlap with the previous part)
+    frames: int
+    join: Join = "cut"  # how it joins the previous part
+    overlap: int = 0  # film frames shared with the previous part (crossfade, fade)
+
+
+def samples_per_frame(fps: int) -> int:
+    if SAMPLE_RATE % fps:
+        raise MediaError(f"{fps} fps does not divide {SAMPLE_RATE} Hz: audio could not cut on frame boundaries")
+    return SAMPLE_RATE // fps
+
+
+def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fade out, fade in) gains over n samples whose powers sum to 1 at every sample."""
+    t = (np.arange(n, dtype=np.float64) + 0.5) / max(n, 1)
+    return np.cos(t * np.pi / 2).astype(np.float32), np.sin(t * np.pi / 2).astype(np.float32)
+
+
+def _excerpt(audio: np.ndarray | None, first: int, n: int) -> np.ndarray:
+    """n samples of `audio` from sample `first` (which may be negative); silence wherever there is none."""
+    out = np.zeros((n, CHANNELS), dtype=np.float32)
+    if audio is None:
+        return out
+    lo, hi = max(first, 0), min(first + n, len(audio))
+    if hi > lo:
+        out[lo - first:hi - first] = audio[lo:hi]
+    return out
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    energy = float(np.sqrt(np.sum(a.astype(np.float64) ** 2) * np.sum(b.astype(np.float64) ** 2)))
+    return float(np.sum(a.astype(np.float64) * b)) / energy if energy > 0 else 0.0
+
+
+def _head_tail(join: Join, n: int, correlated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Gains for (the incoming part's first n samples, the outgoing part's last n samples) at a join."""
+    if correlated:  # the same sound on both sides (an extend echo): equal power would bump it by 3 dB
+        t = ((np.arange(n, dtype=np.float64) + 0.5) / n).astype(np.float32)
+        return t, 1 - t
+    if join == "fade":  # through silence: out over the first half, in over the second
+        half = n // 2
+        out_gain, _ = equal_power(half)
+        _, in_gain = equal_power(n - half)
+        return (np.concatenate([np.zeros(half, np.float32), in_gain]),
+                np.concatenate([out_gain, np.zeros(n - half, np.float32)]))
+    fade_out, fade_in = equal_power(n)
+    return fade_in, fade_out
+
+
+def film_track(parts: Sequence[AudioPart], total_frames: int, fps: int,
+               seam_crossfade_frames: int = SEAM_CROSSFADE_FRAMES) -> np.ndarray:
+    """The whole film's sound as float32 (samples, channels), exactly `total_frames` frames long."""
+    spf = samples_per_frame(fps)
+    track = np.zeros((total_frames * spf, CHANNELS), dtype=np.float32)
+    cache: dict[Path, np.ndarray | None] = {}
+    for i, part in enumerate(parts):
+        if part.source not in cache:
+            cache = {part.source: probe.read_audio(part.source)}  # parts come in order: keep one file at a time
+        audio = cache[part.source]
+        start = round(part.start * SAMPLE_RATE)
+        # a continuous join takes its crossfade from the incoming segment's pre-roll
+        pre = min(seam_crossfade_frames * spf, start) if part.join == "continue" and i else 0
+        chunk = _excerpt(audio, start - pre, pre + part.frames * spf)
+        head = pre or part.overlap * spf
+        at = part.first * spf - pre
+        if head:
+            outgoing = track[at:at + head]  # already in the track
+            head_gain, tail_gain = _head_tail(part.join, head, part.join != "fade" and
+                                              _correlation(outgoing, chunk[:head]) > CORRELATED)
+            chunk[:head] *= head_gain[:, None]
+            outgoing *= tail_gain[:, None]
+        track[at:at + len(chunk)] += chunk
+    return track
+
+
+# --- loudness --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loudness:
+    integrated: float  # LUFS (-inf for silence)
+    true_peak: float  # dBTP
+
+
+@dataclass(frozen=True)
+class LoudnessResult:
+    target: float
+    before: Loudness
+    after: Loudness
+    gain_db: float
+    limited: bool  # the true-peak limiter had to act
+
+    def as_dict(self) -> dict[str, object]:
+        def num(x: float) -> float | None:
+            return round(x, 2) if math.isfinite(x) else None
+
+        return {"target_lufs": self.target, "measured_lufs": num(self.before.integrated),
+                "achieved_lufs": num(self.after.integrated), "true_peak_dbtp": num(self.after.true_peak),
+                "gain_db": num(self.gain_db), "peak_limited": self.limited}
+
+
+def check_target(lufs: float) -> float:
+    lo, hi = LOUDNESS_RANGE
+    if not lo <= lufs <= hi:
+        raise MediaError(f"loudness target {lufs:g} LUFS is outside {lo:g}..{hi:g} LUFS "
+                         "(-14 for the web, -16 for podcasts, -23 for broadcast)")
+    return lufs
+
+
+def _filter(pcm: np.ndarray, af: str, *, output: bool) -> tuple[np.ndarray | None, str]:
+    """Run an ffmpeg audio filter over float32 PCM; return the filtered PCM (if asked) and ffmpeg's log."""
+    argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "info",
+            "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", str(CHANNELS), "-i", "pipe:0", "-af", af]
+    argv += ["-f", "f32le", "-ar", str(SAMPLE_RATE), "pipe:1"] if output else ["-f", "null", "-"]
+    proc = subprocess.run(argv, input=np.ascontiguousarray(pcm, dtype=np.float32).tobytes(),
+                          capture_output=True, check=False)
+    log = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        raise FFmpegError(argv, proc.returncode, log)
+    if not output:
+        return None, log
+    out = np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, CHANNELS)
+    if len(out) != len(pcm):
+        raise MediaError(f"ffmpeg filter {af} returned {len(out)} samples for {len(pcm)}")
+    return out.copy(), log
+
+
+def measure(pcm: np.ndarray) -> Loudness:
+    """EBU R128 integrated loudness and true peak."""
+    if not len(pcm):
+        return Loudness(-math.inf, -math.inf)
+    _, log = _filter(pcm, "ebur128=peak=true:framelog=quiet", output=False)
+    summary = log[log.rfind("Summary:"):]
+    loud = re.search(r"I:\s+(-?[\d.]+|-inf|nan) LUFS", summary)
+    peak = re.search(r"Peak:\s+(-?[\d.]+|-inf|nan) dBFS", summary)
+    if not loud or not peak:
+        raise MediaError("ffmpeg's ebur128 meter printed no summary")
+
+    def value(text: str) -> float:
+        x = float(text)
+        return -math.inf if math.isnan(x) or x < -70 else x  # below the absolute gate: silence
+
+    return Loudness(value(loud.group(1)), value(peak.group(1)))
+
+
+def normalise(pcm: np.ndarray, target: float, ceiling: float = TRUE_PEAK_CEILING) -> tuple[np.ndarray, LoudnessResult]:
+    """Bring the track to `target` LUFS by one gain; limit only the peaks that gain pushes over `ceiling`."""
+    check_target(target)
+    before = measure(pcm)
+    if not math.isfinite(before.integrated):  # silence stays silence
+        return pcm, LoudnessResult(target, before, before, 0.0, False)
+    gain_db = target - before.integrated
+    out = pcm * np.float32(10 ** (gain_db / 20))
+    limited = False
+    # Limiting a peak takes a little loudness away: gain again and limit again, a few rounds at most.
+    # alimiter limits sample peaks: it aims below the ceiling by a margin for the peaks between samples.
+    margin = 0.5
+    for round_ in range(LIMIT_ROUNDS):
+        if measure(out).true_peak <= ceiling:
+            break
+        limited = True
+        limit = 10 ** ((ceiling - margin) / 20)
+        out, _ = _filter(out, f"alimiter=limit={limit:.6f}:level=false:latency=true:attack=5:release=50",
+                         output=True)
+        assert out is not None
+        now = measure(out)
+        if now.true_peak > ceiling:  # overs between samples: limit lower next round
+            margin += now.true_peak - ceiling + 0.1
+            continue
+        short = target - now.integrated
+        if short <= 0.2 or round_ == LIMIT_ROUNDS - 1:
+            break
+        out *= np.float32(10 ** (short / 20))
+        gain_db += short
+    over = measure(out).true_peak - ceiling
+    if over > 0:  # never deliver over the ceiling: give up loudness instead
+        out *= np.float32(10 ** (-over / 20))
+        gain_db -= over
+    return out, LoudnessResult(target, before, measure(out), gain_db, limited)

@@ -1,0 +1,192 @@
+"""The seam report: measure every join of a finished film, as a viewer would see and hear it.
+
+For each join, from the film itself (not from the segments):
+- picture: how much the frame changes across the join (mean absolute luma difference of downscaled
+  frames, 0-255) against the ordinary frame-to-frame change around it;
+- frozen or duplicated frames: the frame before the join shown again after it;
+- sound: silence around the join (a gap), a step in the waveform at the join far above the ordinary
+  sample-to-sample change around it (a click), and the level on either side.
+
+What is flagged depends on the join: a continuous join (a shot carrying on its predecessor's last
+frame) must show no jump, no repeated frame and no click; a cut is allowed to change everything but must
+not repeat a frame or leave a gap; a crossfade or fade must not freeze.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import av
+import numpy as np
+
+from storyfilm.assemble import FilmInfo, Placement
+from storyfilm.audio import Join
+from storyfilm.media import probe
+from storyfilm.media.ffmpeg import SAMPLE_RATE
+
+WINDOW = 5  # frames measured on each side of a join
+THUMB_WIDTH = 192  # frames are compared at this width (grey), which ignores encoder noise
+REPEAT = 0.05  # mean |Δluma| below this, and below REPEAT_RATIO x the motion around: a picture shown twice
+REPEAT_RATIO = 0.2
+STILL = 0.02  # pictures around a join stiller than this (a static shot): a repeat cannot be told apart
+JUMP = 4.0  # a continuous join changing more than this, and JUMP_RATIO x the motion around it, jumps
+JUMP_RATIO = 3.0
+SILENCE_DBFS = -60.0
+GAP_MS = 20.0  # a silence longer than this across a join between two shots with sound is a gap
+GAP_REACH = 2  # s: how far each way a gap is measured
+CLICK_RATIO = 4.0  # a step this many times the largest ordinary step around it is a click
+AUDIO_WINDOW = 0.05  # s each side of the join for steps and levels
+
+
+@dataclass(frozen=True)
+class Seam:
+    index: int  # the join into placement `index`
+    before: str
+    after: str
+    join: Join
+    frame: int  # film frame of the first frame after the join (the transition's first frame)
+    time: float  # s
+    picture_change: float  # across the join (largest step inside a transition)
+    motion: float  # median frame-to-frame change around the join
+    repeated_frames: int  # pictures shown twice in a row at the join
+    audio_gap_ms: float
+    audio_step: float  # the waveform's step at the join / the largest ordinary step around it
+    level_before_db: float | None
+    level_after_db: float | None
+    flags: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.flags
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["flags"] = list(self.flags)
+        return d
+
+
+def _grey(frame: av.VideoFrame) -> np.ndarray:
+    height = max(2, round(frame.height * THUMB_WIDTH / frame.width))
+    return frame.to_ndarray(width=THUMB_WIDTH, height=height, format="gray").astype(np.float32)
+
+
+def _frames(container: av.container.InputContainer, first: int, last: int, fps: int) -> dict[int, np.ndarray]:
+    """Grey thumbnails of film frames [first, last)."""
+    out: dict[int, np.ndarray] = {}
+    for index, frame in probe.frames_from(container, max(first, 0), fps):
+        if index >= last:
+            break
+        out[index] = _grey(frame)
+    return out
+
+
+def _db(x: np.ndarray) -> float | None:
+    if not len(x):
+        return None
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    return round(20 * math.log10(rms), 1) if rms > 0 else None
+
+
+def _gap_ms(pcm: np.ndarray, at: int) -> float:
+    """Length (ms) of the longest silence within a few ms of sample `at` (AAC smears a join over ~3 ms)."""
+    block = SAMPLE_RATE // 1000
+    reach = GAP_REACH * 1000  # blocks each way
+    lo = max(at - reach * block, 0)
+    x = pcm[lo:at + reach * block]
+    n = len(x) // block
+    if not n:
+        return 0.0
+    silent = np.abs(x[:n * block]).reshape(n, -1).max(axis=1) < 10 ** (SILENCE_DBFS / 20)
+    centre = (at - lo) // block
+    best = 0
+    start = None
+    for k, quiet in enumerate([*silent.tolist(), False]):
+        if quiet and start is None:
+            start = k
+        elif not quiet and start is not None:
+            if start <= centre + 3 and k >= centre - 3:
+                best = max(best, k - start)
+            start = None
+    return float(best)
+
+
+def _step(pcm: np.ndarray, at: int) -> float:
+    """The largest sample-to-sample step within 0.5 ms of `at`, over the 99th percentile of the steps around."""
+    span, near = round(AUDIO_WINDOW * SAMPLE_RATE), SAMPLE_RATE // 2000  # AAC smears a step over ~0.5 ms
+    lo = max(at - span, 0)
+    d = np.abs(np.diff(pcm[lo:at + span], axis=0)).max(axis=1)
+    mid = at - lo
+    if mid < 4 * near or mid + 4 * near > len(d):
+        return 0.0
+    ordinary = np.concatenate([d[:mid - 4 * near], d[mid + 4 * near:]])
+    base = max(float(np.percentile(ordinary, 99)), 1e-4)
+    return round(float(d[mid - near:mid + near].max()) / base, 2)
+
+
+def analyse(film: FilmInfo) -> list[Seam]:
+    """Measure every join of `film` (built by `assemble`)."""
+    placements = film.placements
+    seams: list[Seam] = []
+    pcm = probe.read_audio(film.path)
+    spf = SAMPLE_RATE // film.fps
+    with av.open(str(film.path)) as container:
+        container.streams.video[0].thread_type = "AUTO"
+        for i in range(1, len(placements)):
+            p = placements[i]
+            seams.append(_seam(container, pcm, film, placements[i - 1], p, i, spf))
+    return seams
+
+
+def _seam(container: av.container.InputContainer, pcm: np.ndarray | None, film: FilmInfo, prev: Placement,
+          p: Placement, index: int, spf: int) -> Seam:
+    f0, f1 = p.first, p.first + p.overlap  # the join covers frames [f0, f1): empty for a cut
+    frames = _frames(container, f0 - WINDOW, f1 + WINDOW, film.fps)
+    steps = {k: float(np.abs(frames[k + 1] - frames[k]).mean()) for k in sorted(frames) if k + 1 in frames}
+    inside = [k for k in steps if f0 - 1 <= k < max(f1, f0)]  # pairs that cross or sit in the join
+    around = [v for k, v in steps.items() if k not in inside]
+    motion = float(np.median(around)) if around else 0.0
+    change = max((steps[k] for k in inside), default=0.0)
+    repeated = (sum(1 for k in inside if steps[k] < min(REPEAT, REPEAT_RATIO * motion)) if motion >= STILL else 0)
+
+    flags: list[str] = []
+    if repeated:
+        flags.append(f"{repeated} frame(s) shown twice at the join (picture change {change:.3f} while the "
+                     f"shots around it move {motion:.2f})")
+    if p.join == "continue" and change > JUMP and change > JUMP_RATIO * motion:
+        flags.append(f"the picture jumps at a continuous join (change {change:.1f} vs {motion:.1f} around it)")
+
+    gap = step = 0.0
+    before = after = None
+    if pcm is not None:
+        at = (p.cut if p.overlap else p.first) * spf
+        gap = _gap_ms(pcm, at)
+        step = _step(pcm, at)
+        span = round(AUDIO_WINDOW * SAMPLE_RATE)
+        before = _db(pcm[max(f0 * spf - span, 0):f0 * spf])
+        after = _db(pcm[f1 * spf:f1 * spf + span])
+        if gap > GAP_MS and prev.has_audio and p.has_audio:
+            flags.append(f"{gap:.0f} ms of silence across the join")
+        if p.join == "continue" and step > CLICK_RATIO:
+            flags.append(f"click at a continuous join (a step {step:.1f}x the largest around it)")
+    return Seam(index=index, before=prev.label, after=p.label, join=p.join, frame=f0, time=round(f0 / film.fps, 3),
+                picture_change=round(change, 3), motion=round(motion, 3), repeated_frames=repeated,
+                audio_gap_ms=gap, audio_step=step, level_before_db=before, level_after_db=after, flags=tuple(flags))
+
+
+def flagged(seams: Sequence[Seam]) -> list[Seam]:
+    return [s for s in seams if s.flags]
+
+
+def markdown(seams: Sequence[Seam]) -> str:
+    """A section for the Prefect summary artifact: every flagged seam, or that all were clean."""
+    bad = flagged(seams)
+    if not seams:
+        return "**Seams:** none (one shot)\n"
+    if not bad:
+        return f"**Seams:** all {len(seams)} clean\n"
+    rows = "\n".join(f"| {s.before} → {s.after} | {s.join} | {s.time:.2f} s | {'; '.join(s.flags)} |" for s in bad)
+    return (f"**Seams:** {len(bad)} of {len(seams)} flagged\n\n| join | kind | at | problem |\n|---|---|---|---|\n"
+            + rows + "\n")
+
