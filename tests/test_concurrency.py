@@ -8,12 +8,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from storyfilm.progress import Event, listening
 
+from .emu import stats
 from .helpers import write_storyboard
+
+if TYPE_CHECKING:
+    from storyfilm.emulator import EmulatorServer
 
 CHAINS = """\
 version: 1
@@ -24,16 +29,6 @@ shots:
   - {id: a2, prompt: The boats rock.}
   - {id: b1, cut: true, prompt: A storm at sea.}
   - {id: c1, cut: true, prompt: A lamp is lit.}
-"""
-
-SINGLES = """\
-version: 1
-title: Limited
-defaults: {duration: 1, resolution: 480p, seed: 3}
-shots:
-  - {id: x, prompt: One.}
-  - {id: y, cut: true, prompt: Two.}
-  - {id: z, cut: true, prompt: Three.}
 """
 
 Span = tuple[float, float]
@@ -97,30 +92,44 @@ def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, 
     assert times["assemble"][0] >= max(end for name, (_, end) in times.items() if name != "assemble")
 
 
+HOSTED = """\
+version: 1
+title: Hosted
+provider: wavespeed
+defaults: {duration: 4, resolution: 480p, aspect_ratio: "1:1", seed: 3}
+shots:
+  - {id: x, prompt: One.}
+  - {id: y, cut: true, prompt: Two.}
+"""
+
+
 @pytest.mark.slow
-def test_a_prefect_concurrency_limit_holds_across_chains(prefect_server: None, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hosted providers' path (a Prefect global concurrency limit), exercised with the local renderer."""
+def test_a_hosted_providers_prefect_concurrency_limit_holds(prefect_server: None, emulator: EmulatorServer,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WaveSpeed (the emulator, over loopback HTTP) takes slots of the Prefect limit `storyfilm-wavespeed`."""
     from prefect.client.orchestration import get_client
 
-    from storyfilm import flow
+    from storyfilm.flow import film
 
-    monkeypatch.setattr(flow, "IN_PROCESS_LIMITED", frozenset())
-    board = write_storyboard(tmp_path, SINGLES)
+    for name, value in {"WAVESPEED_API_KEY": "ws-test-key", "WAVESPEED_BASE_URL": emulator.url,
+                        "STORYFILM_POLL_INTERVAL": "0.05", "STORYFILM_POLL_MAX_INTERVAL": "0.2"}.items():
+        monkeypatch.setenv(name, value)
+    board = write_storyboard(tmp_path, HOSTED)
     with slot_spans() as spans:
-        result = flow.film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=1)
-    assert result["shots"] == 3 and set(spans) == {"x", "y", "z"}
-    assert most_at_once(spans) == 1
+        result = film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=1)
+    assert result["shots"] == 2 and set(spans) == {"x", "y"}
+    assert not overlap(spans["x"], spans["y"])  # two independent chains, one slot: one job at a time
+    assert stats(emulator.url)["submissions"] == 2
     with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name("storyfilm-local")
+        limit = client.read_global_concurrency_limit_by_name("storyfilm-wavespeed")
     assert limit.limit == 1 and limit.active_slots == 0  # every slot given back
 
-    # Nothing changed: every shot is reused without queueing for a slot of the host.
+    # Nothing changed: both shots are reused, without queueing for a slot or calling the host.
     kinds: list[tuple[str, str | None]] = []
     with listening(lambda e: kinds.append((e.kind, e.shot))):
-        again = flow.film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=1)
-    assert again["reused"] == 3
-    assert sorted(shot for kind, shot in kinds if kind == "shot-reused") == ["x", "y", "z"]
+        again = film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=1)
+    assert again["reused"] == 2 and stats(emulator.url)["submissions"] == 2
+    assert sorted(shot for kind, shot in kinds if kind == "shot-reused") == ["x", "y"]
     assert not [k for k in kinds if k[0] in ("shot-waiting", "shot-started")]
 
 
