@@ -48,3 +48,20 @@ def make_clip(path: Path, seconds: float, size: tuple[int, int] = (320, 180), fp
     path.parent.mkdir(parents=True, exist_ok=True)
     ffmpeg.run([*argv, str(path)])
     return path
+
+
+def point_hosts_at(url: str, monkeypatch: object, key: str = "test-key-0123456789") -> None:
+    """Every hosted provider's base URL and key set to the emulator (pytest monkeypatch)."""
+    from storyfilm.providers import SPECS
+
+    for spec in SPECS.values():
+        if spec.base_url_env and spec.api_key_env:
+            monkeypatch.setenv(spec.base_url_env, url)  # type: ignore[attr-defined]
+            monkeypatch.setenv(spec.api_key_env, key)  # type: ignore[attr-defined]
+    monkeypatch.setenv("STORYFILM_POLL_INTERVAL", "0.05")  # type: ignore[attr-defined]
+
+
+def emulator_stats(url: str) -> dict:
+    import httpx
+
+    return httpx.get(f"{url}/_emulator/stats", timeout=10).json()

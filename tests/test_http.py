@@ -52,11 +52,16 @@ def test_polls_retry_429_honouring_retry_after_then_5xx_then_succeed() -> None:
     assert all(0 <= s <= 0.04 for s in sleeps[1:])  # jittered exponential backoff otherwise
 
 
-def test_a_submit_is_never_retried() -> None:
+def test_a_submit_is_retried_only_after_a_429() -> None:
     handler, seen = scripted(httpx.Response(503, json={"error": "busy"}), httpx.Response(200, json={}))
     with pytest.raises(ProviderError, match="HTTP 503: busy"):
-        client(handler, []).json("POST", "/submit", retry=False, shot="s1")
-    assert seen == ["POST /submit"]
+        client(handler, []).json("POST", "/submit", retry=False, retry_rate_limit=True, shot="s1")
+    assert seen == ["POST /submit"]  # a 5xx may come after the job was created: never repeated
+    handler, seen = scripted(httpx.Response(429, headers={"Retry-After": "2"}, json={"error": "slow"}),
+                             httpx.Response(200, json={"id": "j"}))
+    sleeps: list[float] = []
+    assert client(handler, sleeps).json("POST", "/submit", retry=False, retry_rate_limit=True) == {"id": "j"}
+    assert len(seen) == 2 and sleeps == [2.0]  # a 429 is a refusal: nothing was created
     handler, seen = scripted(httpx.ConnectError("reset"))
     with pytest.raises(ProviderError, match="not retried: the job may have been created"):
         client(handler, []).json("POST", "/submit", retry=False)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from storyfilm.errors import StoryfilmError
@@ -45,17 +46,19 @@ ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
 
 
 def _fail(exc: StoryfilmError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(1)
 
 
 def _prefect_defaults(quiet_console: bool) -> None:
-    # Before prefect is imported; users can still override each. No telemetry. A quiet console must
-    # not lower the log level itself: run logs at INFO still go to the Prefect API (the UI).
+    # Before prefect is imported; users can still override each. No telemetry. Run logs go to the
+    # Prefect API at INFO (the UI shows them). A quiet console (`run`) shows our own messages, not
+    # Prefect's console lines and tracebacks; `serve` is a service and its console is its log.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     if quiet_console:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
 def progress_view(console: Console) -> FilmProgress | None:
@@ -136,7 +139,10 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
-        loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None) -> None:
+        loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
+        emulate: Annotated[bool, typer.Option("--emulate", help="rehearse for free: start the emulator in-process, "
+                                                                "point the provider at it, write to output/emulated/")]
+        = False) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
@@ -150,7 +156,16 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         from storyfilm.flow import film
 
         started = time.monotonic()
-        with view or nullcontext(), listening(view) if view else nullcontext():
+        with contextlib.ExitStack() as stack:
+            if emulate:
+                from storyfilm.emulator.rehearsal import rehearsal
+
+                url = stack.enter_context(rehearsal())
+                out.print(f"rehearsal: every host is emulated at {url}; nothing is paid")
+                output = output / "emulated"  # never mix rehearsal shots with paid ones
+            if view:
+                stack.enter_context(view)
+                stack.enter_context(listening(view))
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
                           redo=list(redo or []), ledger=str(ledger) if ledger else None,
                           loudness_lufs=loudness, concurrency=concurrency)

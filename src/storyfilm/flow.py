@@ -9,6 +9,7 @@ a run reports goes three ways: Prefect logs and artifacts (the UI), and progress
 # by cloudpickle, which keeps only the globals a function's body uses, so string annotations such as
 # 'ProviderName' could no longer be resolved there to validate the parameters.
 
+import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -228,7 +229,9 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     the_provider = make_provider(plan.provider, film_dir / ".work", key_lookup=_secret)
     runner = ShotRunner(provider=the_provider, ledger=book, shots_dir=film_dir / "shots",
                         run_id=str(flow_run_id() or uuid.uuid4()), budget=BudgetGuard(plan.budget_usd),
-                        poll=PollSettings.from_env(), redo=redo_ids, log=_log)
+                        poll=PollSettings.from_env(), redo=redo_ids, log=_log,
+                        # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
+                        resume=os.environ.get("STORYFILM_REHEARSAL") != "1")
     run = FilmRun(plan=plan, film_dir=film_dir, runner=runner,
                   assets=asset_store.materialise(board, film_dir / "assets", used),
                   slot=_slot(plan.provider, concurrency, logger),

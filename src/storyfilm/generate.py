@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from storyfilm.errors import (
@@ -40,7 +39,6 @@ from storyfilm.plan import ShotPlan
 from storyfilm.providers.base import JobStatus, Output, Provider, ShotRequest
 
 Log = Callable[[str], None]
-SEAM_COPY_MAX_DIFF = 3.0  # mean |difference| (0-255) under which a first frame is a copy of the previous last
 
 
 @dataclass(frozen=True)
@@ -171,6 +169,7 @@ class ShotRunner:
     poll: PollSettings = field(default_factory=PollSettings)
     redo: frozenset[str] = frozenset()
     log: Log = field(default=lambda _msg: None)
+    resume: bool = True  # False: unfinished jobs of earlier runs are not resumed (free rehearsals)
 
     @property
     def paid(self) -> bool:
@@ -187,7 +186,8 @@ class ShotRunner:
             kept = self._reuse(shot, request, parent, rec, started)
             if kept is not None:
                 return kept
-        if rec and rec.state in IN_FLIGHT and self.paid:  # a local render dies with its process: render again
+        # A local render dies with its process: render again. So does a rehearsal's emulator job.
+        if rec and rec.state in IN_FLIGHT and self.paid and self.resume:
             job_id = rec.job_id or self._replay(shot, request, rec)
             self.log(f"{shot.id}: resuming job {job_id} (submitted in an earlier run, not paid again)")
         else:
@@ -256,7 +256,15 @@ class ShotRunner:
             self.ledger.update(rec.key, rec.attempt, "completed", video_url=status.video_url,
                                last_frame_url=status.last_frame_url,
                                **({"cost_usd": status.cost_usd} if status.cost_usd is not None else {}))
-        output = self.provider.fetch(status, request, self.shots_dir / ".staging")
+        try:
+            output = self.provider.fetch(status, request, self.shots_dir / ".staging")
+        except DownloadError:
+            if rec.state != "completed":
+                raise
+            # The recorded output URL may have expired: ask the host for the job again (a fresh URL).
+            self.log(f"{shot.id}: the recorded output URL failed; asking the host for job {job_id} again")
+            status = wait_for_job(self.provider, job_id, shot.id, self.poll, self.log)
+            output = self.provider.fetch(status, request, self.shots_dir / ".staging")
         result = self._keep(shot, parent, output, job_id, rec.cost_usd if status.cost_usd is None else status.cost_usd,
                             started)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
@@ -314,20 +322,10 @@ class ShotRunner:
         source.replace(video)
         info = probe.probe(video)
         assert info.video is not None
-        seam = output.seam_copy if output.seam_copy is not None else self._seam_copy(video, parent)
+        seam = output.seam_copy
         return ShotResult(
             id=shot.id, key=shot.key, segment=str(video), last_frame=str(last), new_from_frame=seam,
             frames=info.video.frames, fps=float(info.video.fps), has_audio=info.audio is not None,
             provider=self.provider.spec.name, job_id=job_id, cost_usd=cost,
             seconds=round(time.monotonic() - started, 3), last_frame_url=output.last_frame_url,
         )
-
-    @staticmethod
-    def _seam_copy(video: Path, parent: ShotResult | None) -> int:
-        """1 when the segment opens on (a copy of) the previous shot's last frame, else 0."""
-        if parent is None:
-            return 0
-        first = probe.first_frame(video)
-        with Image.open(parent.last_frame) as img:
-            prev = np.asarray(img.convert("RGB").resize((first.shape[1], first.shape[0])))
-        return int(float(np.abs(first.astype(np.int16) - prev).mean()) < SEAM_COPY_MAX_DIFF)

@@ -201,7 +201,7 @@ async def _generate(request: Request) -> Response:
                 return reply(202, {"jobId": original.id, "status": _STATUS[original.phase().state]})
     model = str(body["model"])
     tier = TIERS[model]
-    usd = catalog.cost_usd(tier, checked.resolution, checked.duration)
+    usd = emulator(request).price(tier, checked.resolution, checked.duration)
     needed = catalog.credits(usd)
     available = emu.credits_available()
     if available is not None and needed > available:

@@ -5,7 +5,7 @@ Admin routes (no auth; loopback only):
     POST /_emulator/reset    back to the state right after start (jobs, uploads, faults, settings)
     GET  /_emulator/faults   the global faults and how often each may still fire
     POST /_emulator/faults   {"faults": "SPEC"}: replace the global faults
-    POST /_emulator/config   {"latency": S, "upload_ttl": S, "apiframe_credits": N | null}: change settings
+    POST /_emulator/config   {"latency": S, "upload_ttl": S, "apiframe_credits": N | null, "price_factor": F}:
                              until the next reset
 """
 
@@ -99,7 +99,7 @@ async def set_config(request: Request) -> Response:
     emu = emulator(request)
     body = await json_object(request)
     changes: dict[str, object] = {}
-    for name in ("latency", "upload_ttl"):
+    for name in ("latency", "upload_ttl", "price_factor"):
         if name in body:
             seconds = body[name]
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
@@ -112,7 +112,7 @@ async def set_config(request: Request) -> Response:
         changes["apiframe_credits"] = balance
     emu.config = replace(emu.config, **changes)  # type: ignore[arg-type]
     return JSONResponse({"latency": emu.config.latency, "upload_ttl": emu.config.upload_ttl,
-                         "apiframe_credits": emu.config.apiframe_credits})
+                         "apiframe_credits": emu.config.apiframe_credits, "price_factor": emu.config.price_factor})
 
 
 # --- files ---

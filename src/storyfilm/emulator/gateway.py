@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from starlette.requests import Request
 
-from storyfilm.emulator import catalog
 from storyfilm.emulator.common import (
     BadRequest,
     base_url,
@@ -188,7 +187,7 @@ async def _create(request: Request) -> Response:
         return error(400, checked)
     job = emu.accept(request, provider=PROVIDER, model=str(body["model"]), tier=tier, render=checked, body=body,
                      api_key=key, prompt=str(prompt),
-                     cost_usd=catalog.cost_usd(tier, checked.resolution, checked.duration))
+                     cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
     return JSONResponse(task(job, base_url(request)))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from storyfilm.emulator import catalog
 from storyfilm.emulator.faults import HEADER, PROVIDERS, FaultControl, strip_tags
 from storyfilm.emulator.files import FileStore
 from storyfilm.emulator.jobs import Job, JobStore, key_owner, new_id
@@ -32,6 +33,7 @@ class EmulatorConfig:
     upload_ttl: float = 3600.0  # Apiframe uploads expire (the host keeps them about 1-2 h)
     work_dir: Path | None = None  # where outputs and uploads live; a temporary directory if None
     render_workers: int = 2
+    price_factor: float = 1.0  # the host's prices times this (a price rise, for budget rehearsals)
 
 
 def parse_api_keys(values: list[str]) -> dict[str, str]:
@@ -69,6 +71,10 @@ class Emulator:
         self._replays: dict[tuple[str, str], Replay] = {}
 
     # --- requests ---
+
+    def price(self, tier: str, resolution: str, seconds: int) -> float:
+        """What this host charges now (its catalogue price times the configured factor)."""
+        return round(catalog.cost_usd(tier, resolution, seconds) * self.config.price_factor, 4)
 
     def authorized(self, provider: str, presented: str | None) -> bool:
         if not presented:

@@ -239,7 +239,7 @@ async def _quote(request: Request) -> tuple[str, float] | JSONResponse:
     checked = validate(tier, kind, {**stand_ins, **inputs})
     if isinstance(checked, str):
         return error(400, checked)
-    return model_id, catalog.cost_usd(tier, checked.resolution, checked.duration)
+    return model_id, emulator(request).price(tier, checked.resolution, checked.duration)
 
 
 @router.post("/api/v3/model/pricing")
@@ -310,5 +310,5 @@ async def _submit(model_path: str, request: Request) -> Response:
         return error(400, checked)
     job = emu.accept(request, provider=PROVIDER, model=model_path.strip("/"), tier=tier, render=checked,
                      body=body, api_key=key or "", prompt=str(prompt),
-                     cost_usd=catalog.cost_usd(tier, checked.resolution, checked.duration))
+                     cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
     return envelope(prediction(job, base_url(request)))

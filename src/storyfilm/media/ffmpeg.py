@@ -133,6 +133,6 @@ def cut_args(src: Path, dst: Path, fmt: VideoFormat, start_frame: int, fps: floa
     behind an edit list that the concat step then leaks.
     """
     vf = f"trim=start_frame={start_frame},setpts=PTS-STARTPTS,{fit_filter(fmt)}"
-    af = f"atrim=start={start_frame / fps:.6f},asetpts=PTS-STARTPTS"
+    af = f"atrim=start={start_frame / float(fps):.6f},asetpts=PTS-STARTPTS"
     return ["-y", "-i", str(src), "-map", "0:v:0", "-map", "0:a:0?", "-vf", vf, "-af", af,
             *x264_args(fmt, [0]), *aac_args(), "-movflags", "+faststart", str(dst)]

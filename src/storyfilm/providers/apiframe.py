@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from storyfilm.errors import ProviderError
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits
+from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
 from storyfilm.providers.http import HostClient
 
 _RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
@@ -125,4 +125,5 @@ class ApiframeProvider:
         if status.last_frame_url:
             last = self.client.download(status.last_frame_url, dest_dir / f"{status.job_id}.last.png", kind="image",
                                         shot=request.shot_id)
-        return Output(video=video, last_frame=last, last_frame_url=status.last_frame_url)
+        return Output(video=video, last_frame=last, last_frame_url=status.last_frame_url,
+                      seam_copy=seam_copy(request))

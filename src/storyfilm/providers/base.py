@@ -96,7 +96,12 @@ class Output:
     last_frame: Path | None = None  # the exact last frame, when the provider returns one
     last_frame_url: str | None = None  # where the host keeps that frame (reusable as the next input)
     echo_frames: int = 0  # leading frames that are the input video again (video-extend): cut away
-    seam_copy: int | None = None  # leading frames repeating the previous shot's last frame; None: measure
+    seam_copy: int = 0  # leading frames repeating the previous shot's last frame: shown once in the film
+
+
+def seam_copy(request: ShotRequest) -> int:
+    """Image-to-video opens on its input image: continuing from a last frame, that frame is a copy."""
+    return 1 if request.continued and request.start_video is None else 0
 
 
 class Provider(Protocol):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from storyfilm.errors import ProviderError
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits
+from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
 from storyfilm.providers.http import HostClient
 
 _RATIOS = ("16:9", "9:16", "1:1")
@@ -84,7 +84,8 @@ class GatewayProvider:
 
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
         # No idempotency documented: sent once, never retried.
-        answer = self.client.json("POST", "/v1/video/generations", retry=False, shot=request.shot_id, json=prepared)
+        answer = self.client.json("POST", "/v1/video/generations", retry=False, retry_rate_limit=True,
+                                    shot=request.shot_id, json=prepared)
         task_id = _find(answer, ("task_id",), ("id",), ("data", "task_id"), ("data", "id"))
         if not isinstance(task_id, str):
             raise ProviderError(f"the submit answer has no task id: {str(answer)[:200]}", provider="gateway",
@@ -126,4 +127,5 @@ class GatewayProvider:
         if status.last_frame_url:
             last = self.client.download(status.last_frame_url, dest_dir / f"{status.job_id}.last.png", kind="image",
                                         shot=request.shot_id)
-        return Output(video=video, last_frame=last, last_frame_url=status.last_frame_url)
+        return Output(video=video, last_frame=last, last_frame_url=status.last_frame_url,
+                      seam_copy=seam_copy(request))

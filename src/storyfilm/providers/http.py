@@ -164,9 +164,13 @@ class HostClient:
 
     # --- requests -------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, retry: bool, shot: str = "",
+    def request(self, method: str, path: str, *, retry: bool, shot: str = "", retry_rate_limit: bool = False,
                 ok: Iterable[int] = (200, 201, 202), **kwargs: Any) -> httpx.Response:
-        """Send; raise a typed error unless the status is in `ok`. Retries only when `retry` is True."""
+        """Send; raise a typed error unless the status is in `ok`.
+
+        `retry`: safe to repeat (429, 5xx, connection failures). `retry_rate_limit`: only a 429 may be
+        repeated: the host refused the request before doing anything (what a submit needs).
+        """
         url = self.url(path)
         attempt = 0
         while True:
@@ -183,14 +187,15 @@ class HostClient:
             if response.status_code in ok:
                 return response
             delay = retry_after_seconds(response.headers.get("Retry-After"))
-            if retry and response.status_code in RETRYABLE_STATUS and attempt < self.retry.attempts \
-                    and (delay is None or delay <= self.retry.max_retry_after):
+            retryable = response.status_code in RETRYABLE_STATUS if retry else \
+                (retry_rate_limit and response.status_code == 429)
+            if retryable and attempt < self.retry.attempts and (delay is None or delay <= self.retry.max_retry_after):
                 self._wait(attempt, delay, f"{method} {path}: HTTP {response.status_code}")
                 continue
             raise self._error(response, shot, delay)
 
     def json(self, method: str, path: str, *, retry: bool, shot: str = "", **kwargs: Any) -> Any:
-        response = self.request(method, path, retry=retry, shot=shot, **kwargs)
+        response = self.request(method, path, retry=retry, shot=shot, **kwargs)  # type: ignore[arg-type]
         try:
             return response.json()
         except ValueError:

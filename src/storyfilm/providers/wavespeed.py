@@ -12,7 +12,7 @@ from typing import Any
 
 from storyfilm.errors import ProviderError
 from storyfilm.media import probe
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits
+from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
 from storyfilm.providers.http import HostClient
 
 _RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
@@ -102,7 +102,8 @@ class WaveSpeedProvider:
 
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
         # WaveSpeed has no idempotency key: a submit is sent once, never retried.
-        envelope = self.client.json("POST", prepared["path"], retry=False, shot=request.shot_id,
+        envelope = self.client.json("POST", prepared["path"], retry=False, retry_rate_limit=True,
+                                    shot=request.shot_id,
                                     json=prepared["body"])
         job_id = _data(envelope, request.shot_id).get("id")
         if not isinstance(job_id, str) or not job_id:
@@ -134,7 +135,7 @@ class WaveSpeedProvider:
         echo = 0
         if request.start_video is not None:  # video-extend returns the input again, then the new footage
             echo = probe.probe(request.start_video).video.frames  # type: ignore[union-attr]
-        return Output(video=video, echo_frames=echo)
+        return Output(video=video, echo_frames=echo, seam_copy=seam_copy(request))
 
 
 def _data(envelope: Any, shot: str) -> dict[str, Any]:
