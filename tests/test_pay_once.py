@@ -1,0 +1,145 @@
+"""Never pay twice, proven by counting the emulator's billable submissions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from storyfilm.errors import BudgetExceeded, StoryfilmError
+from storyfilm.ledger import Ledger
+from storyfilm.media import probe
+
+from .helpers import emulator_stats, point_hosts_at, write_storyboard
+
+pytestmark = pytest.mark.slow
+
+
+def board(prompt4: str = "The lamp room.", prompt_b2: str = "Waves break.", provider: str = "apiframe") -> str:
+    chain_a = ["Dawn over the harbour.", "The keeper walks the pier.", "He climbs the stairs.", prompt4,
+               "He lights the lamp.", "The beam sweeps the sea."]
+    shots = "".join(f"  - id: a{i + 1}\n    prompt: {p}\n" for i, p in enumerate(chain_a))
+    shots += f"  - id: b1\n    cut: true\n    prompt: A ship in the storm.\n  - id: b2\n    prompt: {prompt_b2}\n"
+    return (f"version: 1\ntitle: Pay Once\nprovider: {provider}\n"
+            f"defaults: {{duration: 4, resolution: 480p, aspect_ratio: '1:1'}}\nshots:\n{shots}")
+
+
+def film_digest(path: Path) -> str:
+    return hashlib.sha256(b"".join(f.tobytes() for f in probe.read_frames(path))).hexdigest()
+
+
+def prompts_submitted(stats: dict, since: int) -> list[str]:
+    return sorted(job["prompt"] for job in stats["jobs"][since:])
+
+
+@pytest.fixture
+def hosts(emulator, monkeypatch: pytest.MonkeyPatch):
+    point_hosts_at(emulator.url, monkeypatch)
+    return emulator
+
+
+def test_rerun_edit_redo_each_pays_only_for_what_changed(prefect_server: None, hosts, tmp_path: Path) -> None:
+    from storyfilm.flow import film
+
+    out = str(tmp_path / "out")
+    path = write_storyboard(tmp_path, board(), "pay.yaml")
+    first = film(storyboard=str(path), output_dir=out)
+    assert emulator_stats(hosts.url)["submissions"] == 8
+    digest = film_digest(Path(first["film"]))
+
+    again = film(storyboard=str(path), output_dir=out)  # unchanged: nothing submitted, the same film
+    assert emulator_stats(hosts.url)["submissions"] == 8 and again["reused"] == 8 and again["spent_usd"] == 0
+    assert film_digest(Path(again["film"])) == digest
+
+    write_storyboard(tmp_path, board(prompt4="The lamp room, edited."), "pay.yaml")
+    film(storyboard=str(path), output_dir=out)  # shot 4 of the 6-shot chain: shots 4, 5 and 6 again
+    stats = emulator_stats(hosts.url)
+    assert stats["submissions"] == 11
+    assert prompts_submitted(stats, 8) == ["He lights the lamp.", "The beam sweeps the sea.",
+                                           "The lamp room, edited."]
+
+    write_storyboard(tmp_path, board(prompt4="The lamp room, edited.", prompt_b2="Waves, edited."), "pay.yaml")
+    film(storyboard=str(path), output_dir=out)  # the other chain: only its shot
+    stats = emulator_stats(hosts.url)
+    assert stats["submissions"] == 12 and prompts_submitted(stats, 11) == ["Waves, edited."]
+
+    film(storyboard=str(path), output_dir=out, redo=["a5"])  # deliberately: a5 and what follows it
+    stats = emulator_stats(hosts.url)
+    assert stats["submissions"] == 14
+    assert prompts_submitted(stats, 12) == ["He lights the lamp.", "The beam sweeps the sea."]
+    film(storyboard=str(path), output_dir=out)  # and the redone shots are the kept ones now
+    assert emulator_stats(hosts.url)["submissions"] == 14
+
+
+def test_budgets_refuse_before_paying_and_stop_mid_run(prefect_server: None, hosts, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from storyfilm.cli import app
+    from storyfilm.flow import film
+
+    out = str(tmp_path / "out")
+    text = ("version: 1\ntitle: Budget\nprovider: wavespeed\ndefaults: {duration: 4, resolution: 480p}\nshots:\n"
+            "  - id: s1\n    prompt: One.\n  - id: s2\n    prompt: Two.\n  - id: s3\n    prompt: Three.\n")
+    path = write_storyboard(tmp_path, text, "budget.yaml")  # 3 x 4 s x $0.12 = $1.44
+    result = CliRunner().invoke(app, ["plan", str(path), "--budget", "1.00", "--output", out])
+    assert result.exit_code == 1 and "new spend is $1.44, over the budget of $1.00" in result.output
+    with pytest.raises(BudgetExceeded, match=r"over the budget of \$1.00"):
+        film(storyboard=str(path), output_dir=out, budget_usd=1.0)
+    assert emulator_stats(hosts.url)["submissions"] == 0
+
+    # The host's prices doubled since our table was written: its quotes are what the budget counts.
+    httpx.post(f"{hosts.url}/_emulator/config", json={"price_factor": 2.0}).raise_for_status()
+    with pytest.raises(StoryfilmError, match=r"shot 's2' would cost \$0.96; this run has committed \$0.96"):
+        film(storyboard=str(path), output_dir=out, budget_usd=1.44)
+    assert emulator_stats(hosts.url)["submissions"] == 1  # s1 only: s2 was stopped before its submit
+
+    film(storyboard=str(path), output_dir=out, budget_usd=2.0)  # more money: s1 is not paid again
+    stats = emulator_stats(hosts.url)
+    assert stats["submissions"] == 3 and sorted(j["prompt"] for j in stats["jobs"]) == ["One.", "Three.", "Two."]
+
+
+def test_sigkill_while_polling_then_rerun_pays_nothing_twice(hosts, tmp_path: Path) -> None:
+    path = write_storyboard(tmp_path, board(provider="wavespeed"), "killed.yaml")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "STORYFILM_POLL_INTERVAL": "0.1"}
+    env.pop("PREFECT_API_URL", None)
+    argv = [sys.executable, "-m", "storyfilm", "run", str(path), "--output", str(tmp_path / "out")]
+    httpx.post(f"{hosts.url}/_emulator/config", json={"latency": 2.5}).raise_for_status()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # its own group: the ephemeral Prefect server dies with it
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stats = emulator_stats(hosts.url)
+            if stats["submissions"] >= 2 and any(j["status"] != "completed" for j in stats["jobs"]):
+                break
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run never had jobs in flight")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    killed_at = emulator_stats(hosts.url)["submissions"]
+    assert 2 <= killed_at < 8
+
+    ledger = Ledger(tmp_path / "out" / "killed" / "ledger.sqlite")  # readable after the kill
+    assert {r.state for r in ledger.records()} <= {"intent", "submitted", "completed", "done"}
+    assert sum(r.job_id is not None for r in ledger.records()) == killed_at  # every paid job was recorded
+
+    httpx.post(f"{hosts.url}/_emulator/config", json={"latency": 0.2}).raise_for_status()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    stats = emulator_stats(hosts.url)
+    assert stats["submissions"] == 8  # the in-flight jobs were resumed, not submitted again
+    assert len({j["prompt"] for j in stats["jobs"]}) == 8
+    manifest = json.loads((tmp_path / "out" / "killed" / "manifest.json").read_text())
+    assert {s["job_id"] for s in manifest["shots"]} == {j["id"] for j in stats["jobs"]}
+    assert probe.probe(tmp_path / "out" / "killed" / "film.mp4").video.frames == 8 * 4 * 24  # type: ignore[union-attr]
