@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from storyfilm.assemble import FilmInfo
 from storyfilm.generate import ShotResult
 from storyfilm.plan import make_plan
@@ -55,3 +57,23 @@ def test_summary_and_table_say_what_was_made_reused_and_paid(tmp_path: Path) -> 
     assert "**Cache hits:** 1 of 3 shots reused" in md
     assert "**Spent this run:** $2.25 (estimate for every shot $0.00, budget $9.00)" in md
     assert "| second | last frame of 'first' | 2.00 s | generated | 65.2 s | $0.75 |" in md
+
+
+def test_a_prefect_api_failure_while_reporting_does_not_fail_the_film(monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Progress and artifacts are for watching: losing them must not fail (and so re-pay) a shot."""
+    import httpx
+
+    from storyfilm import _prefect
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise httpx.ConnectError("connection refused")
+
+    for name in ("create_progress_artifact", "update_progress_artifact", "create_markdown_artifact"):
+        monkeypatch.setattr(_prefect, name, down)
+    progress = _prefect.ProgressArtifact("film-x-progress", steps=2, description="x")
+    assert progress.advance() == 50.0 and progress.advance() == 100.0
+    _prefect.publish_film("x", "X", "# X", [], Path("film.mp4"), Path("manifest.json"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not create the progress artifact in the Prefect API: connection refused",
+        "could not publish the film's artifacts in the Prefect API: connection refused"]

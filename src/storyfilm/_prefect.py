@@ -5,13 +5,16 @@ Only this module, flow.py and cli.py import Prefect. Nothing here knows about fi
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import httpx
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
@@ -27,6 +30,8 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from storyfilm.errors import DeploymentError
 
+_log = logging.getLogger(__name__)
+
 
 def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
@@ -37,7 +42,7 @@ def add_flow_run_tags(*new: str) -> None:
     """Tag the running flow run: its tags are fixed before the flow body learns the provider and film."""
     from prefect.runtime import flow_run
 
-    with get_client(sync_client=True) as client:
+    with reporting("tag the flow run"), get_client(sync_client=True) as client:
         client.update_flow_run(flow_run.id, tags=sorted({*flow_run.tags, *new}))
 
 
@@ -70,11 +75,32 @@ def ensure_limit(name: str, *, default: int, override: int | None = None) -> int
         return current.limit
 
 
+# Prefect renews a held lease every 45 s; a run that dies without releasing its slot loses it when the
+# lease runs out (the server's repossessor then frees it): 60 s is the shortest lease Prefect accepts.
+LEASE_SECONDS = 60.0
+
+
+def has_server() -> bool:
+    """Whether runs report to a Prefect server (not the temporary one of ephemeral mode)."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url is not None
+
+
 @contextmanager
 def limit_slot(name: str) -> Iterator[None]:
     """Hold one slot of the global concurrency limit `name` (which must exist: strict)."""
-    with concurrency(name, occupy=1, strict=True):
+    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
         yield
+
+
+@contextmanager
+def reporting(what: str) -> Iterator[None]:
+    """Telling the UI must not fail a film (or a paid shot): an API error here is logged, not raised."""
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        _log.warning("could not %s in the Prefect API: %s", what, exc)
 
 
 class ProgressArtifact:
@@ -84,26 +110,31 @@ class ProgressArtifact:
         self._steps = max(1, steps)
         self._done = 0
         self._lock = threading.Lock()
-        self.id = create_progress_artifact(progress=0.0, key=key, description=description)
+        self.id: UUID | None = None
+        with reporting("create the progress artifact"):
+            self.id = create_progress_artifact(progress=0.0, key=key, description=description)
 
     def advance(self) -> float:
         with self._lock:  # held over the update so the server sees the values in order
             self._done = min(self._steps, self._done + 1)
             percent = round(100.0 * self._done / self._steps, 1)
-            update_progress_artifact(self.id, progress=percent)
+            if self.id is not None:
+                with reporting("update the progress artifact"):
+                    update_progress_artifact(self.id, progress=percent)
         return percent
 
 
 def publish_film(slug: str, title: str, summary: str, rows: Sequence[dict[str, Any]], film: Path,
                  manifest: Path) -> None:
     """The film's artifacts: summary, shot table, and links to the film and its manifest."""
-    create_markdown_artifact(key=artifact_key("film", slug), markdown=summary, description=f"storyfilm: {title}")
-    create_table_artifact(key=artifact_key("film", slug, "shots"), table=list(rows),
-                          description=f"shots of {title}")
-    for what, path in (("film", film), ("manifest", manifest)):
-        path = path.resolve()
-        create_link_artifact(key=artifact_key("film", slug, what), link=path.as_uri(), link_text=str(path),
-                             description=f"{what} of {title}")
+    with reporting("publish the film's artifacts"):
+        create_markdown_artifact(key=artifact_key("film", slug), markdown=summary, description=f"storyfilm: {title}")
+        create_table_artifact(key=artifact_key("film", slug, "shots"), table=list(rows),
+                              description=f"shots of {title}")
+        for what, path in (("film", film), ("manifest", manifest)):
+            path = path.resolve()
+            create_link_artifact(key=artifact_key("film", slug, what), link=path.as_uri(), link_text=str(path),
+                                 description=f"{what} of {title}")
 
 
 def cron_schedule(cron: str, timezone: str | None = None) -> CronSchedule:

@@ -41,8 +41,8 @@ RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate
                                                       "chained after it (repeatable)")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
     "--concurrency", min=1, max=64, show_default=False,
-    help="shots of the provider at once (local: default 2; hosted: sets the shared Prefect limit "
-         "storyfilm-<provider>, default 2)")]
+    help="shots of the provider at once (default 2; for a hosted provider on a Prefect server this sets "
+         "the limit storyfilm-<provider> that all runs share)")]
 
 
 def _fail(exc: StoryfilmError) -> None:

@@ -46,6 +46,9 @@ from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName, load_storyboard
 # and it only shares this machine's cores, so it is bounded in-process: Prefect's limit waiters sleep
 # for a server-chosen Retry-After, which left the slots idle 40-120% of the time on local shots where a
 # semaphore kept them busy (benchmarks/concurrency.md).
+# Without a server (ephemeral mode) hosted shots are bounded in-process too: there is no other run to
+# share with, and the slots of a killed run would never come back (their leases lived in the temporary
+# server that died with it; the limit's count stays full in the database: measured with SIGKILL).
 IN_PROCESS_LIMITED = frozenset({"local"})
 LOCAL_CONCURRENCY = 2
 HOSTED_CONCURRENCY = 2
@@ -101,8 +104,9 @@ def _tags(plan: Plan) -> tuple[str, str]:
 
 def _slot(provider: str, concurrency: int | None, logger: RunLogger) -> Slot:
     """How a shot of `provider` takes its turn (see IN_PROCESS_LIMITED)."""
-    if provider in IN_PROCESS_LIMITED:
-        semaphore = threading.BoundedSemaphore(concurrency or LOCAL_CONCURRENCY)
+    if provider in IN_PROCESS_LIMITED or not _prefect.has_server():
+        default = LOCAL_CONCURRENCY if provider in IN_PROCESS_LIMITED else HOSTED_CONCURRENCY
+        semaphore = threading.BoundedSemaphore(concurrency or default)
         return lambda: semaphore
     name = _prefect.limit_name(provider)
     limit = _prefect.ensure_limit(name, default=HOSTED_CONCURRENCY, override=concurrency)
@@ -210,8 +214,8 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         redo: regenerate these shots (and the shots chained after them) even if they are finished
         ledger: the pay-once ledger's path (default <output_dir>/<slug>/ledger.sqlite)
         loudness_lufs: overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web)
-        concurrency: shots of this provider at once; for hosted providers this sets the Prefect
-            concurrency limit `storyfilm-<provider>` that every run shares
+        concurrency: shots of this provider at once; for a hosted provider on a Prefect server this
+            sets the concurrency limit `storyfilm-<provider>` that every run shares
     """
     logger = get_run_logger()
     if loudness_lufs is not None:
