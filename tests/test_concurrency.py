@@ -151,3 +151,20 @@ def test_limits_are_created_on_demand_and_tuned_only_when_asked(prefect_server: 
         client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=False))
     with pytest.raises(DeploymentError, match=f"prefect gcl enable {name}"):
         ensure_limit(name, default=2)
+
+
+def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ephemeral mode: a Prefect limit would outlive the temporary server that holds its leases."""
+    import logging
+
+    from storyfilm import _prefect, flow
+
+    def no_limits(*_args: object, **_kwargs: object) -> int:
+        raise AssertionError("no Prefect limit without a server")
+
+    monkeypatch.setattr(_prefect, "has_server", lambda: False)
+    monkeypatch.setattr(_prefect, "ensure_limit", no_limits)
+    slot = flow._slot("wavespeed", None, logging.getLogger("test"))
+    held = [slot().acquire(blocking=False) for _ in range(3)]  # type: ignore[attr-defined]
+    assert held == [True, True, False]  # HOSTED_CONCURRENCY slots, then wait
+    assert slot() is slot()  # one counter for the whole run
