@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from storyfilm.emulator import EmulatorServer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hypothesis tests first: once a Prefect server runs in this process, its websocket keepalive thread
+    draws from the global `random` module, which Hypothesis reports as a strategy misusing `random`."""
+    items.sort(key=lambda item: not getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """A throw-away Prefect API (temporary database) for tests that run real flows."""
