@@ -28,6 +28,12 @@ from .emu import AF, GW, SMALL, T2V, WS, set_faults, stats, ws_submit, ws_wait
     ("moderation@apiframe", Fault("job", outcome="moderation", provider="apiframe")),
     ("slow=2.5", Fault("job", slow=2.5)),
     ("cancel*all", Fault("job", outcome="cancel", count=None)),
+    ("submit-badjson", Fault("submit", answer="badjson")),
+    ("poll-wrongtype*all@gateway", Fault("poll", answer="wrongtype", count=None, provider="gateway")),
+    ("upload-reset*2", Fault("upload", answer="reset", count=2)),
+    ("poll-slow=0.5*3", Fault("poll", slow=0.5, count=3)),
+    ("output-metadata@apiframe", Fault("job", output="metadata", provider="apiframe")),
+    ("download-endless", Fault("download", answer="endless")),
 ])
 def test_fault_items_parse_and_print_back(spec: str, fault: Fault) -> None:
     assert parse_item(spec) == fault
@@ -44,6 +50,11 @@ def test_fault_items_parse_and_print_back(spec: str, fault: Fault) -> None:
     ("submit-429*0", "at least 1"),
     ("poll-500@azure", "unknown provider 'azure'"),
     ("submit 429", "does not parse"),
+    ("poll-noid", "unknown fault 'poll-noid'"),  # a poll answer has no job id to lose
+    ("download-badjson", "unknown fault 'download-badjson'"),
+    ("output-gopher", "unknown fault 'output-gopher'"),
+    ("poll-slow", "poll-slow needs seconds"),
+    ("submit-echo=3", "takes no value"),
 ])
 def test_bad_specs_say_what_is_allowed(spec: str, message: str) -> None:
     with pytest.raises(FaultSpecError, match=message):

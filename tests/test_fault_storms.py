@@ -49,24 +49,8 @@ def hosts(emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     return emulator
 
 
-def test_a_storm_within_the_retry_budget_is_weathered(prefect_server: None, hosts, tmp_path: Path) -> None:
-    from storyfilm.flow import film
-
-    # At most five failures of each kind: every request gets through on one of its six tries.
-    storm = ("submit-429=0*4,poll-503=0*2,poll-500=0,poll-reset*2,upload-502=0*2,upload-reset*2,"
-             "download-503=0*2,download-drop*2,poll-slow=0.5*2,slow=1")
-    set_faults(hosts.url, storm)
-    path = write_storyboard(tmp_path, BOARD, "storm.yaml")
-    result = film(storyboard=str(path), output_dir=str(tmp_path / "out"))
-    assert probe.decode_all(Path(result["film"]))[0].video.frames == SHOTS * 4 * 24  # type: ignore[union-attr]
-    stats = emulator_stats(hosts.url)
-    assert stats["submissions"] == SHOTS  # billed once each, however often refused or interrupted
-    assert stats["rejected_submissions"] == {"wavespeed": 4}
-    assert [f["remaining"] for f in stats["faults"]] == [0] * 10  # every fault of the storm fired
-
-
-def test_storms_past_the_budget_fail_shots_and_the_next_run_pays_nothing_twice(prefect_server: None, hosts,
-                                                                               tmp_path: Path) -> None:
+def test_storms_fail_shots_keep_paid_jobs_and_a_weathered_storm_pays_nothing_twice(prefect_server: None, hosts,
+                                                                                   tmp_path: Path) -> None:
     from storyfilm.flow import film
 
     path, out = write_storyboard(tmp_path, BOARD, "storm.yaml"), str(tmp_path / "out")
@@ -86,9 +70,16 @@ def test_storms_past_the_budget_fail_shots_and_the_next_run_pays_nothing_twice(p
     assert emulator_stats(hosts.url)["submissions"] == 2
     assert sorted(r.state for r in ledger.records() if r.state != "rejected") == ["submitted", "submitted"]
 
-    set_faults(hosts.url, "")  # the storm is over: the two jobs are polled again, only 'lamp' is new
+    # A storm within the retry budget (at most five failures of each kind, so every request gets through
+    # on one of its six tries) while the two kept jobs are polled again and 'lamp' is generated.
+    # Resets first: they wait a jittered backoff that grows with the try; the 5xx and 429 say Retry-After: 0.
+    storm = ("submit-429=0*4,poll-reset*2,poll-503=0*2,poll-500=0,upload-reset*2,upload-502=0*2,"
+             "download-drop*2,download-503=0*2,poll-slow=0.5*2,slow=1")
+    set_faults(hosts.url, storm)
     result = film(storyboard=str(path), output_dir=out)
     stats = emulator_stats(hosts.url)
+    assert [f["remaining"] for f in stats["faults"]] == [0] * 10  # every fault of the storm fired
     assert stats["submissions"] == SHOTS and sorted(j["prompt"] for j in stats["jobs"]) == sorted(
         ["The pier at dusk.", "The keeper lights the lamp.", "Night sea, the beam sweeps across."])
-    assert probe.probe(Path(result["film"])).video.frames == SHOTS * 4 * 24  # type: ignore[union-attr]
+    assert stats["rejected_submissions"]["wavespeed"] == 2 * 6 + 4
+    assert probe.decode_all(Path(result["film"]))[0].video.frames == SHOTS * 4 * 24  # type: ignore[union-attr]
