@@ -86,6 +86,7 @@ def test_cli_run_leaks_no_key_anywhere(strict: EmulatorServer, tmp_path: Path) -
     home = tmp_path / "prefect-home"
     env = {**os.environ, **host_env(strict.url), "PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO"}
     env.pop("PREFECT_API_URL", None)  # its own ephemeral Prefect server, whose database is searched below
+    env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)  # the console a user gets (the tests' is louder)
     done = subprocess.run([sys.executable, "-m", "storyfilm", "run", str(path), "--output", str(tmp_path / "out")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
