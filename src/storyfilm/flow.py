@@ -33,7 +33,7 @@ from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.finish import Film, make_film, write_exports
 from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
 from storyfilm.ledger import Ledger, ledger_path, new_cost
-from storyfilm.plan import Plan, ShotPlan, check_budget, make_plan, redo_closure
+from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.progress import Event, emit
 from storyfilm.providers import make_provider
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
@@ -114,16 +114,6 @@ def _slot(provider: str, concurrency: int | None, logger: RunLogger) -> Slot:
     return lambda: _prefect.limit_slot(name)
 
 
-def _reusable(runner: ShotRunner, shot: ShotPlan) -> bool:
-    """Will the runner reuse the shot's kept files without calling the host (so it needs no slot)?"""
-    rec = runner.ledger.latest(shot.key)
-    if rec is None or rec.state != "done" or rec.result is None:
-        return False
-    if shot.id in runner.redo and rec.run_id != runner.run_id:
-        return False
-    return Path(rec.result["segment"]).is_file() and Path(rec.result["last_frame"]).is_file()
-
-
 def _report(result: ShotResult) -> None:
     if result.reused:
         emit(Event("shot-reused", result.id, cost_usd=0.0))
@@ -137,7 +127,7 @@ def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> Shot
     shot = run.plan.shot(shot_id)
     request = build_request(shot, run.assets, parent)
     try:
-        if _reusable(run.runner, shot):  # no host call: no need to wait for a provider slot
+        if run.runner.reusable(shot):  # no host call: no need to wait for a provider slot
             result = run.runner.run(shot, request, parent)
             _report(result)
         else:

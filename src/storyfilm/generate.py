@@ -205,6 +205,16 @@ class ShotRunner:
     def paid(self) -> bool:
         return self.provider.spec.name != "local"
 
+    def reusable(self, shot: ShotPlan) -> bool:
+        """Will `run` reuse the shot's kept files without calling the host (so it needs no provider slot)?"""
+        rec = self.ledger.latest(shot.key)
+        if rec is None or rec.state != "done" or rec.result is None:
+            return False
+        if shot.id in self.redo and rec.run_id != self.run_id:
+            return False
+        result = ShotResult(**rec.result)
+        return _intact(result) or self._restore(result)
+
     def run(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None = None) -> ShotResult:
         started = time.monotonic()
         rec = self.ledger.latest(shot.key)
