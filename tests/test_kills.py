@@ -50,8 +50,10 @@ V1 = BOARD.format(a2="The keeper walks the pier.", b1="A ship in the storm.")
 V2 = BOARD.format(a2="The keeper walks the pier at night.", b1="A ship in the storm, lightning.")  # a2, b1 new
 FRAMES = 3 * 4 * 24
 # When each run is killed: as soon as the host has a new job (around a submit), as soon as an output is
-# being downloaded (fetch, checks, keep), or after a random time (polling, assembling, exporting).
-KILLS = ["submit", 0.3, "download", "download", 0.2, "download", *[None] * 7]
+# being downloaded (fetch, checks, keep), or after a random time (polling, assembling, exporting). Once every
+# shot is done there is nothing left to submit or download: the remaining kills come at random times.
+KILLS = ["submit", 0.3, "download", "download", 0.2, "download", *[None] * 4]
+EVERY_SHOT_DONE = "every shot done (assembling or exporting)"
 
 
 class Audit:
@@ -95,7 +97,7 @@ class Audit:
             self.films.add(digest)
         latest = {r.shot_id: r.state for r in records}  # records come oldest first
         waiting = sorted({s for s in latest.values() if s != "done"})
-        return f"shots {'/'.join(waiting)}" if waiting else "every shot done (assembling or exporting)"
+        return f"shots {'/'.join(waiting)}" if waiting else EVERY_SHOT_DONE
 
 
 def spawn(board: Path, out: Path, env: dict[str, str], log: Path) -> subprocess.Popen[str]:
@@ -150,10 +152,12 @@ def test_killed_again_and_again_loses_nothing_and_pays_once(emulator, tmp_path: 
     write_storyboard(tmp_path, V2, "killed.yaml")
     httpx.post(f"{emulator.url}/_emulator/config", json={"latency": 1.0}).raise_for_status()  # time to poll
     rng = random.Random(8)
-    killed, finished_early, stages = 0, 0, Counter()
+    killed, finished_early, stages, stage = 0, 0, Counter(), "v2 not started"
     warm = spawn(board, out, env, log)
     while killed < len(KILLS) and finished_early < 8:  # (a run that finishes first is simply run again)
         when = KILLS[killed]
+        if isinstance(when, str) and stage == EVERY_SHOT_DONE:
+            when = None
         proc, warm = warm, spawn(board, out, env, log)  # the next run loads while this one works
         before = progress(emulator.url)
         proc.stdin.write("go\n")  # type: ignore[union-attr]
@@ -162,10 +166,11 @@ def test_killed_again_and_again_loses_nothing_and_pays_once(emulator, tmp_path: 
         wait_for(when, emulator.url, before, rng, proc)
         if kill(proc):
             killed += 1
-            stages[audit.check()] += 1
+            stage = audit.check()
+            stages[stage] += 1
         else:
             finished_early += 1
-            audit.check()
+            stage = audit.check()
 
     stdout, _ = warm.communicate("go\n", timeout=300)
     assert warm.returncode == 0, log.read_text()

@@ -306,6 +306,7 @@ class ShotRunner:
             except DownloadError as again:
                 raise self._unusable(again, shot, job_id) from None
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
+        _place(self.shots_dir, result)
         self.log(f"{shot.id}: {result.duration:.2f} s of new footage from {name} in {result.seconds:.1f} s, "
                  f"${result.cost_usd:.2f}")
         return result
@@ -355,26 +356,27 @@ class ShotRunner:
                                 f"run with --redo {shot.id} to pay for it again", provider=rec.provider,
                                 shot=shot.id) from None
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(fresh))
+        _place(self.shots_dir, fresh)
         return ShotResult(**{**asdict(fresh), "reused": True})
 
     def _keep(self, shot: ShotPlan, parent: ShotResult | None, output: Output, job_id: str, cost: float,
               started: float) -> ShotResult:
-        """Check the output and move it into shots/: cut an extend's echo, keep the last frame, measure the seam.
+        """Check the output and move it into shots/.kept/: cut an extend's echo, keep the last frame.
 
-        Nothing reaches shots/ unless the whole output decodes; the staged files are removed either way.
+        Nothing is kept unless the whole output decodes; the staged files are removed either way. The caller
+        records the result as done, then `_place`s it under shots/<id>.*: a kill in between leaves shots/
+        holding only finished segments, and the kept copy is restored by the next run.
         """
-        self.shots_dir.mkdir(parents=True, exist_ok=True)
         video, last = shot_paths(self.shots_dir, shot.id)
+        kept_video, kept_last = kept_paths(self.shots_dir, shot.key)
+        kept_video.parent.mkdir(parents=True, exist_ok=True)
         cut = output.video.with_name(output.video.stem + ".new.mp4")
         frame = output.video.with_name(output.video.stem + ".keep.png")
         staged = [p for p in (output.video, cut, frame, output.last_frame) if p is not None]
         try:
             source, info = self._checked(shot, output, cut, frame)
-            frame.replace(last)
-            source.replace(video)
-            kept_video, kept_last = kept_paths(self.shots_dir, shot.key)
-            _link(last, kept_last)
-            _link(video, kept_video)
+            frame.replace(kept_last)
+            source.replace(kept_video)
         except MediaError as exc:
             raise DownloadError(f"the output of job {job_id} is not a usable video: {exc}",
                                 provider=self.provider.spec.name, shot=shot.id) from None
@@ -387,7 +389,7 @@ class ShotRunner:
             frames=info.video.frames, fps=float(info.video.fps), has_audio=info.audio is not None,
             provider=self.provider.spec.name, job_id=job_id, cost_usd=cost,
             seconds=round(time.monotonic() - started, 3), last_frame_url=output.last_frame_url,
-            sha256=file_digest(video), last_frame_sha256=file_digest(last),
+            sha256=file_digest(kept_video), last_frame_sha256=file_digest(kept_last),
         )
 
     def _restore(self, result: ShotResult) -> bool:
@@ -396,8 +398,7 @@ class ShotRunner:
         digests = (result.sha256, result.last_frame_sha256)
         if not all(digests) or not all(p.is_file() and file_digest(p) == d for p, d in zip(kept, digests, strict=True)):
             return False
-        _link(kept[1], Path(result.last_frame))
-        _link(kept[0], Path(result.segment))
+        _place(self.shots_dir, result)
         self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in {kept[0].parent.name}/)")
         return True
 
@@ -428,6 +429,13 @@ def _intact(result: ShotResult) -> bool:
         if not path.is_file() or (digest and file_digest(path) != digest):
             return False
     return True
+
+
+def _place(shots_dir: Path, result: ShotResult) -> None:
+    """shots/<id>.* become the kept version of the shot (last frame first: the segment marks it complete)."""
+    kept_video, kept_last = kept_paths(shots_dir, result.key)
+    _link(kept_last, Path(result.last_frame))
+    _link(kept_video, Path(result.segment))
 
 
 def _link(src: Path, dest: Path) -> None:
