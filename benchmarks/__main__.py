@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks import assembly, lastframe, orchestration, render, startup
-from benchmarks.common import ROOT, Section, load, log, machine
+from benchmarks.common import ROOT, Section, load, log, machine, table
 
 RESULTS = ROOT / "benchmarks" / "results.md"
 NOTES_MARKER = "<!-- notes below this line are kept when `python -m benchmarks` rewrites this file -->"
@@ -33,18 +33,15 @@ def _commit() -> str:
 
 
 def sections(parts: list[str], repeat: int, quick: bool) -> list[Section]:
-    out: list[Section] = []
-    if "render" in parts:
-        out += render.run(1 if quick else repeat, frames=25 if quick else 121)
-    if "assembly" in parts:
-        out += assembly.run([2, 6] if quick else [10, 30], 1 if quick else repeat, quick=quick)
-    if "lastframe" in parts:
-        out += lastframe.run(1 if quick else max(repeat, 5), (1, 3) if quick else lastframe.LENGTHS)
-    if "orchestration" in parts:
-        out += orchestration.run(0.5 if quick else 2.0, 1 if quick else repeat, quick=quick)
-    if "startup" in parts:
-        out += startup.run(1 if quick else max(repeat, 5))
-    return out
+    """Run the parts in order; each section is closed (its duration and load kept) as soon as it is done."""
+    runs = {
+        "render": lambda: render.run(1 if quick else repeat, frames=25 if quick else 121),
+        "assembly": lambda: assembly.run([2, 6] if quick else [10, 30], 1 if quick else repeat, quick=quick),
+        "lastframe": lambda: lastframe.run(1 if quick else max(repeat, 5), (1, 3) if quick else lastframe.LENGTHS),
+        "orchestration": lambda: orchestration.run(0.5 if quick else 2.0, 1 if quick else repeat, quick=quick),
+        "startup": lambda: startup.run(1 if quick else repeat),
+    }
+    return [section.close() for part in PARTS if part in parts for section in runs[part]()]
 
 
 def document(parts: list[str], done: list[Section], started: float, load_before: str, command: str,
@@ -55,6 +52,11 @@ def document(parts: list[str], done: list[Section], started: float, load_before:
             f"(1, 5, 15 min, as `uptime` shows them) were {load_before} at the start and {load()} at the end, and "
             "each section states its own. Compare ratios measured in the same run rather than absolute times.", "",
             *machine(), ""]
+    checks = [c for s in done for c in s.checks]
+    if checks:
+        head += ["## Targets (issue 9)", "", *table(("target", "measured", "met"),
+                                                    [(t, m, "yes" if ok else "**no**") for t, m, ok in checks]),
+                 "", "Where a target is missed, the notes at the end say what limits it.", ""]
     body = "\n".join(s.markdown() for s in done)
     return "\n".join(head) + "\n" + body + "\n" + NOTES_MARKER + "\n" + notes
 

@@ -233,22 +233,34 @@ def mib(n: float) -> str:
 
 @dataclass
 class Section:
-    """One benchmark's part of the results file; `log` echoes progress to stderr."""
+    """One benchmark's part of the results file, and its verdicts on the issue's targets."""
 
     title: str
     lines: list[str] = field(default_factory=list)
+    checks: list[tuple[str, str, bool]] = field(default_factory=list)  # (target, measured, met)
 
     def __post_init__(self) -> None:
         self.started = time.perf_counter()
         self.load_before = load()
+        self.took: float | None = None
+        self.load_after = ""
+
+    def close(self) -> Section:
+        """The section's measurements are done: keep its duration and the load at its end."""
+        if self.took is None:
+            self.took, self.load_after = time.perf_counter() - self.started, load()
+        return self
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
 
+    def check(self, target: str, measured: str, met: bool) -> None:
+        self.checks.append((target, measured, met))
+
     def markdown(self) -> str:
-        took = time.perf_counter() - self.started
-        head = [f"## {self.title}", "", f"_load average before {self.load_before}, after {load()}; "
-                f"this section took {took:.0f} s_", ""]
+        self.close()
+        head = [f"## {self.title}", "", f"_load average before {self.load_before}, after {self.load_after}; "
+                f"this section took {self.took:.0f} s_", ""]
         return "\n".join(head + self.lines) + "\n"
 
 

@@ -35,11 +35,11 @@ QUIET_PREFECT = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1
 
 
 def storyboard(path: Path, chains: int = CHAINS, per_chain: int = PER_CHAIN, seconds: int = 4,
-               resolution: str = "480p") -> Path:
+               resolution: str = "480p", method: str = "frame") -> Path:
     """Chains of continued shots; every prompt starts with its shot id (to find its job in the emulator)."""
     lines = ["version: 1", "title: Orchestration benchmark", "provider: wavespeed", "model: standard",
-             f"defaults: {{duration: {seconds}, resolution: {resolution}, aspect_ratio: '16:9', audio: true, seed: 1}}",
-             "shots:"]
+             f"defaults: {{duration: {seconds}, resolution: {resolution}, aspect_ratio: '16:9', audio: true, seed: 1, "
+             f"method: {method}}}", "shots:"]
     for c in range(chains):
         for s in range(per_chain):
             shot = f"c{c + 1}s{s + 1}"
@@ -111,22 +111,28 @@ def measure(latency: float, repeat: int, chains: int = CHAINS, per_chain: int = 
                 if spec.base_url_env and spec.api_key_env:
                     os.environ[spec.base_url_env] = server.url
                     os.environ[spec.api_key_env] = "benchmark-key"
-            board = storyboard(Path(tmp) / "board.yaml", chains, per_chain, seconds, resolution)
-            warm = storyboard(Path(tmp) / "warm.yaml", 1, 2, seconds, resolution)
+            # one file name (the film's name, and its Prefect tags) for every run, like one storyboard run again
+            for m in ("frame", "extend", "warm"):
+                (Path(tmp) / m).mkdir()
+            boards = {m: storyboard(Path(tmp) / m / "board.yaml", chains, per_chain, seconds, resolution, m)
+                      for m in ("frame", "extend")}
+            warm = storyboard(Path(tmp) / "warm" / "board.yaml", 1, 2, seconds, resolution, "extend")
             film_flow.film(storyboard=str(warm), output_dir=str(Path(tmp) / "warm"))  # starts Prefect's server
-            scenarios = [("latency 0, concurrent chains", 0.0, film_flow.DEFAULT_CONCURRENCY),
-                         (f"latency {latency:g} s, concurrent chains", latency, film_flow.DEFAULT_CONCURRENCY),
-                         (f"latency {latency:g} s, one shot at a time", latency, 1)]
+            n = film_flow.DEFAULT_CONCURRENCY
+            scenarios = [("latency 0, chains concurrent", 0.0, n, "frame"),
+                         (f"latency {latency:g} s, chains concurrent", latency, n, "frame"),
+                         (f"latency {latency:g} s, one shot at a time", latency, 1, "frame"),
+                         (f"latency {latency:g} s, chains concurrent, extend", latency, n, "extend")]
             for _ in range(repeat):
-                for name, lat, concurrency in scenarios:
+                for name, lat, concurrency, method in scenarios:
                     server.emulator.reset()
                     server.emulator.config = EmulatorConfig(latency=lat, render_workers=chains)
                     film_flow.DEFAULT_CONCURRENCY = concurrency
-                    out = Path(tmp) / f"out-{len(results.get(name, []))}-{concurrency}-{lat}"
+                    out = Path(tmp) / f"out-{len(results.get(name, []))}-{concurrency}-{lat}-{method}"
                     finish.clear()
                     t0 = time.perf_counter()
                     wall0 = time.time()
-                    film_flow.film(storyboard=str(board), output_dir=str(out))
+                    film_flow.film(storyboard=str(boards[method]), output_dir=str(out))
                     t1 = time.perf_counter()
                     jobs = list(server.emulator.store.jobs.values())
                     assert len(jobs) == chains * per_chain, f"{len(jobs)} jobs for {chains * per_chain} shots"
@@ -165,6 +171,9 @@ def run(latency: float, repeat: int, quick: bool = False) -> list[Section]:
     section.add(*table(("scenario", "wall s", "critical path s", "overhead s", "to first submit s",
                         "gap between jobs of a chain s (median / max)", "assembly + exports s",
                         "overhead per shot s", "render per job s (median)"), rows), "")
+    for name, runs in results.items():
+        per_shot = median(r["per_shot"] for r in runs)
+        section.check(f"orchestration overhead under 0.5 s per shot ({name})", f"{per_shot:.2f} s", per_shot < 0.5)
     names = list(results)
     conc, seq = results[names[1]], results[names[2]]
     ideal = median(r["path"] for r in seq) / median(r["path"] for r in conc)
@@ -176,6 +185,8 @@ def run(latency: float, repeat: int, quick: bool = False) -> list[Section]:
                 f"Concurrent chains against one shot at a time: {speed:.2f}x faster for the whole run, "
                 f"{gen:.2f}x for generation alone (start to every shot kept); ideal {ideal:.2f}x "
                 "(ratio of the critical paths).")
+    section.check("concurrent chains close to the ideal speed-up (generation; at least 90% of it)",
+                  f"{gen:.2f}x of an ideal {ideal:.2f}x ({gen / ideal:.0%})", gen >= 0.9 * ideal)
     return [section]
 
 
