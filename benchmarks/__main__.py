@@ -1,7 +1,7 @@
 """Run every benchmark and write benchmarks/results.md.
 
     python -m benchmarks                      # everything (about 10 minutes on 2 cores), writes benchmarks/results.md
-    python -m benchmarks --only lastframe     # some of: render, assembly, lastframe, orchestration, startup
+    python -m benchmarks --only lastframe     # some of: assembly, lastframe, orchestration, startup, before_after
     python -m benchmarks --quick              # tiny inputs, one run each: checks that everything works (~1 min)
 
 Run it from the repository root after `pip install -e ".[dev]"` (MoviePy comes with the dev extra). The
@@ -15,12 +15,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchmarks import assembly, lastframe, orchestration, render, startup
+from benchmarks import assembly, before_after, lastframe, orchestration, startup
 from benchmarks.common import ROOT, Section, load, log, machine, table
 
 RESULTS = ROOT / "benchmarks" / "results.md"
 NOTES_MARKER = "<!-- notes below this line are kept when `python -m benchmarks` rewrites this file -->"
-PARTS = ("render", "assembly", "lastframe", "orchestration", "startup")
+PARTS = ("assembly", "lastframe", "orchestration", "startup", "before_after")
 
 
 def _commit() -> str:
@@ -35,11 +35,11 @@ def _commit() -> str:
 def sections(parts: list[str], repeat: int, quick: bool) -> list[Section]:
     """Run the parts in order; each section is closed (its duration and load kept) as soon as it is done."""
     runs = {
-        "render": lambda: render.run(1 if quick else repeat, frames=25 if quick else 121),
         "assembly": lambda: assembly.run([2, 6] if quick else [10, 30], 1 if quick else repeat, quick=quick),
         "lastframe": lambda: lastframe.run(1 if quick else max(repeat, 5), (1, 3) if quick else lastframe.LENGTHS),
         "orchestration": lambda: orchestration.run(0.5 if quick else 2.0, 1 if quick else repeat, quick=quick),
         "startup": lambda: startup.run(1 if quick else repeat),
+        "before_after": lambda: before_after.run(repeat=1 if quick else max(repeat, 5), segments=6 if quick else 30),
     }
     return [section.close() for part in PARTS if part in parts for section in runs[part]()]
 
