@@ -44,10 +44,9 @@ def sections(parts: list[str], repeat: int, quick: bool) -> list[Section]:
     return [section.close() for part in PARTS if part in parts for section in runs[part]()]
 
 
-def document(parts: list[str], done: list[Section], started: float, load_before: str, command: str,
-             notes: str) -> str:
+def document(done: list[Section], started: float, load_before: str, command: str, commit: str, notes: str) -> str:
     head = ["# storyfilm benchmarks", "",
-            f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')} at commit `{_commit()}`, in "
+            f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M %Z')} at commit `{commit}`, in "
             f"{(time.perf_counter() - started) / 60:.1f} min. Other work shared the machine: the load averages "
             f"(1, 5, 15 min, as `uptime` shows them) were {load_before} at the start and {load()} at the end, and "
             "each section states its own. Compare ratios measured in the same run rather than absolute times.", "",
@@ -69,14 +68,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"results file (default {RESULTS.relative_to(ROOT)}; --quick prints only)")
     args = parser.parse_args()
-    started, load_before = time.perf_counter(), load()
+    started, load_before, commit = time.perf_counter(), load(), _commit()
     done = sections(args.only, args.repeat, args.quick)
     out = args.out or (None if args.quick else RESULTS)
     previous = out.read_text() if out and out.exists() else ""
     notes = previous.split(NOTES_MARKER, 1)[1].lstrip("\n") if NOTES_MARKER in previous else ""
     command = "python -m benchmarks" + (f" --only {' '.join(args.only)}" if args.only != list(PARTS) else "") + (
         " --quick" if args.quick else "") + (f" --repeat {args.repeat}" if args.repeat != 3 else "")
-    text = document(args.only, done, started, load_before, command, notes)
+    text = document(done, started, load_before, command, commit, notes)
     if out:
         out.write_text(text)
         log(f"wrote {out}")

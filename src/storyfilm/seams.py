@@ -72,7 +72,8 @@ class Seam:
 def _grey(frame: av.VideoFrame) -> np.ndarray:
     """Luma averaged over square blocks (about THUMB_WIDTH wide), in full-range levels 0-255.
 
-    Read from the decoded Y plane: scaling every frame with swscale cost 9x more (benchmarks/results.md).
+    Read from the decoded Y plane: scaling each frame to grey with swscale took 9x longer (3.9 against
+    0.44 ms at 720p), a third of the seam report's time.
     """
     if frame.format.name not in _PLANAR_YUV:
         height = max(2, round(frame.height * THUMB_WIDTH / frame.width))
