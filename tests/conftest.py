@@ -9,16 +9,23 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-# Before anything imports prefect: no telemetry, quiet logs.
+# Before anything imports prefect: no telemetry, a quiet console; run logs still reach the API at INFO
+# (tests read them there, as a user reads them in the UI).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="storyfilm-tests-prefect-"))
 
 from .helpers import write_image  # noqa: E402
 
 if TYPE_CHECKING:
     from storyfilm.emulator import EmulatorServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Hypothesis tests first: once a Prefect server runs in this process, its websocket keepalive thread
+    draws from the global `random` module, which Hypothesis reports as a strategy misusing `random`."""
+    items.sort(key=lambda item: not getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 import numpy as np
 import pytest
@@ -14,6 +16,10 @@ import pytest
 from storyfilm.media import probe
 
 from .helpers import REPO, write_storyboard
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import Artifact
 
 BOARD = """\
 version: 1
@@ -51,13 +57,37 @@ def check_film(path: Path, planned_seconds: float) -> None:
     assert abs(info.audio.duration - info.video.duration) <= 1 / 24
 
 
-@pytest.mark.slow
-def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, storyboard_dir: Path) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+def artifacts_of(client: SyncPrefectClient, slug: str) -> dict[str, Artifact]:
+    """The latest artifact of each key of the film."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=f"film-{slug}")),
+                                  sort=ArtifactSort.CREATED_DESC)
+    latest: dict[str, Artifact] = {}
+    for artifact in found:
+        latest.setdefault(str(artifact.key), artifact)
+    return latest
+
+
+@pytest.mark.slow
+def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, storyboard_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    from storyfilm import _prefect
     from storyfilm.flow import film
 
+    progress_values: list[float] = []
+    update = _prefect.update_progress_artifact
+
+    def recording_update(artifact_id: UUID, progress: float) -> UUID | None:
+        progress_values.append(progress)
+        return update(artifact_id, progress=progress)
+
+    monkeypatch.setattr(_prefect, "update_progress_artifact", recording_update)
     board = write_storyboard(storyboard_dir, BOARD, "flow-test.yaml")
     out = storyboard_dir / "output"
     state = film(storyboard=str(board), output_dir=str(out), return_state=True)
@@ -76,21 +106,45 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
     assert manifest["shots"][3]["start"] == "last frame of 'opening'"
     assert manifest["film"]["duration"] == pytest.approx(7.0)
 
+    APILogWorker.drain_all(timeout=10)
     with get_client(sync_client=True) as client:
         run_id = state.state_details.flow_run_id
-        [flow_run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        [flow_run] = client.read_flow_runs(flow_run_filter=this_run)
         assert flow_run.name == "Flow Test Film"
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        assert {"provider:local", "film:flow-test"} <= set(flow_run.tags)
+        task_runs = client.read_task_runs(flow_run_filter=this_run)
         assert sorted(t.name for t in task_runs) == ["assemble", "boats", "gulls", "opening", "pier"]
         assert all(t.state and t.state.is_completed() for t in task_runs)
-        key = ArtifactFilter(key=ArtifactFilterKey(any_=["film-flow-test"]))
-        [artifact] = client.read_artifacts(artifact_filter=key)
-        assert "film.mp4" in str(artifact.data) and "| gulls |" in str(artifact.data)
+        assert all({"provider:local", "film:flow-test"} <= set(t.tags) for t in task_runs)
+
+        artifacts = artifacts_of(client, "flow-test")
+        assert {"film-flow-test", "film-flow-test-shots", "film-flow-test-progress", "film-flow-test-film",
+                "film-flow-test-manifest"} <= set(artifacts)
+        summary = str(artifacts["film-flow-test"].data)
+        assert (film_dir / "film.mp4").resolve().as_uri() in summary and "| gulls |" in summary
+        assert "**Cache hits:** 0 of 4 shots reused" in summary and "**Spent this run:** $0.00" in summary
+        table = json.loads(artifacts["film-flow-test-shots"].data)
+        assert [row["shot"] for row in table] == ["opening", "boats", "pier", "gulls"]
+        assert all(row["status"] == "generated" and row["job"].startswith("local-") for row in table)
+        assert artifacts["film-flow-test-progress"].data == 100
+        assert (film_dir / "film.mp4").resolve().as_uri() in str(artifacts["film-flow-test-film"].data)
+        assert (film_dir / "manifest.json").resolve().as_uri() in str(artifacts["film-flow-test-manifest"].data)
+
+        logs = [log.message for log in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+        assert any(m.startswith("opening: submitted job local-") for m in logs)
+        assert any(m.startswith("pier: 2.00 s of new footage from local in ") and m.endswith("$0.00") for m in logs)
+        assert any(m.startswith("film: ") and "7.000 s, 168 frames" in m for m in logs)
+    # the progress artifact moved as each shot finished, then once more for the assembly
+    assert progress_values == [20.0, 40.0, 60.0, 80.0, 100.0]
 
     # unchanged storyboard: nothing is generated again, the same film comes out
     again = film(storyboard=str(board), output_dir=str(out))
     assert again["reused"] == 4 and again["frames"] == result["frames"]
     check_film(film_dir / "film.mp4", 7.0)
+    with get_client(sync_client=True) as client:
+        assert "**Cache hits:** 4 of 4 shots reused" in str(artifacts_of(client, "flow-test")["film-flow-test"].data)
 
 
 @pytest.mark.slow
@@ -103,3 +157,6 @@ def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     check_film(tmp_path / "output" / "teaser" / "film.mp4", 6.0)
+    # not a terminal (a pipe, a log, CI): no progress bars, no log noise; just the result
+    assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest"]
+    assert proc.stderr == ""

@@ -1,4 +1,4 @@
-"""The `storyfilm` command: validate, plan, run, emulate, schema, providers."""
+"""The `storyfilm` command: validate, plan, run, serve, emulate, schema, providers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from storyfilm.errors import StoryfilmError
+
+if TYPE_CHECKING:
+    from storyfilm.console_progress import FilmProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a YAML storyboard into a finished multi-shot film.")
@@ -35,6 +39,10 @@ LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger",  # noqa: UP045
                                                    help="pay-once ledger file (default output/<name>/ledger.sqlite)")]
 RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate this shot and the shots "  # noqa: UP045
                                                       "chained after it (repeatable)")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--concurrency", min=1, max=64, show_default=False,
+    help="shots of the provider at once (default 2; for a hosted provider on a Prefect server this sets "
+         "the limit storyfilm-<provider> that all runs share)")]
 
 
 def _fail(exc: StoryfilmError) -> None:
@@ -42,14 +50,24 @@ def _fail(exc: StoryfilmError) -> None:
     raise typer.Exit(1)
 
 
-def _quiet_prefect_defaults() -> None:
-    # Before prefect is imported: no telemetry, no banner noise; users can still override each.
+def _prefect_defaults(quiet_console: bool) -> None:
+    # Before prefect is imported; users can still override each. No telemetry. Run logs go to the
+    # Prefect API at INFO (the UI shows them). A quiet console (`run`) shows our own messages, not
+    # Prefect's console lines and tracebacks; `serve` is a service and its console is its log.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    # Run logs go to the Prefect API (the UI shows them); the terminal gets our own messages, not
-    # Prefect's console lines and tracebacks.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    if quiet_console:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+def progress_view(console: Console) -> FilmProgress | None:
+    """Progress bars when the output is a terminal; nothing otherwise (logs, pipes, CI)."""
+    if not console.is_terminal:
+        return None
+    from storyfilm.console_progress import FilmProgress
+
+    return FilmProgress(console)
 
 
 @app.command()
@@ -121,16 +139,18 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
-        loudness: LoudnessOpt = None,
+        loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
         emulate: Annotated[bool, typer.Option("--emulate", help="rehearse for free: start the emulator in-process, "
                                                                 "point the provider at it, write to output/emulated/")]
         = False) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
-    _quiet_prefect_defaults()
+    _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from storyfilm.progress import listening
     from storyfilm.storyboard import load_storyboard
 
+    view = progress_view(out)
     try:
         load_storyboard(storyboard)  # fail fast, before Prefect starts
         from storyfilm.flow import film
@@ -143,9 +163,12 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
                 url = stack.enter_context(rehearsal())
                 out.print(f"rehearsal: every host is emulated at {url}; nothing is paid")
                 output = output / "emulated"  # never mix rehearsal shots with paid ones
+            if view:
+                stack.enter_context(view)
+                stack.enter_context(listening(view))
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
                           redo=list(redo or []), ledger=str(ledger) if ledger else None,
-                          loudness_lufs=loudness)
+                          loudness_lufs=loudness, concurrency=concurrency)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -185,6 +208,67 @@ def emulate(
         _fail(exc)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way out
         out.print("emulator stopped")
+
+
+@app.command()
+def serve(
+    storyboard: StoryboardArg,
+    cron: Annotated[str, typer.Option("--cron", show_default=False,
+                                      help="when to run, as cron: '0 3 * * *' is 03:00 every day")],
+    timezone: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--timezone", help="IANA timezone of the cron, e.g. Europe/Berlin (default UTC)")] = None,
+    provider: ProviderOpt = None, budget: BudgetOpt = None, output: OutputOpt = Path("output"),
+    ledger: LedgerOpt = None, loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
+    name: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--name", help="deployment name (default: the storyboard's file name)")] = None,
+    keep_schedule: Annotated[bool, typer.Option(
+        "--keep-schedule", help="leave the schedule active when serve stops (under a supervisor that restarts "
+                                "it: runs due meanwhile wait as Late and start on restart)")] = False,
+) -> None:
+    """Serve a scheduled deployment of one storyboard until stopped (needs a Prefect server).
+
+    Runs start on the schedule, from the UI or with `prefect deployment run storyfilm/NAME`; each runs
+    in a subprocess of this one. Stopping serve (Ctrl-C, SIGTERM) pauses the schedule unless
+    --keep-schedule is given.
+    """
+    _prefect_defaults(quiet_console=False)  # a service: its console is its log
+    from storyfilm import _prefect, assets
+    from storyfilm.plan import check_budget, make_plan
+    from storyfilm.storyboard import load_storyboard
+
+    try:
+        board = load_storyboard(storyboard)
+        check_budget(make_plan(board, assets.digests(board), provider=provider, budget_usd=budget))
+        schedule = _prefect.cron_schedule(cron, timezone)
+        deployment = _prefect.deployment_name(name or storyboard.stem)
+        api_url = _prefect.require_server()
+    except StoryfilmError as exc:
+        _fail(exc)
+    from prefect.deployments.runner import EntrypointType
+
+    from storyfilm.flow import film
+
+    parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": str(output.resolve())}
+    options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
+               "ledger": str(ledger.resolve()) if ledger else None}
+    parameters |= {k: v for k, v in options.items() if v is not None}
+    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{board.title}') on {api_url}: cron '{schedule.cron}' "
+              f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
+    out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"
+              + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)
+    # Prefect 3.8.8's SIGTERM handler calls an async stop without awaiting it (harmless: sys.exit follows).
+    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    try:
+        # A module entrypoint: flow-run subprocesses import the installed package from any directory.
+        film.serve(name=deployment, schedules=[schedule], parameters=parameters,
+                   tags=["storyfilm"], global_limit=1, pause_on_shutdown=False,  # one run of a film at a time
+                   print_starting_message=False, entrypoint_type=EntrypointType.MODULE_PATH)
+    finally:
+        # Pausing here, not with Prefect's pause_on_shutdown: on a SIGTERM during a run, Prefect's
+        # shutdown cancels its own pause request and the schedule stayed active (measured, 3.8.8).
+        if not keep_schedule:
+            _prefect.pause_deployment(f"storyfilm/{deployment}")
+            out.print(f"schedule of storyfilm/{deployment} paused; `storyfilm serve` again resumes it")
 
 
 @app.command()

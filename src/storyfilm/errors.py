@@ -4,6 +4,7 @@
     ├── StoryboardError             the YAML file: syntax, schema, references (file, line, field)
     ├── PlanError                   a valid storyboard the chosen provider/budget cannot take
     │   └── BudgetExceeded          the plan (or the next submit) would spend more than allowed
+    ├── DeploymentError             a schedule, server or concurrency setting for Prefect is wrong
     ├── ProviderError               a video host (or the local renderer) refused or failed
     │   ├── ConfigurationError      missing API key, bad base URL
     │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
@@ -61,6 +62,10 @@ class PlanError(StoryfilmError):
 
 
 class BudgetExceeded(PlanError):
+    pass
+
+
+class DeploymentError(StoryfilmError):
     pass
 
 

@@ -1,41 +1,60 @@
 """The Prefect flow: thin tasks over the core modules. One task run per shot, named by its id.
 
-Chains are independent and run concurrently; a shot waits only for the shot it continues from.
+Chains are independent and run concurrently; a shot waits only for the shot it continues from. What
+a run reports goes three ways: Prefect logs and artifacts (the UI), and progress events
+(`storyfilm.progress`, the CLI's progress bars).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: `storyfilm serve` hands the flow to its run processes
+# by cloudpickle, which keeps only the globals a function's body uses, so string annotations such as
+# 'ProviderName' could no longer be resolved there to validate the parameters.
 
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from logging import Logger, LoggerAdapter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, tags, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
+from storyfilm import _prefect, seams
 from storyfilm import assets as asset_store
-from storyfilm import seams
-from storyfilm.assemble import FilmInfo
 from storyfilm.audio import check_target
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.finish import Film, make_film, write_exports
 from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
 from storyfilm.ledger import Ledger, ledger_path, new_cost
-from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
+from storyfilm.plan import Plan, ShotPlan, check_budget, make_plan, redo_closure
+from storyfilm.progress import Event, emit
 from storyfilm.providers import make_provider
-from storyfilm.storyboard import load_storyboard
+from storyfilm.report import shot_rows, spent_usd, summary_markdown
+from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName, load_storyboard
 
-# How many shots of one provider are generated at once in this process. The local renderer is
-# CPU-bound; hosts queue or refuse work beyond a few concurrent jobs on ordinary accounts.
-PROVIDER_CONCURRENCY = {"local": 2}
-DEFAULT_CONCURRENCY = 4
+# Shots of one provider at a time. Hosted jobs run for minutes and an account's limit is shared by
+# every run on every machine, so hosted providers take a slot of the Prefect global concurrency limit
+# `storyfilm-<provider>` (created with HOSTED_CONCURRENCY, WaveSpeed's default-tier limit; tune it
+# with `prefect gcl update` or `--concurrency`). The local renderer is CPU-bound, its shots take 1-3 s
+# and it only shares this machine's cores, so it is bounded in-process: Prefect's limit waiters sleep
+# for a server-chosen Retry-After, which left the slots idle 40-120% of the time on local shots where a
+# semaphore kept them busy (benchmarks/concurrency.md).
+# Without a server (ephemeral mode) hosted shots are bounded in-process too: there is no other run to
+# share with, and the slots of a killed run would never come back (their leases lived in the temporary
+# server that died with it; the limit's count stays full in the database: measured with SIGKILL).
+IN_PROCESS_LIMITED = frozenset({"local"})
+LOCAL_CONCURRENCY = 2
+HOSTED_CONCURRENCY = 2
+
+Slot = Callable[[], AbstractContextManager[object]]
+RunLogger = Logger | LoggerAdapter[Logger]
 
 
 @dataclass
@@ -46,11 +65,8 @@ class FilmRun:
     film_dir: Path
     runner: ShotRunner
     assets: Mapping[str, Path]
-    slots: threading.BoundedSemaphore = field(repr=False, default_factory=lambda: threading.BoundedSemaphore(2))
-
-    @property
-    def shots_dir(self) -> Path:
-        return self.film_dir / "shots"
+    slot: Slot = field(repr=False)
+    progress: _prefect.ProgressArtifact = field(repr=False)
 
 
 def _secret(name: str) -> str | None:
@@ -64,7 +80,12 @@ def _secret(name: str) -> str | None:
 
 
 def _log(message: str) -> None:
+    """The ShotRunner's log, called inside a shot's task run: its Prefect log, and progress watchers."""
+    from prefect.context import TaskRunContext
+
     get_run_logger().info(message)
+    context = TaskRunContext.get()
+    emit(Event("shot-status", context.parameters.get("shot_id") if context else None, message))
 
 
 def _run_name() -> str:
@@ -77,36 +98,77 @@ def _run_name() -> str:
         return Path(path).stem
 
 
+def _tags(plan: Plan) -> tuple[str, str]:
+    return f"provider:{plan.provider}", f"film:{plan.slug}"
+
+
+def _slot(provider: str, concurrency: int | None, logger: RunLogger) -> Slot:
+    """How a shot of `provider` takes its turn (see IN_PROCESS_LIMITED)."""
+    if provider in IN_PROCESS_LIMITED or not _prefect.has_server():
+        default = LOCAL_CONCURRENCY if provider in IN_PROCESS_LIMITED else HOSTED_CONCURRENCY
+        semaphore = threading.BoundedSemaphore(concurrency or default)
+        return lambda: semaphore
+    name = _prefect.limit_name(provider)
+    limit = _prefect.ensure_limit(name, default=HOSTED_CONCURRENCY, override=concurrency)
+    logger.info("at most %d %s shot(s) at once (Prefect concurrency limit '%s')", limit, provider, name)
+    return lambda: _prefect.limit_slot(name)
+
+
+def _reusable(runner: ShotRunner, shot: ShotPlan) -> bool:
+    """Will the runner reuse the shot's kept files without calling the host (so it needs no slot)?"""
+    rec = runner.ledger.latest(shot.key)
+    if rec is None or rec.state != "done" or rec.result is None:
+        return False
+    if shot.id in runner.redo and rec.run_id != runner.run_id:
+        return False
+    return Path(rec.result["segment"]).is_file() and Path(rec.result["last_frame"]).is_file()
+
+
+def _report(result: ShotResult) -> None:
+    if result.reused:
+        emit(Event("shot-reused", result.id, cost_usd=0.0))
+    else:
+        emit(Event("shot-done", result.id, seconds=result.seconds, cost_usd=result.cost_usd))
+
+
 @task(task_run_name="{shot_id}", cache_policy=NO_CACHE, persist_result=False)
 def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> ShotResult:
     """Reuse the shot's kept segment, resume its job, or generate it (see generate.ShotRunner)."""
     shot = run.plan.shot(shot_id)
-    with run.slots:
-        return run.runner.run(shot, build_request(shot, run.assets, parent), parent)
+    request = build_request(shot, run.assets, parent)
+    try:
+        if _reusable(run.runner, shot):  # no host call: no need to wait for a provider slot
+            result = run.runner.run(shot, request, parent)
+            _report(result)
+        else:
+            emit(Event("shot-waiting", shot_id))
+            with run.slot():
+                emit(Event("shot-started", shot_id))
+                result = run.runner.run(shot, request, parent)
+                _report(result)  # still in the slot: watchers see the slot's whole span
+    except Exception as exc:
+        emit(Event("shot-failed", shot_id, str(exc)))
+        raise
+    run.progress.advance()
+    return result
 
 
 @task(task_run_name="assemble", cache_policy=NO_CACHE, persist_result=False)
 def assemble_film(run: FilmRun, results: list[ShotResult], loudness_lufs: float | None = None) -> Film:
     """Join the segments in storyboard order into film.mp4 and measure its seams."""
     logger = get_run_logger()
-    made = make_film(run.plan, results, run.film_dir, loudness_lufs=loudness_lufs, log=logger.info)
+
+    def say(message: str) -> None:
+        logger.info(message)
+        emit(Event("assembly-status", message=message))
+
+    emit(Event("assembly-started", message=f"joining {len(results)} segments"))
+    made = make_film(run.plan, results, run.film_dir, loudness_lufs=loudness_lufs, log=say)
     logger.info("film: %s, %.3f s, %d frames, %d of %d seams flagged", made.info.path, made.info.duration,
                 made.info.frames, len(made.flagged), len(made.seams))
+    emit(Event("assembly-done", message=str(made.info.path), seconds=made.info.duration))
+    run.progress.advance()
     return made
-
-
-def _summary_markdown(plan: Plan, results: list[ShotResult], film: FilmInfo) -> str:
-    rows = "\n".join(
-        f"| {r.id} | {s.start.describe()} | {r.duration:.2f} s | {'reused' if r.reused else f'{r.seconds:.1f} s'} "
-        f"| ${r.cost_usd:.2f} | {Path(r.segment).name} |"
-        for s, r in zip(plan.shots, results, strict=True))
-    spent = sum(r.cost_usd for r in results if not r.reused)
-    return (f"# {plan.title}\n\n"
-            f"**Film:** `{film.path.resolve()}`  \n**Duration:** {film.duration:.3f} s ({film.frames} frames, "
-            f"{film.width}x{film.height} @ {film.fps} fps)  \n**Provider:** {plan.provider} ({plan.tier})  \n"
-            f"**Spent this run:** ${spent:.2f} (estimate for all shots ${plan.cost_usd:.2f})  \n"
-            f"**Reused shots:** {sum(r.reused for r in results)} of {len(results)}\n\n"
-            "| shot | start | duration | generation | cost | file |\n|---|---|---|---|---|---|\n" + rows + "\n")
 
 
 def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[ShotResult]:
@@ -130,16 +192,30 @@ def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[
     return results
 
 
+# JSON-friendly, typed parameters: the Prefect UI renders its run form from these.
+Budget = Annotated[float, Field(ge=0, description="hard cap on new spend, USD")]
+Concurrency = Annotated[int, Field(ge=1, le=64, description="shots of the provider generated at once")]
+Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1], description="film loudness, LUFS")]
+
+
 @flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
       validate_parameters=True)
-def film(storyboard: str, provider: str | None = None, budget_usd: float | None = None,
+def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budget | None = None,
          output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
-         loudness_lufs: float | None = None) -> dict[str, Any]:
-    """Turn a storyboard file into output/<slug>/film.mp4 with its manifest, timeline, subtitles and contact sheet.
+         loudness_lufs: Loudness | None = None, concurrency: Concurrency | None = None) -> dict[str, Any]:
+    """Turn a storyboard file into <output_dir>/<slug>/film.mp4 with its manifest, timeline, subtitles and
+    contact sheet.
 
-    `redo` regenerates the named shots (and the shots chained after them) even if they are finished;
-    `ledger` is the pay-once ledger's path (default output/<slug>/ledger.sqlite); `loudness_lufs`
-    overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web).
+    Args:
+        storyboard: path of the storyboard YAML (relative to the run's working directory)
+        provider: override the storyboard's provider
+        budget_usd: hard cap on new spend, USD (overrides the storyboard's budget_usd)
+        output_dir: where films are written (shared storage when workers run on several machines)
+        redo: regenerate these shots (and the shots chained after them) even if they are finished
+        ledger: the pay-once ledger's path (default <output_dir>/<slug>/ledger.sqlite)
+        loudness_lufs: overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web)
+        concurrency: shots of this provider at once; for a hosted provider on a Prefect server this
+            sets the concurrency limit `storyfilm-<provider>` that every run shares
     """
     logger = get_run_logger()
     if loudness_lufs is not None:
@@ -147,6 +223,7 @@ def film(storyboard: str, provider: str | None = None, budget_usd: float | None 
     board = load_storyboard(storyboard)
     digests = asset_store.digests(board)
     plan = make_plan(board, digests, provider=provider, budget_usd=budget_usd)
+    _prefect.add_flow_run_tags(*_tags(plan))
     film_dir = Path(output_dir) / plan.slug
     book = Ledger(ledger_path(film_dir, ledger))
     redo_ids = redo_closure(plan, redo or [])
@@ -161,23 +238,29 @@ def film(storyboard: str, provider: str | None = None, budget_usd: float | None 
                         resume=os.environ.get("STORYFILM_REHEARSAL") != "1")
     run = FilmRun(plan=plan, film_dir=film_dir, runner=runner,
                   assets=asset_store.materialise(board, film_dir / "assets", used),
-                  slots=threading.BoundedSemaphore(PROVIDER_CONCURRENCY.get(plan.provider, DEFAULT_CONCURRENCY)))
-    logger.info("%s: %d shots in %d chains on %s, %.0f s planned", plan.title, len(plan.shots),
-                len(plan.chains), plan.provider, plan.duration)
+                  slot=_slot(plan.provider, concurrency, logger),
+                  progress=_prefect.ProgressArtifact(_prefect.artifact_key("film", plan.slug, "progress"),
+                                                     steps=len(plan.shots) + 1,  # + assembly
+                                                     description=f"shots of {plan.title} finished, then assembly"))
+    logger.info("%s: %d shots in %d chains on %s, %.0f s planned, estimate $%.2f", plan.title, len(plan.shots),
+                len(plan.chains), plan.provider, plan.duration, plan.cost_usd)
+    emit(Event("film-planned", message=plan.title, shots=tuple(s.id for s in plan.shots)))
     futures: dict[str, PrefectFuture[ShotResult]] = {}
-    with tags(f"provider:{plan.provider}", f"film:{plan.slug}"):
+    with tags(*_tags(plan)):
         for shot in plan.shots:
             parent = futures[shot.parent] if shot.parent else None
             futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
-    results = _collect(plan, futures)
-    made = assemble_film(run, results, loudness_lufs)
+        results = _collect(plan, futures)
+        made = assemble_film(run, results, loudness_lufs)
     info = made.info
-    written = write_exports(plan, results, made, film_dir, digests)
-    create_markdown_artifact(key=f"film-{plan.slug}"[:100],
-                             markdown=_summary_markdown(plan, results, info) + "\n" + seams.markdown(made.seams),
-                             description=f"storyfilm: {plan.title}")
+    manifest_path = write_exports(plan, results, made, film_dir, digests)["manifest"]
+    assert manifest_path is not None
+    _prefect.publish_film(plan.slug, plan.title,
+                          summary_markdown(plan, results, info, manifest_path) + "\n" + seams.markdown(made.seams),
+                          shot_rows(plan, results), info.path, manifest_path)
+    spent = spent_usd(results)
+    logger.info("done: %s (%.2f s), %d of %d shots reused, $%.2f spent", info.path, info.duration,
+                sum(r.reused for r in results), len(results), spent)
     return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
-            "manifest": str(written["manifest"]), "shots": len(results),
-            "flagged_seams": len(made.flagged),
-            "reused": sum(r.reused for r in results),
-            "spent_usd": round(sum(r.cost_usd for r in results if not r.reused), 4)}
+            "manifest": str(manifest_path), "shots": len(results), "flagged_seams": len(made.flagged),
+            "reused": sum(r.reused for r in results), "spent_usd": spent}

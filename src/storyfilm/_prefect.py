@@ -1,0 +1,181 @@
+"""Prefect client glue for flow.py and the CLI: tags, artifacts, concurrency limits, schedules.
+
+Only this module, flow.py and cli.py import Prefect. Nothing here knows about films beyond names.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+from storyfilm.errors import DeploymentError
+
+_log = logging.getLogger(__name__)
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")[:100] or "storyfilm"
+
+
+def add_flow_run_tags(*new: str) -> None:
+    """Tag the running flow run: its tags are fixed before the flow body learns the provider and film."""
+    from prefect.runtime import flow_run
+
+    with reporting("tag the flow run"), get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, tags=sorted({*flow_run.tags, *new}))
+
+
+def limit_name(provider: str) -> str:
+    return f"storyfilm-{provider}"
+
+
+def ensure_limit(name: str, *, default: int, override: int | None = None) -> int:
+    """The global concurrency limit `name`: created with `default` if missing, set to `override` if given.
+
+    A limit that exists is left alone unless overridden: users tune it with `prefect gcl update NAME
+    --limit N` (or the UI) and every run on that server, on any machine, shares it.
+    """
+    with get_client(sync_client=True) as client:
+        try:
+            current = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            want = override or default
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=want))
+                return want
+            except ObjectAlreadyExists:  # another run created it just now
+                current = client.read_global_concurrency_limit_by_name(name)
+        if not current.active:
+            raise DeploymentError(f"the concurrency limit '{name}' is inactive, so it would not limit anything; "
+                                  f"activate it with `prefect gcl enable {name}`")
+        if override is not None and current.limit != override:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=override))
+            return override
+        return current.limit
+
+
+# Prefect renews a held lease every 45 s; a run that dies without releasing its slot loses it when the
+# lease runs out (the server's repossessor then frees it): 60 s is the shortest lease Prefect accepts.
+LEASE_SECONDS = 60.0
+
+
+def has_server() -> bool:
+    """Whether runs report to a Prefect server (not the temporary one of ephemeral mode)."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url is not None
+
+
+@contextmanager
+def limit_slot(name: str) -> Iterator[None]:
+    """Hold one slot of the global concurrency limit `name` (which must exist: strict)."""
+    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+        yield
+
+
+@contextmanager
+def reporting(what: str) -> Iterator[None]:
+    """Telling the UI must not fail a film (or a paid shot): an API error here is logged, not raised."""
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        _log.warning("could not %s in the Prefect API: %s", what, exc)
+
+
+class ProgressArtifact:
+    """A progress artifact that advances by one step per call, from any thread."""
+
+    def __init__(self, key: str, steps: int, description: str):
+        self._steps = max(1, steps)
+        self._done = 0
+        self._lock = threading.Lock()
+        self.id: UUID | None = None
+        with reporting("create the progress artifact"):
+            self.id = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    def advance(self) -> float:
+        with self._lock:  # held over the update so the server sees the values in order
+            self._done = min(self._steps, self._done + 1)
+            percent = round(100.0 * self._done / self._steps, 1)
+            if self.id is not None:
+                with reporting("update the progress artifact"):
+                    update_progress_artifact(self.id, progress=percent)
+        return percent
+
+
+def publish_film(slug: str, title: str, summary: str, rows: Sequence[dict[str, Any]], film: Path,
+                 manifest: Path) -> None:
+    """The film's artifacts: summary, shot table, and links to the film and its manifest."""
+    with reporting("publish the film's artifacts"):
+        create_markdown_artifact(key=artifact_key("film", slug), markdown=summary, description=f"storyfilm: {title}")
+        create_table_artifact(key=artifact_key("film", slug, "shots"), table=list(rows),
+                              description=f"shots of {title}")
+        for what, path in (("film", film), ("manifest", manifest)):
+            path = path.resolve()
+            create_link_artifact(key=artifact_key("film", slug, what), link=path.as_uri(), link_text=str(path),
+                                 description=f"{what} of {title}")
+
+
+def cron_schedule(cron: str, timezone: str | None = None) -> CronSchedule:
+    """A validated cron schedule, or a DeploymentError that says what is wrong."""
+    try:
+        return CronSchedule(cron=cron, timezone=timezone)
+    except ValueError as exc:
+        detail = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()) \
+            if hasattr(exc, "errors") else str(exc)
+        raise DeploymentError(f"invalid schedule: {detail} (cron takes five fields: minute hour day-of-month "
+                              "month day-of-week, e.g. '0 3 * * *' for 03:00 every day)") from None
+
+
+def deployment_name(name: str) -> str:
+    """A name Prefect accepts for a deployment (it refuses '/', '%', '&', '>' and '<')."""
+    bad = sorted({c for c in name if c in "/%&><"})
+    if not name.strip() or bad:
+        raise DeploymentError(f"'{name}' cannot name a deployment" + (f": no {' '.join(bad)}" if bad else "")
+                              + "; choose one with --name")
+    return name
+
+
+def require_server() -> str:
+    """The API URL of a reachable Prefect server. Schedules need one: the temporary server Prefect
+    starts on demand (ephemeral mode) runs no scheduler and stops with the process."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise DeploymentError("a schedule needs a Prefect server, and none is configured (PREFECT_API_URL): start "
+                              "one with `prefect server start`, then `prefect config set "
+                              "PREFECT_API_URL=http://127.0.0.1:4200/api`")
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        raise DeploymentError(f"cannot reach the Prefect server at {url} ({type(problem).__name__}); is "
+                              "`prefect server start` running?")
+    return url
+
+
+def pause_deployment(name: str) -> None:
+    """Pause a deployment's schedules (`flow/deployment` name)."""
+    with get_client(sync_client=True) as client:
+        client.pause_deployment(client.read_deployment_by_name(name).id)

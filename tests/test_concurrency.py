@@ -1,0 +1,170 @@
+"""Chains run concurrently, shots in a chain in order, and the per-provider limit holds (real flow runs)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from storyfilm.progress import Event, listening
+
+from .emu import stats
+from .helpers import write_storyboard
+
+if TYPE_CHECKING:
+    from storyfilm.emulator import EmulatorServer
+
+CHAINS = """\
+version: 1
+title: Three Chains
+defaults: {duration: 1, resolution: 480p, seed: 2}
+shots:
+  - {id: a1, prompt: A harbour at dawn.}
+  - {id: a2, prompt: The boats rock.}
+  - {id: b1, cut: true, prompt: A storm at sea.}
+  - {id: c1, cut: true, prompt: A lamp is lit.}
+"""
+
+Span = tuple[float, float]
+
+
+@contextmanager
+def slot_spans() -> Iterator[dict[str, Span]]:
+    """Per shot, when it took its provider slot and when it finished inside it (monotonic seconds)."""
+    spans: dict[str, Span] = {}
+    started: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def record(event: Event) -> None:
+        with lock:
+            if event.kind == "shot-started" and event.shot:
+                started[event.shot] = time.monotonic()
+            elif event.kind == "shot-done" and event.shot:
+                spans[event.shot] = (started[event.shot], time.monotonic())
+
+    with listening(record):
+        yield spans
+
+
+def overlap(a: Span, b: Span) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def most_at_once(spans: dict[str, Span]) -> int:
+    edges = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()])
+    level = peak = 0
+    for _, step in edges:  # at equal times an end (-1) sorts first: touching spans do not overlap
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+@pytest.mark.slow
+def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from storyfilm.flow import film
+
+    board = write_storyboard(tmp_path, CHAINS)
+    with slot_spans() as spans:
+        state = film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=2, return_state=True)
+    assert state.result()["shots"] == 4
+    assert set(spans) == {"a1", "a2", "b1", "c1"}
+    assert most_at_once(spans) == 2  # the limit, reached: never three renders at once
+    assert spans["a2"][0] >= spans["a1"][1]  # a shot starts from its predecessor's finished last frame
+
+    # The Prefect API tells the same story: task runs of different chains ran at the same time.
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    times = {t.name: (t.start_time.timestamp(), t.end_time.timestamp()) for t in runs
+             if t.start_time and t.end_time}
+    chain_spans = {"a": (times["a1"][0], times["a2"][1]), "b": times["b1"], "c": times["c1"]}
+    assert any(overlap(chain_spans[p], chain_spans[q]) for p, q in itertools.combinations("abc", 2))
+    assert times["a2"][0] >= times["a1"][1]
+    assert times["assemble"][0] >= max(end for name, (_, end) in times.items() if name != "assemble")
+
+
+HOSTED = """\
+version: 1
+title: Hosted
+provider: wavespeed
+defaults: {duration: 4, resolution: 480p, aspect_ratio: "1:1", seed: 3}
+shots:
+  - {id: x, prompt: One.}
+  - {id: y, cut: true, prompt: Two.}
+"""
+
+
+@pytest.mark.slow
+def test_a_hosted_providers_prefect_concurrency_limit_holds(prefect_server: None, emulator: EmulatorServer,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WaveSpeed (the emulator, over loopback HTTP) takes slots of the Prefect limit `storyfilm-wavespeed`."""
+    from prefect.client.orchestration import get_client
+
+    from storyfilm.flow import film
+
+    for name, value in {"WAVESPEED_API_KEY": "ws-test-key", "WAVESPEED_BASE_URL": emulator.url,
+                        "STORYFILM_POLL_INTERVAL": "0.05", "STORYFILM_POLL_MAX_INTERVAL": "0.2"}.items():
+        monkeypatch.setenv(name, value)
+    board = write_storyboard(tmp_path, HOSTED)
+    with slot_spans() as spans:
+        result = film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=1)
+    assert result["shots"] == 2 and set(spans) == {"x", "y"}
+    assert not overlap(spans["x"], spans["y"])  # two independent chains, one slot: one job at a time
+    assert stats(emulator.url)["submissions"] == 2
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name("storyfilm-wavespeed")
+    assert limit.limit == 1 and limit.active_slots == 0  # every slot given back
+
+    # Nothing changed: both shots are reused, without queueing for a slot or calling the host.
+    kinds: list[tuple[str, str | None]] = []
+    with listening(lambda e: kinds.append((e.kind, e.shot))):
+        again = film(storyboard=str(board), output_dir=str(tmp_path / "out"), concurrency=1)
+    assert again["reused"] == 2 and stats(emulator.url)["submissions"] == 2
+    assert sorted(shot for kind, shot in kinds if kind == "shot-reused") == ["x", "y"]
+    assert not [k for k in kinds if k[0] in ("shot-waiting", "shot-started")]
+
+
+def test_limits_are_created_on_demand_and_tuned_only_when_asked(prefect_server: None) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from storyfilm._prefect import ensure_limit
+    from storyfilm.errors import DeploymentError
+
+    name = "storyfilm-test-host"
+    assert ensure_limit(name, default=2) == 2  # created
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=5))  # a user's `prefect gcl`
+    assert ensure_limit(name, default=2) == 5  # the user's value stands
+    assert ensure_limit(name, default=2, override=3) == 3  # an explicit --concurrency sets it
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(name).limit == 3
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active=False))
+    with pytest.raises(DeploymentError, match=f"prefect gcl enable {name}"):
+        ensure_limit(name, default=2)
+
+
+def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ephemeral mode: a Prefect limit would outlive the temporary server that holds its leases."""
+    import logging
+
+    from storyfilm import _prefect, flow
+
+    def no_limits(*_args: object, **_kwargs: object) -> int:
+        raise AssertionError("no Prefect limit without a server")
+
+    monkeypatch.setattr(_prefect, "has_server", lambda: False)
+    monkeypatch.setattr(_prefect, "ensure_limit", no_limits)
+    slot = flow._slot("wavespeed", None, logging.getLogger("test"))
+    held = [slot().acquire(blocking=False) for _ in range(3)]  # type: ignore[attr-defined]
+    assert held == [True, True, False]  # HOSTED_CONCURRENCY slots, then wait
+    assert slot() is slot()  # one counter for the whole run
