@@ -3,7 +3,8 @@
     python -m benchmarks.orchestration [--latency 2] [--repeat 3]
 
 The flow runs in a worker process in Prefect's ephemeral mode (a temporary PREFECT_HOME, warmed up by one
-run first), with WaveSpeed pointed at an in-process emulator. Every run starts from an empty output
+run first), with WaveSpeed pointed at an in-process emulator, with `concurrency=4` (one slot per chain; a
+hosted provider's default is 2) against `concurrency=1` (every shot in sequence). Every run starts from an empty output
 directory, so every shot is submitted, polled, downloaded and kept, and the film is assembled.
 
 The emulator normally renders each job with the animatic, real CPU work on the same 2 cores that would
@@ -158,10 +159,11 @@ def measure(latency: float, repeat: int, chains: int = CHAINS, per_chain: int = 
             boards = {m: storyboard(Path(tmp) / m / "board.yaml", chains, per_chain, seconds, resolution, m)
                       for m in ("frame", "extend")}
             warm = storyboard(Path(tmp) / "warm" / "board.yaml", 1, 2, seconds, resolution, "extend")
-            film_flow.film(storyboard=str(warm), output_dir=str(Path(tmp) / "warm"))  # starts Prefect's server
+            film_flow.film(storyboard=str(warm), output_dir=str(Path(tmp) / "warm"),  # starts Prefect's server
+                           concurrency=chains)
             renders = [j.render_done_at - j.created for j in server.emulator.store.jobs.values() if j.render_done_at]
             emulator_jobs.render_job = cheap_renderer(Path(tmp), seconds, resolution)  # type: ignore[attr-defined]
-            n = film_flow.DEFAULT_CONCURRENCY
+            n = chains  # one slot per chain (--concurrency; a hosted provider's default is 2)
             scenarios = [("latency 0, chains concurrent", 0.0, n, "frame"),
                          (f"latency {latency:g} s, chains concurrent", latency, n, "frame"),
                          (f"latency {latency:g} s, one shot at a time", latency, 1, "frame"),
@@ -170,12 +172,11 @@ def measure(latency: float, repeat: int, chains: int = CHAINS, per_chain: int = 
                 for name, lat, concurrency, method in scenarios:
                     server.emulator.reset()
                     server.emulator.config = EmulatorConfig(latency=lat, render_workers=chains)
-                    film_flow.DEFAULT_CONCURRENCY = concurrency
                     out = Path(tmp) / f"out-{len(results.get(name, []))}-{concurrency}-{lat}-{method}"
                     finish.clear()
                     t0 = time.perf_counter()
                     wall0 = time.time()
-                    film_flow.film(storyboard=str(boards[method]), output_dir=str(out))
+                    film_flow.film(storyboard=str(boards[method]), output_dir=str(out), concurrency=concurrency)
                     t1 = time.perf_counter()
                     jobs = list(server.emulator.store.jobs.values())
                     assert len(jobs) == chains * per_chain, f"{len(jobs)} jobs for {chains * per_chain} shots"
