@@ -170,6 +170,9 @@ def _camera_window(move: CameraMove, t: float, rng_phase: np.ndarray) -> tuple[f
 
 
 class _FrameMaker:
+    """Frames as the encoder wants them. In-between frames stay PIL images (composited in C, no float copies);
+    frame 0 and the last frame are exactly the start, the end image or the camera's final window."""
+
     def __init__(self, spec: AnimaticSpec):
         self.spec = spec
         fmt = spec.fmt
@@ -177,12 +180,14 @@ class _FrameMaker:
         self.start = fit_cover(start, fmt)
         self.base = Image.fromarray(self.start)
         self.end = fit_cover(spec.end, fmt) if spec.end is not None else None
+        self.end_image = Image.fromarray(self.end) if self.end is not None else None
         self.phase = _seed_rng("camera", spec.prompt, spec.seed).uniform(0, 2 * math.pi, size=4)
         self.backdrop = (Image.fromarray((np.asarray(self.base.filter(ImageFilter.GaussianBlur(fmt.width // 40)))
                                           * 0.55).astype(np.uint8)) if spec.camera == "pull_out" else None)
         self.overlays = _overlay_layers(spec)
 
-    def frame(self, k: int) -> np.ndarray:
+    def frame(self, k: int) -> np.ndarray | Image.Image:
+        """Frame k as RGB: an array (frame 0, an end image) or a PIL image; `np.asarray` of either is the picture."""
         spec, fmt = self.spec, self.spec.fmt
         n = spec.frames
         last = n - 1
@@ -202,38 +207,34 @@ class _FrameMaker:
             img = self.backdrop.copy()
             sw, sh = max(2, round(w * z)), max(2, round(h * z))
             img.paste(self.base.resize((sw, sh), Image.Resampling.BILINEAR), ((w - sw) // 2, (h - sh) // 2))
-        out = np.asarray(img)
-        if self.end is not None:
+        if k == last:  # no end image here (returned above), no overlay: the camera's final window
+            return img
+        if self.end_image is not None:
             blend = _ease((t - 0.5) / 0.5)
             if blend > 0:
-                out = (out.astype(np.float32) * (1 - blend) + self.end.astype(np.float32) * blend).astype(np.uint8)
-        if k == last:
-            return out
-        return self._with_overlay(out, self._overlay_alpha(k))
+                img = Image.blend(img, self.end_image, blend)
+        self._overlay(img, self._overlay_alpha(k))
+        return img
 
     def _overlay_alpha(self, k: int) -> float:
         n, fps = self.spec.frames, self.spec.fmt.fps
         ramp = max(1.0, min(0.4 * fps, n / 4))
         return max(0.0, min(1.0, k / ramp, (n - 1 - k) / ramp))
 
-    def _with_overlay(self, frame: np.ndarray, alpha: float) -> np.ndarray:
-        if not self.overlays or alpha <= 0:
-            return frame
-        out = frame.copy()
-        for rgb, a, (x0, y0) in self.overlays:
-            hh, ww = a.shape
-            region = out[y0:y0 + hh, x0:x0 + ww].astype(np.float32)
-            mix = a[:, :, None] * alpha
-            out[y0:y0 + hh, x0:x0 + ww] = (region * (1 - mix) + rgb * mix).astype(np.uint8)
-        return out
+    def _overlay(self, img: Image.Image, alpha: float) -> None:
+        if alpha <= 0:
+            return
+        scale = [round(v * alpha) for v in range(256)]
+        for rgb, mask, origin in self.overlays:
+            img.paste(rgb, origin, mask if alpha >= 1 else mask.point(scale))
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)  # Pillow's bundled font: no system fonts needed
 
 
-def _overlay_layers(spec: AnimaticSpec) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
-    """The overlays as (rgb, alpha, origin) pieces: the caption box at the bottom, the label top-left."""
+def _overlay_layers(spec: AnimaticSpec) -> list[tuple[Image.Image, Image.Image, tuple[int, int]]]:
+    """The overlays as (rgb, alpha mask, origin) pieces: the caption box at the bottom, the label top-left."""
     w, h = spec.fmt.width, spec.fmt.height
     layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
@@ -260,8 +261,8 @@ def _overlay_layers(spec: AnimaticSpec) -> list[tuple[np.ndarray, np.ndarray, tu
         boxes.append((max(0, left - 2), max(0, top_ - 2), min(w, right + 2), min(h, bottom + 2)))
     pieces = []
     for box in boxes:
-        crop = np.asarray(layer.crop(box)).astype(np.float32)
-        pieces.append((crop[:, :, :3], crop[:, :, 3] / 255.0, (box[0], box[1])))
+        crop = layer.crop(box)
+        pieces.append((crop.convert("RGB"), crop.getchannel("A"), (box[0], box[1])))
     return pieces
 
 
@@ -325,14 +326,14 @@ def render(spec: AnimaticSpec, out: Path) -> np.ndarray:
                  "-movflags", "+faststart", str(Path(tmp) / "shot.mp4")]
         proc = ffmpeg.start_encoder(argv)
         assert proc.stdin is not None
-        last = maker.start
+        last: np.ndarray | Image.Image = maker.start
         try:
             for k in range(spec.frames):
                 last = maker.frame(k)
-                proc.stdin.write(np.ascontiguousarray(last).tobytes())
+                proc.stdin.write(last.tobytes())
         except BrokenPipeError:
             pass  # ffmpeg died: finish_encoder raises with its stderr
         finally:
             ffmpeg.finish_encoder(proc)
         Path(tmp, "shot.mp4").replace(out)
-    return np.array(last, copy=True)
+    return np.array(last)  # a copy: the caller may keep it

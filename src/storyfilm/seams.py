@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import av
 import numpy as np
+from PIL import Image
 
 from storyfilm.assemble import FilmInfo, Placement
 from storyfilm.audio import Join
@@ -27,7 +28,8 @@ from storyfilm.media import probe
 from storyfilm.media.ffmpeg import SAMPLE_RATE
 
 WINDOW = 5  # frames measured on each side of a join
-THUMB_WIDTH = 192  # frames are compared at this width (grey), which ignores encoder noise
+THUMB_WIDTH = 192  # frames are compared at about this width (grey), which ignores encoder noise
+_PLANAR_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
 REPEAT = 0.05  # mean |Δluma| below this, and below REPEAT_RATIO x the motion around: a picture shown twice
 REPEAT_RATIO = 0.2
 STILL = 0.02  # pictures around a join stiller than this (a static shot): a repeat cannot be told apart
@@ -68,8 +70,20 @@ class Seam:
 
 
 def _grey(frame: av.VideoFrame) -> np.ndarray:
-    height = max(2, round(frame.height * THUMB_WIDTH / frame.width))
-    return frame.to_ndarray(width=THUMB_WIDTH, height=height, format="gray").astype(np.float32)
+    """Luma averaged over square blocks (about THUMB_WIDTH wide), in full-range levels 0-255.
+
+    Read from the decoded Y plane: scaling each frame to grey with swscale took 9x longer (3.9 against
+    0.44 ms at 720p), a third of the seam report's time.
+    """
+    if frame.format.name not in _PLANAR_YUV:
+        height = max(2, round(frame.height * THUMB_WIDTH / frame.width))
+        return frame.to_ndarray(width=THUMB_WIDTH, height=height, format="gray").astype(np.float32)
+    plane = frame.planes[0]
+    luma = Image.frombuffer("L", (frame.width, frame.height), bytes(plane), "raw", "L", plane.line_size, 1)
+    grey = np.asarray(luma.reduce(max(1, frame.width // THUMB_WIDTH)), dtype=np.float32)
+    if frame.format.name.startswith("yuvj") or frame.color_range == 2:  # full range already
+        return grey
+    return (grey - 16) * (255 / 219)
 
 
 def _frames(container: av.container.InputContainer, first: int, last: int, fps: int) -> dict[int, np.ndarray]:

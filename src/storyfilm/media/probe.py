@@ -103,10 +103,12 @@ def _video_end_seconds(vs: av.video.stream.VideoStream, container: av.container.
 
 
 def last_frame(path: Path) -> np.ndarray:
-    """The exact last video frame as RGB, decoding only from the keyframe before the final second.
+    """The exact last video frame as RGB, decoding only from the last keyframe (at most one GOP).
 
     The seek is relative to the video stream's own end, not the container's: audio that runs past the
-    video must not make us seek beyond the last frame.
+    video must not make us seek beyond the last frame. It aims half a frame before that end, so the cost
+    does not grow with the clip's length, and a keyframe on the last frame itself (our renders put one
+    there) means a single frame is decoded.
     """
     with _open(path) as c:
         if not c.streams.video:
@@ -114,7 +116,8 @@ def last_frame(path: Path) -> np.ndarray:
         vs = c.streams.video[0]
         vs.thread_type = "AUTO"
         end = _video_end_seconds(vs, c)
-        target = max(0.0, end - 1.0)
+        rate = vs.average_rate or vs.guessed_rate
+        target = max(0.0, end - (0.5 / float(rate) if rate else 1.0))
         if target > 0 and vs.time_base:
             c.seek(int(target / vs.time_base), stream=vs, backward=True, any_frame=False)
         last = None
