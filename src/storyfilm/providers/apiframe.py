@@ -12,23 +12,26 @@ from pathlib import Path
 from typing import Any
 
 from storyfilm.errors import UnexpectedResponse
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
-from storyfilm.providers.http import HostClient, safe_job_id, video_cap
+from storyfilm.providers.base import (
+    Capabilities,
+    JobStatus,
+    Output,
+    ProviderSpec,
+    ShotRequest,
+    seam_copy,
+    seedance_tiers,
+)
+from storyfilm.providers.http import HostClient, first_of, safe_job_id, video_cap
 
 _RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 
-# Apiframe bills credits per second of output; no USD figures for Seedance are published. These are the
-# WaveSpeed figures for the same model tiers, used as an estimate (the job's creditCost is recorded too).
+# Apiframe bills credits per second of output; no USD figures for Seedance are published: the estimate is
+# WaveSpeed's (SEEDANCE_USD_PER_SECOND); the job's creditCost is recorded too.
 SPEC = ProviderSpec(
     name="apiframe",
     title="Apiframe v2 (Seedance 2.0)",
     capabilities=Capabilities(extend=False, return_last_frame=True),
-    tiers={
-        "standard": TierLimits((4, 15), ("480p", "720p", "1080p"), _RATIOS, 9,
-                               {"480p": 0.12, "720p": 0.24, "1080p": 0.60}),
-        "fast": TierLimits((4, 15), ("480p", "720p"), _RATIOS, 9, {"480p": 0.08, "720p": 0.16}),
-        "mini": TierLimits((4, 15), ("480p", "720p"), _RATIOS, 9, {"480p": 0.06, "720p": 0.12}),
-    },
+    tiers=seedance_tiers((4, 15), _RATIOS, small=("480p", "720p")),
     api_key_env="APIFRAME_API_KEY",
     base_url_env="APIFRAME_BASE_URL",
     default_base_url="https://api.apiframe.ai",
@@ -38,15 +41,6 @@ MODEL = {"standard": "seedance-2", "fast": "seedance-2-fast", "mini": "seedance-
 _STATES = {"QUEUED": "queued", "PROCESSING": "running", "COMPLETED": "completed", "FAILED": "failed",
            "CANCELLED": "failed", "CANCELED": "failed"}
 
-
-def _first_str(obj: Any, *paths: tuple[str, ...]) -> str | None:
-    for path in paths:
-        cur = obj
-        for part in path:
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if isinstance(cur, str) and cur:
-            return cur
-    return None
 
 
 class ApiframeProvider:
@@ -104,11 +98,13 @@ class ApiframeProvider:
                              moderation=any(w in error.lower() for w in ("moderation", "content policy", "nsfw")))
         if state == "completed":
             result = job.get("result")
-            video = result if isinstance(result, str) else _first_str(result, ("videoUrl",), ("video_url",), ("url",))
+            video = result if isinstance(result, str) else first_of(result, ("videoUrl",), ("video_url",), ("url",),
+                                                                    kind=str)
             videos = result.get("videos") if isinstance(result, dict) else None
             if video is None and isinstance(videos, list) and videos and isinstance(videos[0], str):
                 video = videos[0]
-            last = _first_str(result, ("lastFrameUrl",), ("last_frame_url",), ("lastFrame",), ("last_frame",))
+            last = first_of(result, ("lastFrameUrl",), ("last_frame_url",), ("lastFrame",), ("last_frame",),
+                            kind=str)
             return JobStatus(job_id, "completed", progress=100.0, video_url=video, last_frame_url=last)
         return JobStatus(job_id, state, progress=progress)  # type: ignore[arg-type]
 

@@ -31,6 +31,26 @@ class TierLimits:
     usd_per_second: dict[str, float] = field(default_factory=dict)  # by resolution
 
 
+# USD per second of new footage, by tier and resolution: WaveSpeed's figures. Standard: extend page (S-000) and
+# i2v; fast 720p: docs; mini: "50% of standard" (S-001). Fast 480p/1080p are not published: scaled like
+# standard (inferred). The other hosts publish no USD prices for Seedance: they are estimated with these.
+SEEDANCE_USD_PER_SECOND = {
+    "standard": {"480p": 0.12, "720p": 0.24, "1080p": 0.60},
+    "fast": {"480p": 0.08, "720p": 0.16, "1080p": 0.40},
+    "mini": {"480p": 0.06, "720p": 0.12, "1080p": 0.30},
+}
+
+
+def seedance_tiers(durations: tuple[int, int], aspect_ratios: tuple[str, ...],
+                   small: tuple[str, ...] = ("480p", "720p", "1080p")) -> dict[str, TierLimits]:
+    """Standard at 480p-1080p; fast and mini at the `small` resolutions; up to 9 references each."""
+    def tier(name: str, resolutions: tuple[str, ...]) -> TierLimits:
+        prices = {r: SEEDANCE_USD_PER_SECOND[name][r] for r in resolutions}
+        return TierLimits(durations, resolutions, aspect_ratios, 9, prices)
+    return {"standard": tier("standard", ("480p", "720p", "1080p")), "fast": tier("fast", small),
+            "mini": tier("mini", small)}
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     name: str

@@ -14,23 +14,26 @@ from pathlib import Path
 from typing import Any
 
 from storyfilm.errors import UnexpectedResponse
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
-from storyfilm.providers.http import HostClient, safe_job_id, video_cap
+from storyfilm.providers.base import (
+    Capabilities,
+    JobStatus,
+    Output,
+    ProviderSpec,
+    ShotRequest,
+    seam_copy,
+    seedance_tiers,
+)
+from storyfilm.providers.http import HostClient, first_of, safe_job_id, video_cap
 
 _RATIOS = ("16:9", "9:16", "1:1")
 
-# The gateway publishes no prices ("depends on model tier, output resolution, duration ..."): these are
-# the WaveSpeed figures for the same tiers, as an estimate.
+# The gateway publishes no prices ("depends on model tier, output resolution, duration ..."): the estimate
+# is WaveSpeed's (SEEDANCE_USD_PER_SECOND).
 SPEC = ProviderSpec(
     name="gateway",
     title="OpenAI-style gateway (Seedance 2.0)",
     capabilities=Capabilities(extend=False, return_last_frame=True),
-    tiers={
-        "standard": TierLimits((5, 15), ("480p", "720p", "1080p"), _RATIOS, 9,
-                               {"480p": 0.12, "720p": 0.24, "1080p": 0.60}),
-        "fast": TierLimits((5, 15), ("480p", "720p"), _RATIOS, 9, {"480p": 0.08, "720p": 0.16}),
-        "mini": TierLimits((5, 15), ("480p", "720p"), _RATIOS, 9, {"480p": 0.06, "720p": 0.12}),
-    },
+    tiers=seedance_tiers((5, 15), _RATIOS, small=("480p", "720p")),
     api_key_env="SEEDANCE_GATEWAY_API_KEY",
     base_url_env="SEEDANCE_GATEWAY_BASE_URL",
     default_base_url=None,  # every gateway has its own address: configuration, not a default
@@ -46,15 +49,6 @@ _FAILED = {"failed", "failure", "error", "cancelled", "canceled", "expired"}
 def model_id(tier: str, resolution: str) -> str:
     return f"{_PREFIX[tier]}-{resolution}"
 
-
-def _find(obj: Any, *paths: tuple[str, ...]) -> Any:
-    for path in paths:
-        cur = obj
-        for part in path:
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if cur not in (None, ""):
-            return cur
-    return None
 
 
 class GatewayProvider:
@@ -86,7 +80,7 @@ class GatewayProvider:
         # No idempotency documented: sent once, never retried.
         answer = self.client.json("POST", "/v1/video/generations", retry=False, retry_rate_limit=True,
                                     shot=request.shot_id, json=prepared)
-        return safe_job_id(_find(answer, ("task_id",), ("id",), ("data", "task_id"), ("data", "id")),
+        return safe_job_id(first_of(answer, ("task_id",), ("id",), ("data", "task_id"), ("data", "id")),
                            provider="gateway", shot=request.shot_id, what="task id")
 
     def poll(self, job_id: str) -> JobStatus:
@@ -99,13 +93,13 @@ class GatewayProvider:
         status = raw.lower() if isinstance(raw, str) else ""
         progress = task.get("progress") if isinstance(task.get("progress"), int | float) else None
         if status in _DONE:
-            video = _find(task, ("video_url",), ("content", "video_url"), ("url",), ("output", "url"))
-            last = _find(task, ("last_frame_url",), ("content", "last_frame_url"), ("metadata", "last_frame_url"))
+            video = first_of(task, ("video_url",), ("content", "video_url"), ("url",), ("output", "url"))
+            last = first_of(task, ("last_frame_url",), ("content", "last_frame_url"), ("metadata", "last_frame_url"))
             return JobStatus(job_id, "completed", progress=100.0, video_url=video if isinstance(video, str) else None,
                              last_frame_url=last if isinstance(last, str) else None)
         if status in _FAILED:
-            error = _find(task, ("error", "message"), ("fail_reason",), ("error",), ("message",)) or status
-            code = _find(task, ("error", "code"), ("code",))
+            error = first_of(task, ("error", "message"), ("fail_reason",), ("error",), ("message",)) or status
+            code = first_of(task, ("error", "code"), ("code",))
             text = str(error)
             return JobStatus(job_id, "failed", error=text, error_code=str(code) if code else None,
                              moderation=any(w in text.lower() for w in ("moderation", "sensitive", "nsfw", "policy")))

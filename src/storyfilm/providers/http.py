@@ -56,6 +56,18 @@ def video_cap(seconds: float) -> int:
     return min(MAX_VIDEO_BYTES, int(VIDEO_BYTES_MARGIN + VIDEO_BYTES_PER_SECOND * max(seconds, 0.0)))
 
 
+def first_of(obj: Any, *paths: tuple[str, ...], kind: type = object) -> Any:
+    """The first value found along `paths` into nested dicts that is a `kind` and not empty: hosts (and
+    their versions) put the same field in different places."""
+    for path in paths:
+        cur = obj
+        for part in path:
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if isinstance(cur, kind) and cur not in (None, ""):
+            return cur
+    return None
+
+
 def safe_job_id(value: Any, *, provider: str, shot: str = "", what: str = "job id") -> str:
     """A job id from a host's answer, checked: it goes into our URLs (a '/', '..' or '?' would reach
     other endpoints with our key)."""

@@ -12,23 +12,23 @@ from typing import Any
 
 from storyfilm.errors import ProviderError, UnexpectedResponse
 from storyfilm.media import probe
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits, seam_copy
+from storyfilm.providers.base import (
+    Capabilities,
+    JobStatus,
+    Output,
+    ProviderSpec,
+    ShotRequest,
+    seam_copy,
+    seedance_tiers,
+)
 from storyfilm.providers.http import HostClient, safe_job_id, video_cap
 
 _RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
-_RES = ("480p", "720p", "1080p")
-
-# USD per second of new footage. Standard: extend page (S-000) and i2v; fast 720p: docs; mini: "50% of
-# standard" (S-001). Fast 480p/1080p are not published: scaled like standard (inferred).
 SPEC = ProviderSpec(
     name="wavespeed",
     title="WaveSpeed AI (Seedance 2.0)",
     capabilities=Capabilities(extend=True, return_last_frame=False),
-    tiers={
-        "standard": TierLimits((4, 15), _RES, _RATIOS, 9, {"480p": 0.12, "720p": 0.24, "1080p": 0.60}),
-        "fast": TierLimits((4, 15), _RES, _RATIOS, 9, {"480p": 0.08, "720p": 0.16, "1080p": 0.40}),
-        "mini": TierLimits((4, 15), _RES, _RATIOS, 9, {"480p": 0.06, "720p": 0.12, "1080p": 0.30}),
-    },
+    tiers=seedance_tiers((4, 15), _RATIOS),
     api_key_env="WAVESPEED_API_KEY",
     base_url_env="WAVESPEED_BASE_URL",
     default_base_url="https://api.wavespeed.ai",
