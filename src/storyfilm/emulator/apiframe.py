@@ -20,7 +20,6 @@ from storyfilm.emulator.common import (
     fault_header,
     form_file,
     iso,
-    json_object,
     output_url,
     pydantic_problems,
     upload_url,
@@ -175,14 +174,10 @@ async def _generate(request: Request) -> Response:
     key = _api_key(request)
     if key is None:
         return error(401)
-    try:
-        body = await json_object(request)
-    except BadRequest as exc:
-        return error(400, str(exc))
-    prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
-    fault = emu.faults.submit(PROVIDER, fault_header(request), str(prompt))
-    if (refused := spoil.refusal(fault, request, error)) is not None:
-        return refused
+    got = await spoil.submission(request, PROVIDER, error)
+    if isinstance(got, Response):
+        return got
+    body, prompt, fault = got
     checked = validate(body)
     if isinstance(checked, dict):
         return invalid(checked)
@@ -208,7 +203,7 @@ async def _generate(request: Request) -> Response:
     if available is not None and needed > available:
         return error(402, "Insufficient credits", creditsRequired=needed, creditsAvailable=available)
     job = emu.accept(request, provider=PROVIDER, model=model, tier=tier, render=checked, body=body, api_key=key,
-                     prompt=str(prompt), cost_usd=usd, credits=needed, idempotency_key=idem)
+                     prompt=prompt, cost_usd=usd, credits=needed, idempotency_key=idem)
     if idem is not None:
         emu.remember(owner, idem, digest, job.id)
     return await spoil.answer(fault, {"jobId": job.id, "status": "QUEUED"}, _accepted)

@@ -16,13 +16,11 @@ from starlette.requests import Request
 
 from storyfilm.emulator import spoil
 from storyfilm.emulator.common import (
-    BadRequest,
     base_url,
     bearer,
     emulator,
     fault_header,
     first_problem,
-    json_object,
     output_url,
 )
 from storyfilm.emulator.jobs import Job
@@ -174,19 +172,15 @@ async def _create(request: Request) -> Response:
     key = _key(request)
     if key is None:
         return error(401, "invalid or missing API key")
-    try:
-        body = await json_object(request)
-    except BadRequest as exc:
-        return error(400, str(exc))
-    prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
-    fault = emu.faults.submit(PROVIDER, fault_header(request), str(prompt))
-    if (refused := spoil.refusal(fault, request, _fault_error)) is not None:
-        return refused
+    got = await spoil.submission(request, PROVIDER, _fault_error)
+    if isinstance(got, Response):
+        return got
+    body, prompt, fault = got
     tier, checked = validate(body)
     if isinstance(checked, str):
         return error(400, checked)
     job = emu.accept(request, provider=PROVIDER, model=str(body["model"]), tier=tier, render=checked, body=body,
-                     api_key=key, prompt=str(prompt),
+                     api_key=key, prompt=prompt,
                      cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
     return await spoil.answer(fault, task(job, base_url(request)), JSONResponse)
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from storyfilm.emulator.common import retry_headers
+from storyfilm.emulator.common import BadRequest, emulator, fault_header, json_object, retry_headers
 from storyfilm.emulator.faults import Fault
 from storyfilm.emulator.files import Dropped
 from storyfilm.emulator.jobs import Job
@@ -48,6 +48,21 @@ def refusal(fault: Fault | None, request: Request, error: ErrorFn) -> Response |
     # Some hosts quote what they were sent; a client must not pass it on to its logs.
     presented = request.headers.get("authorization") or request.headers.get("x-api-key") or ""
     return error(400, f"invalid request: credentials {presented!r} may not use this parameter set", None)
+
+
+async def submission(request: Request, provider: str, error: ErrorFn,
+                     refuse: ErrorFn | None = None) -> tuple[dict[str, Any], str, Fault | None] | Response:
+    """A submit's JSON body, its prompt and the fault it draws; or the answer that ends it here (a body that is
+    not a JSON object, a fault that refuses it: `refuse`, by default `error`)."""
+    try:
+        body = await json_object(request)
+    except BadRequest as exc:
+        return error(400, str(exc), None)
+    prompt = body.get("prompt")
+    prompt = prompt if isinstance(prompt, str) else ""
+    fault = emulator(request).faults.submit(provider, fault_header(request), prompt)
+    refused = refusal(fault, request, refuse or error)
+    return refused if refused is not None else (body, prompt, fault)
 
 
 async def answer(fault: Fault | None, body: Any, make: MakeFn) -> Response:

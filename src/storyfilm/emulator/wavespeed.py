@@ -301,19 +301,15 @@ async def _submit(model_path: str, request: Request) -> Response:
                           f"{', '.join(f'{t}/{k}' for t in TIERS for k in KINDS)})")
     if request.query_params.get("webhook") or request.query_params.get("webhook_url"):
         return error(400, "webhooks are not emulated; poll the prediction instead")
-    try:
-        body = await json_object(request)
-    except BadRequest as exc:
-        return error(400, str(exc))
-    prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else ""
-    fault = emu.faults.submit(PROVIDER, fault_header(request), str(prompt))
-    if (refused := spoil.refusal(fault, request, error)) is not None:
-        return refused
+    got = await spoil.submission(request, PROVIDER, error)
+    if isinstance(got, Response):
+        return got
+    body, prompt, fault = got
     tier, kind = found
     checked = validate(tier, kind, body)
     if isinstance(checked, str):
         return error(400, checked)
     job = emu.accept(request, provider=PROVIDER, model=model_path.strip("/"), tier=tier, render=checked,
-                     body=body, api_key=key or "", prompt=str(prompt),
+                     body=body, api_key=key or "", prompt=prompt,
                      cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
     return await spoil.answer(fault, prediction(job, base_url(request)), envelope)
