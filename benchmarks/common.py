@@ -266,3 +266,12 @@ class Section:
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def repeat_main(run: Callable[[int], list[Section]], doc: str, repeat: int) -> None:
+    """The command line of a part that takes only --repeat: prints its sections."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=repeat)
+    print("\n".join(s.markdown() for s in run(parser.parse_args().repeat)))

@@ -10,7 +10,6 @@ interleaved, and must return the same picture.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from benchmarks.common import Section, log, median, table
+from benchmarks.common import Section, log, median, repeat_main, table
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.ffmpeg import VideoFormat
 
@@ -116,12 +115,5 @@ def run(repeat: int, lengths: tuple[int, ...] = LENGTHS, fmt: VideoFormat = FMT)
     return [section]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    print("\n".join(s.markdown() for s in run(args.repeat)))
-
-
 if __name__ == "__main__":
-    main()
+    repeat_main(run, __doc__ or "", 5)

@@ -8,14 +8,13 @@ converts them to YUV and encodes them with x264 in its own process, on the other
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Section, log, median, table
+from benchmarks.common import Section, log, median, repeat_main, table
 from storyfilm.animatic import AnimaticSpec, _FrameMaker, render
 from storyfilm.media.ffmpeg import VideoFormat
 
@@ -61,12 +60,5 @@ def run(repeat: int, frames: int = 121) -> list[Section]:
     return [section]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    print("\n".join(s.markdown() for s in run(args.repeat)))
-
-
 if __name__ == "__main__":
-    main()
+    repeat_main(run, __doc__ or "", 3)

@@ -12,7 +12,6 @@ without a Prefect server does; a second set of runs points PREFECT_API_URL at a 
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import ROOT, Section, log, run_worker, spread, table
+from benchmarks.common import ROOT, Section, log, repeat_main, run_worker, spread, table
 from benchmarks.orchestration import QUIET_PREFECT, storyboard
 
 
@@ -142,12 +141,5 @@ def run(repeat: int) -> list[Section]:
     return [section]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    print("\n".join(s.markdown() for s in run(args.repeat)))
-
-
 if __name__ == "__main__":
-    main()
+    repeat_main(run, __doc__ or "", 5)
