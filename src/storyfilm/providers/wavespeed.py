@@ -24,6 +24,7 @@ from storyfilm.providers.base import (
 from storyfilm.providers.http import HostClient, safe_job_id, video_cap
 
 _RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
+
 SPEC = ProviderSpec(
     name="wavespeed",
     title="WaveSpeed AI (Seedance 2.0)",
