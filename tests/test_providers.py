@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
+from storyfilm.assemble import copy_blockers
 from storyfilm.media import probe
+from storyfilm.media.ffmpeg import VideoFormat
 
 from .helpers import emulator_stats, point_hosts_at, write_storyboard
 
@@ -42,7 +45,15 @@ shots:
     prompt: Night storm at sea.
 """
 
-CASES = {"wavespeed": (4, "extend"), "apiframe": (4, "frame"), "gateway": (5, "frame")}
+# provider: (duration, how chains continue, outputs encoded as a host's encoder would, not as ours)
+CASES = {"wavespeed": ("wavespeed", 4, "extend", False), "apiframe": ("apiframe", 4, "frame", False),
+         "gateway": ("gateway", 5, "frame", False), "apiframe, another encoder": ("apiframe", 4, "frame", True)}
+
+
+def emulator_output(url: str, job_id: str, into: Path) -> Path:
+    path = into / f"emulator-{job_id}.mp4"
+    path.write_bytes(httpx.get(f"{url}/files/outputs/{job_id}.mp4").raise_for_status().content)
+    return path
 
 
 def film_frame_diff(frames: list[np.ndarray], index: int) -> float:
@@ -50,13 +61,14 @@ def film_frame_diff(frames: list[np.ndarray], index: int) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("provider", list(CASES))
-def test_a_storyboard_through_each_host(provider: str, prefect_server: None, emulator, storyboard_dir: Path,
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_storyboard_through_each_host(case: str, prefect_server: None, emulator, storyboard_dir: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from storyfilm.flow import film
 
     point_hosts_at(emulator.url, monkeypatch)
-    duration, method = CASES[provider]
+    provider, duration, method, host_encoder = CASES[case]
+    httpx.post(f"{emulator.url}/_emulator/config", json={"host_encoder": host_encoder}).raise_for_status()
     board = write_storyboard(storyboard_dir, BOARD.format(provider=provider, duration=duration), f"{provider}.yaml")
     result = film(storyboard=str(board), output_dir=str(storyboard_dir / "out"))
 
@@ -75,6 +87,12 @@ def test_a_storyboard_through_each_host(provider: str, prefect_server: None, emu
 
     manifest = json.loads((film_path.parent / "manifest.json").read_text())
     assert manifest["seams"]["flagged"] == []
+    # Every kept segment is in the house format, whatever the host's encoder: the film joins them by copy.
+    fmt = VideoFormat(info.video.width, info.video.height)
+    outputs = [emulator_output(emulator.url, job["id"], storyboard_dir) for job in stats["jobs"]]
+    assert all(bool(copy_blockers(probe.probe(o), fmt)) == host_encoder for o in outputs)
+    assert all(copy_blockers(probe.probe(s), fmt) == [] for s in (film_path.parent / "shots").glob("*.mp4"))
+    assert manifest["film"]["normalised_segments"] == []
     frames = probe.read_frames(film_path)
     joins = [duration * 24 * k for k in range(1, 5)]  # opening|boats, boats|pier, pier|gulls, gulls|storm
     diffs = [film_frame_diff(frames, j) for j in joins]

@@ -146,6 +146,16 @@ def house_parameter_sets(fmt: VideoFormat) -> str:
         return probe.probe(dst).video.extradata_sha  # type: ignore[union-attr]
 
 
+def copy_blockers(info: MediaInfo, fmt: VideoFormat) -> list[str]:
+    """Why a segment must be re-encoded before it can join a film of format `fmt` by stream copy (empty: it
+    need not): its format, or H.264 parameter sets (SPS/PPS) other than our encoder's, of which a film
+    may have only one set."""
+    diffs = house_differences(info, fmt)
+    if not diffs and info.video is not None and info.video.extradata_sha != house_parameter_sets(fmt):
+        diffs.append("H.264 parameter sets of another encoder")
+    return diffs
+
+
 def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece, MediaInfo, list[str]]]:
     infos = []
     for i, piece in enumerate(pieces):
@@ -160,12 +170,7 @@ def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece,
         if piece.overlap < 0 or (piece.overlap and (i == 0 or piece.join not in ("crossfade", "fade"))):
             raise MediaError(f"{piece.label or piece.path}: an overlap of {piece.overlap} frames needs a crossfade "
                              "or fade from a previous piece")
-        infos.append((piece, info, house_differences(info, fmt)))
-    # Stream copy needs one set of parameter sets (SPS/PPS) in the whole film: our encoder's.
-    reference = house_parameter_sets(fmt)
-    for _, info, diffs in infos:
-        if not diffs and info.video and info.video.extradata_sha != reference:
-            diffs.append("H.264 parameter sets of another encoder")
+        infos.append((piece, info, copy_blockers(info, fmt)))
     return infos
 
 

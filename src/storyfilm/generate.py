@@ -30,6 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from storyfilm.assemble import copy_blockers
 from storyfilm.assets import file_digest
 from storyfilm.errors import (
     BudgetExceeded,
@@ -361,7 +362,8 @@ class ShotRunner:
 
     def _keep(self, shot: ShotPlan, parent: ShotResult | None, output: Output, job_id: str, cost: float,
               started: float) -> ShotResult:
-        """Check the output and move it into shots/.kept/: cut an extend's echo, keep the last frame.
+        """Check the output and move it into shots/.kept/ in the house format (an extend's echo cut off), with
+        its last frame.
 
         Nothing is kept unless the whole output decodes; the staged files are removed either way. The caller
         records the result as done, then `_place`s it under shots/<id>.*: a kill in between leaves shots/
@@ -407,10 +409,12 @@ class ShotRunner:
         info, last = probe.decode_all(output.video)
         assert info.video is not None
         source = output.video
-        if output.echo_frames:
-            if output.echo_frames >= info.video.frames:
-                raise MediaError(f"the extend output has {info.video.frames} frames, no more than its "
-                                 f"{output.echo_frames}-frame input")
+        if output.echo_frames and output.echo_frames >= info.video.frames:
+            raise MediaError(f"the extend output has {info.video.frames} frames, no more than its "
+                             f"{output.echo_frames}-frame input")
+        # An extend's echo is cut off; another encoder's output is re-encoded once, here, while other chains
+        # are still generating, so that every assembly of the film (reruns too) joins it by stream copy.
+        if output.echo_frames or copy_blockers(info, shot.fmt):
             ffmpeg.run(ffmpeg.cut_args(output.video, cut, shot.fmt, output.echo_frames, info.video.fps))
             source = cut
             info, last = probe.decode_all(cut)

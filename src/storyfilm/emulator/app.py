@@ -5,7 +5,8 @@ Admin routes (no auth; loopback only):
     POST /_emulator/reset    back to the state right after start (jobs, uploads, faults, settings)
     GET  /_emulator/faults   the global faults and how often each may still fire
     POST /_emulator/faults   {"faults": "SPEC"}: replace the global faults
-    POST /_emulator/config   {"latency": S, "upload_ttl": S, "apiframe_credits": N | null, "price_factor": F}:
+    POST /_emulator/config   {"latency": S, "upload_ttl": S, "apiframe_credits": N | null, "price_factor": F,
+                              "host_encoder": true | false}:
                              until the next reset
 """
 
@@ -105,6 +106,10 @@ async def set_config(request: Request) -> Response:
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
                 return JSONResponse({"error": f"{name} must be a number of seconds >= 0"}, status_code=400)
             changes[name] = float(seconds)
+    if "host_encoder" in body:
+        if not isinstance(body["host_encoder"], bool):
+            return JSONResponse({"error": "host_encoder must be true or false"}, status_code=400)
+        changes["host_encoder"] = body["host_encoder"]
     if "apiframe_credits" in body:
         balance = body["apiframe_credits"]
         if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool)):
@@ -112,7 +117,8 @@ async def set_config(request: Request) -> Response:
         changes["apiframe_credits"] = balance
     emu.config = replace(emu.config, **changes)  # type: ignore[arg-type]
     return JSONResponse({"latency": emu.config.latency, "upload_ttl": emu.config.upload_ttl,
-                         "apiframe_credits": emu.config.apiframe_credits, "price_factor": emu.config.price_factor})
+                         "apiframe_credits": emu.config.apiframe_credits, "price_factor": emu.config.price_factor,
+                         "host_encoder": emu.config.host_encoder})
 
 
 # --- files ---

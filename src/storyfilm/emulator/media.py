@@ -59,6 +59,7 @@ class RenderRequest:
     reference_video_seconds: tuple[float, float] = (0.0, 15.0)  # allowed length of each reference video
     last_frame: bool = False  # also deliver the last frame as a PNG
     data_uris: bool = False  # images may be base64 data: URIs (the gateway [I]); videos and audio never
+    host_encoder: bool = False  # encode the output as a host's encoder would, not in storyfilm's house format
 
     @property
     def urls(self) -> list[str]:
@@ -177,8 +178,18 @@ def render_job(req: RenderRequest, out_dir: Path, name: str) -> Rendered:
                                           if inputs.image is not None else "16:9")
             fmt = VideoFormat(*output_size(req.resolution, aspect), FPS)
             last = render(_spec(req, fmt, req.duration * FPS + 1, inputs.image, inputs, audio=req.audio), video)
+        if req.host_encoder:
+            _as_a_host_encodes(video, tmp / "host.mp4")
     last_png = probe.save_png(last, out_dir / f"{name}.last.png") if req.last_frame else None
     return Rendered(video=video, last_frame=last_png)
+
+
+def _as_a_host_encodes(video: Path, tmp: Path) -> None:
+    """Re-encode `video` in place as a host's encoder might: CRF, a long GOP, no colour tags, the muxer's
+    default timescale. Its H.264 parameter sets are then not storyfilm's, as a real host's are not."""
+    ffmpeg.run(["-y", "-i", str(video), "-map", "0", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+                "-g", "250", "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart", str(tmp)])
+    tmp.replace(video)
 
 
 def _cover_filter(fmt: VideoFormat) -> str:

@@ -34,6 +34,7 @@ class EmulatorConfig:
     work_dir: Path | None = None  # where outputs and uploads live; a temporary directory if None
     render_workers: int = 2
     price_factor: float = 1.0  # the host's prices times this (a price rise, for budget rehearsals)
+    host_encoder: bool = False  # outputs encoded as a host's would be (see media.py), not in the house format
 
 
 def parse_api_keys(values: list[str]) -> dict[str, str]:
@@ -88,7 +89,8 @@ class Emulator:
         """Create a billable job and start rendering it."""
         faults = self.faults.job(provider, request.headers.get(HEADER), prompt)
         job = Job(id=new_id(provider), provider=provider, model=model, tier=tier,
-                  request=replace(render, prompt=strip_tags(render.prompt)), body=body,
+                  request=replace(render, prompt=strip_tags(render.prompt), host_encoder=self.config.host_encoder),
+                  body=body,
                   owner=key_owner(api_key), created=time.time(),
                   latency=faults.slow if faults.slow is not None else self.config.latency,
                   cost_usd=cost_usd, credits=credits, faults=faults, prompt=prompt,
