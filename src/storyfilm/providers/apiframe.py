@@ -18,10 +18,9 @@ from storyfilm.providers.base import (
     Output,
     ProviderSpec,
     ShotRequest,
-    seam_copy,
     seedance_tiers,
 )
-from storyfilm.providers.http import HostClient, first_of, safe_job_id, video_cap
+from storyfilm.providers.http import HostClient, fetch_with_last_frame, first_of, safe_job_id
 
 _RATIOS = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 
@@ -109,12 +108,4 @@ class ApiframeProvider:
         return JobStatus(job_id, state, progress=progress)  # type: ignore[arg-type]
 
     def fetch(self, status: JobStatus, request: ShotRequest, dest_dir: Path) -> Output:
-        assert status.video_url is not None
-        video = self.client.download(status.video_url, dest_dir / f"{status.job_id}.mp4", kind="video",
-                                     shot=request.shot_id, max_bytes=video_cap(request.duration))
-        last = None
-        if status.last_frame_url:
-            last = self.client.download(status.last_frame_url, dest_dir / f"{status.job_id}.last.png", kind="image",
-                                        shot=request.shot_id)
-        return Output(video=video, last_frame=last, last_frame_url=status.last_frame_url,
-                      seam_copy=seam_copy(request))
+        return fetch_with_last_frame(self.client, status, request, dest_dir)

@@ -38,6 +38,7 @@ from storyfilm.errors import (
     RateLimited,
     UnexpectedResponse,
 )
+from storyfilm.providers.base import JobStatus, Output, ShotRequest, seam_copy
 
 log = logging.getLogger("storyfilm.providers")
 
@@ -49,6 +50,18 @@ MAX_IMAGE_BYTES = 50_000_000
 VIDEO_BYTES_PER_SECOND = 12_500_000
 VIDEO_BYTES_MARGIN = 16_000_000
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+
+
+def fetch_with_last_frame(client: HostClient, status: JobStatus, request: ShotRequest, dest_dir: Path) -> Output:
+    """Download a finished job's video (capped by its length) and the last frame the host made, if any."""
+    assert status.video_url is not None
+    video = client.download(status.video_url, dest_dir / f"{status.job_id}.mp4", kind="video",
+                            shot=request.shot_id, max_bytes=video_cap(request.duration))
+    last = None
+    if status.last_frame_url:
+        last = client.download(status.last_frame_url, dest_dir / f"{status.job_id}.last.png", kind="image",
+                               shot=request.shot_id)
+    return Output(video=video, last_frame=last, last_frame_url=status.last_frame_url, seam_copy=seam_copy(request))
 
 
 def video_cap(seconds: float) -> int:
