@@ -5,6 +5,7 @@ Never another exception (no traceback for a user's file), and never a write outs
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 from storyfilm import assets
 from storyfilm.cli import app
 from storyfilm.errors import StoryboardError
+from storyfilm.netpolicy import UrlPolicy
 from storyfilm.storyboard import load_storyboard, parse_storyboard
 
 from .helpers import static_server, write_image, write_storyboard
@@ -177,7 +179,7 @@ def test_assets_that_are_not_usable_images(tmp_path: Path, kind: str) -> None:
     path = write_storyboard(tmp_path, f"version: 1\ntitle: t\nassets:\n  still: {ref}\n"
                                       "shots:\n  - id: a\n    image: still\n    prompt: p\n")
     with pytest.raises(StoryboardError) as info:
-        load_storyboard(path)
+        load_storyboard(path, roots=[Path("/dev")])  # the device's link leads out of the folder: allowed here
     message = str(info.value)
     assert message.startswith(f"{path}:4: assets.still: '{ref}' ") and ASSETS[kind] in message, message
 
@@ -213,19 +215,23 @@ def test_absurd_values(storyboard_dir: Path, line: str, value: str, field: str, 
 
 
 def test_https_assets_are_checked_like_host_outputs(tmp_path: Path) -> None:
-    """A storyboard from elsewhere cannot make us fetch an internal address or keep something not an image."""
+    """A storyboard from elsewhere cannot make us fetch an internal address or keep something not an image;
+    a loopback asset server is reached only when the user allows its network by name."""
     still = write_image(tmp_path / "still.png").read_bytes()
     with static_server({"/still.png": (200, {}, still), "/page": (200, {}, b"<html>hello</html>"),
                 "/bomb.png": (200, {}, png_header(100_000, 100_000)),
                 "/hop": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"")}) as base:
         board = parse_storyboard("version: 1\ntitle: t\nshots:\n  - id: a\n    prompt: p\n", "remote.yaml")
         cache = tmp_path / "cache"
-        assets._download(f"{base}/still.png", cache / "ok", board, "still")
+        with pytest.raises(StoryboardError, match=r"127\.0\.0\.1 \(loopback, this machine\) is not a public"):
+            assets._download(f"{base}/still.png", cache / "ok", board, "still", UrlPolicy())
+        allowed = UrlPolicy(networks=(ipaddress.ip_network("127.0.0.1/32"),))
+        assets._download(f"{base}/still.png", cache / "ok", board, "still", allowed)
         assert (cache / "ok").read_bytes() == still
         for route, words in (("/page", "not a PNG/JPEG/WebP image"), ("/bomb.png", "decompression bomb"),
                              ("/hop", "169.254.169.254 (link-local")):
             with pytest.raises(StoryboardError, match=re.escape(words)):
-                assets._download(f"{base}{route}", cache / "bad", board, "still")
+                assets._download(f"{base}{route}", cache / "bad", board, "still", allowed)
         assert sorted(p.name for p in cache.iterdir()) == ["ok"]
 
 
