@@ -26,7 +26,7 @@ from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, seams
+from storyfilm import _prefect, film_folder, seams
 from storyfilm import assets as asset_store
 from storyfilm.audio import check_target
 from storyfilm.errors import ProviderError, StoryfilmError
@@ -215,6 +215,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     plan = make_plan(board, digests, provider=provider, budget_usd=budget_usd)
     _prefect.add_flow_run_tags(*_tags(plan))
     film_dir = Path(output_dir) / plan.slug
+    film_folder.claim(film_dir, storyboard)  # before the ledger is created: never another storyboard's folder
     book = Ledger(ledger_path(film_dir, ledger))
     redo_ids = redo_closure(plan, redo or [])
     check_budget(plan, new_cost(plan, book, redo_ids))
