@@ -83,7 +83,8 @@ def _kind(addr: Address) -> str | None:
         return "link-local, a cloud metadata service" if addr.is_link_local else "a cloud metadata service"
     for kind, test in (("unspecified, this machine", addr.is_unspecified), ("loopback, this machine", addr.is_loopback),
                        ("link-local", addr.is_link_local), ("multicast", addr.is_multicast),
-                       ("private network", addr.is_private), ("reserved", addr.is_reserved or not addr.is_global)):
+                       ("reserved", addr.is_reserved), ("private network", addr.is_private),
+                       ("reserved", not addr.is_global)):
         if test:
             return kind
     return None
