@@ -127,7 +127,7 @@ def validate(storyboard: StoryboardArg, output: OutputOpt = Path("output"), ledg
     """Check a storyboard without network or keys: its fields, its assets (files inside its folder, URLs
     that may be fetched), the limits of the provider it declares, and its budget. Every problem is
     printed with its line."""
-    from storyfilm import assets
+    from storyfilm import assets, film_folder
     from storyfilm.ledger import Ledger, ledger_path, new_cost
     from storyfilm.plan import check_budget, make_plan
     from storyfilm.storyboard import load_storyboard
@@ -136,6 +136,7 @@ def validate(storyboard: StoryboardArg, output: OutputOpt = Path("output"), ledg
     try:
         board = load_storyboard(storyboard)
         the_plan = make_plan(board, assets.digests(board))
+        film_folder.check(output / the_plan.slug, storyboard)
         path = ledger_path(output / the_plan.slug, ledger)  # shots already paid for cost nothing (as in `plan`)
         check_budget(the_plan, new_cost(the_plan, Ledger(path), frozenset()) if path.exists() else None)
     except StoryfilmError as exc:
@@ -212,13 +213,15 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from storyfilm import film_folder
     from storyfilm.progress import listening
     from storyfilm.storyboard import load_storyboard
 
     _allow(allow_network, allow_assets_from)
     view = progress_view(out)
     try:
-        load_storyboard(storyboard)  # fail fast, before Prefect starts
+        board = load_storyboard(storyboard)  # fail fast, before Prefect starts
+        film_folder.check((output / "emulated" if emulate else output) / board.slug, storyboard)
         from storyfilm.flow import film
 
         started = time.monotonic()

@@ -41,10 +41,15 @@ def conflict(film_dir: Path, storyboard: str | Path) -> str | None:
             "or give this one its own --output")
 
 
-def claim(film_dir: Path, storyboard: str | Path) -> None:
-    """Make `film_dir` this storyboard's (PlanError if another storyboard's: see conflict)."""
+def check(film_dir: Path, storyboard: str | Path) -> None:
+    """PlanError if `film_dir` is another storyboard's (see conflict); writes nothing."""
     if (problem := conflict(film_dir, storyboard)) is not None:
         raise PlanError(problem)
+
+
+def claim(film_dir: Path, storyboard: str | Path) -> None:
+    """Make `film_dir` this storyboard's (PlanError if another storyboard's: see conflict)."""
+    check(film_dir, storyboard)
     mine = Path(storyboard).resolve()
     if owner(film_dir) != mine:
         film_dir.mkdir(parents=True, exist_ok=True)
