@@ -25,6 +25,15 @@ _AS_IS_MODES = frozenset({"RGB", "L"})
 _EXIF_ORIENTATION = 0x0112
 
 
+def _turns() -> dict[int, PILImage.Transpose]:
+    """EXIF orientation -> the turn that makes the picture upright (as ImageOps.exif_transpose)."""
+    from PIL import Image
+
+    t = Image.Transpose
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270,
+            7: t.TRANSVERSE, 8: t.ROTATE_90}
+
+
 def image_problem(path: Path) -> str | None:
     """Why `path` cannot be an asset image, as a predicate ("is not an image ..."), or None."""
     from PIL import Image
@@ -59,9 +68,13 @@ def image_problem(path: Path) -> str | None:
 def to_rgb(img: PILImage.Image) -> PILImage.Image:
     """`img` upright (EXIF orientation applied) as 8-bit RGB, whatever its mode."""
     import numpy as np
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    img = ImageOps.exif_transpose(img)
+    img.load()  # first: Pillow turns some files (TIFF) upright as it loads them, and drops their tag
+    orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    turn = _turns().get(orientation) if isinstance(orientation, int) else None
+    if turn is not None:
+        img = img.transpose(turn)
     if img.mode == "I" or img.mode.startswith("I;16"):
         # 16-bit samples (Pillow reads 16-bit grayscale as I;16, some files as I): scaled, where convert()
         # would clip everything above 255 to white
@@ -78,6 +91,7 @@ def to_rgb(img: PILImage.Image) -> PILImage.Image:
 
 def usable_as_is(img: PILImage.Image) -> bool:
     """Whether a provider can take the file unchanged (format, mode and orientation all plain)."""
+    img.load()
     orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     return img.format in _AS_IS_FORMATS and img.mode in _AS_IS_MODES and orientation in (1, None)
 
