@@ -29,7 +29,6 @@ out = Console()
 err = Console(stderr=True)
 
 
-
 def _finite(value: float | None) -> float | None:
     # click's ranges let nan through (every comparison with nan is false) and inf past a lower bound
     if value is not None and not math.isfinite(value):

@@ -171,7 +171,7 @@ _PLAIN_SLUG = re.compile(r"[a-z0-9_]+(-[a-z0-9_]+)*")
 def slugify(text: str) -> str:
     """A folder name for `text`, different for different texts: a plain lower-case name is kept as it is
     (lighthouse -> lighthouse); any other is transliterated to ASCII and given a short hash of the exact
-    text after a double dash, which no kept name contains (Café -> cafe--1b2c3d4e, cafe -> cafe)."""
+    text after a double dash, which no kept name contains (Café -> cafe--73473dcc, cafe -> cafe)."""
     if len(text) <= 60 and _PLAIN_SLUG.fullmatch(text):
         return text
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
