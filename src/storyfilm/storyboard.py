@@ -115,7 +115,7 @@ class Storyboard(_Strict):
                                         description="normalise the film's loudness to this EBU R128 target "
                                                     "(-14 web, -16 podcasts, -23 broadcast); off when absent")
     defaults: ShotFields = Field(default_factory=lambda: ShotFields.model_validate({}))
-    assets: dict[str, str] = Field(default_factory=dict, description="name: path relative to this file, or https URL")
+    assets: dict[str, str] = Field(default_factory=dict, description="name: a path inside this file's folder, or an https URL")
     shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS)
     _file: str = PrivateAttr(default="<storyboard>")
     _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
@@ -251,8 +251,6 @@ def continues_from(board: Storyboard, index: int) -> str | None:
     return board.shots[index - 1].id
 
 
-
-
 def is_url(ref: str) -> bool:
     return "://" in ref
 
@@ -262,7 +260,7 @@ def asset_location(ref: str, base_dir: Path) -> str | Path:
     return ref if is_url(ref) else (base_dir / ref).resolve()
 
 
-def asset_roots(env: dict[str, str] | None = None) -> tuple[Path, ...]:
+def asset_roots(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
     """Folders besides a storyboard's own that its assets may come from (STORYFILM_ASSET_ROOTS, or
     `--allow-assets-from`): never implied by the storyboard itself."""
     value = (os.environ if env is None else env).get(ASSET_ROOTS_ENV, "")
