@@ -11,8 +11,13 @@ One rule for every outbound request a storyboard can influence (asset downloads,
   STORYFILM_ALLOW_NETWORKS="10.0.0.0/8,192.168.7.0/24"), never because a URL points there. A host's own
   outputs may come from private addresses when the host's API itself is private (the emulator on
   loopback), as before. Metadata, multicast and unspecified addresses are refused even then;
-- the connection goes to the address that was checked (PinnedTransport), keeping the URL's Host header
-  and TLS server name, so a DNS answer that changes between the check and the connection changes nothing.
+- the connection goes to the address that was checked (pinned.PinnedTransport), keeping the URL's Host
+  header and TLS server name, so a DNS answer that changes between the check and the connection changes
+  nothing.
+
+Pure but for name resolution: no HTTP client is imported here (the planner imports this through the
+storyboard); URLs are taken apart by httpx's parser, imported when a URL is first checked, so what is
+checked is exactly what the download connects to.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ import ipaddress
 import os
 import re
 import socket
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-
-import httpx
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from storyfilm.errors import ConfigurationError, DownloadError
+
+if TYPE_CHECKING:
+    import httpx
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,7 +51,6 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _V4_COMPATIBLE = ipaddress.ip_network("::/96")
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
-_CACHE_SECONDS = 60.0
 
 
 def parse_networks(values: Iterable[str], source: str) -> tuple[Network, ...]:
@@ -162,6 +166,8 @@ class Target:
 
     @classmethod
     def parse(cls, url: str, *, https_only: bool = False) -> Target:
+        import httpx
+
         allowed = ("https",) if https_only else ("http", "https")
         try:
             parsed = httpx.URL(url)
@@ -240,50 +246,3 @@ def display_url(url: str) -> str:
     text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(url))[:300]
     text = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@", r"\1***@", text)
     return re.sub(r"\?[^#]*", "?…", text, count=1)
-
-
-@dataclass
-class PinnedTransport(httpx.BaseTransport):
-    """Connects only to addresses `policy` accepted, resolved once per host (and cached a minute).
-
-    The request keeps its URL's Host header and TLS server name (SNI and certificate check), so HTTPS to
-    a name works while the socket goes to the checked address."""
-
-    policy: UrlPolicy
-    inner: httpx.BaseTransport = field(default_factory=httpx.HTTPTransport)
-    _pins: dict[tuple[str, int], tuple[float, tuple[Address, ...]]] = field(default_factory=dict, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
-    def pin(self, url: str) -> tuple[Address, ...]:
-        """Resolve and check `url`'s host now (DownloadError if refused); later requests use this answer."""
-        target, addrs = self.policy.resolve(url)
-        with self._lock:
-            self._pins[(target.host, target.port)] = (time.monotonic(), addrs)
-        return addrs
-
-    def _pinned(self, url: str) -> tuple[Target, Sequence[Address]]:
-        target = Target.parse(url)
-        with self._lock:
-            found = self._pins.get((target.host, target.port))
-        if found is not None and time.monotonic() - found[0] < _CACHE_SECONDS:
-            return target, found[1]
-        return target, self.pin(url)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        target, addrs = self._pinned(str(request.url))
-        extensions = dict(request.extensions)
-        if target.literal is None:
-            extensions["sni_hostname"] = target.host
-        last: httpx.ConnectError | None = None
-        for addr in addrs:  # in the resolver's order; the next one only if this one cannot be reached
-            pinned = httpx.Request(request.method, request.url.copy_with(host=str(addr)), headers=request.headers,
-                                   stream=request.stream, extensions=extensions)
-            try:
-                return self.inner.handle_request(pinned)
-            except httpx.ConnectError as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    def close(self) -> None:
-        self.inner.close()

@@ -115,7 +115,8 @@ class Storyboard(_Strict):
                                         description="normalise the film's loudness to this EBU R128 target "
                                                     "(-14 web, -16 podcasts, -23 broadcast); off when absent")
     defaults: ShotFields = Field(default_factory=lambda: ShotFields.model_validate({}))
-    assets: dict[str, str] = Field(default_factory=dict, description="name: a path inside this file's folder, or an https URL")
+    assets: dict[str, str] = Field(default_factory=dict,
+                                   description="name: a path inside this file's folder, or an https URL")
     shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS)
     _file: str = PrivateAttr(default="<storyboard>")
     _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)

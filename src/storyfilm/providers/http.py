@@ -36,7 +36,8 @@ from storyfilm.errors import (
     RateLimited,
     UnexpectedResponse,
 )
-from storyfilm.netpolicy import PinnedTransport, UrlPolicy
+from storyfilm.netpolicy import UrlPolicy
+from storyfilm.pinned import PinnedTransport
 from storyfilm.providers.base import JobStatus, Output, ShotRequest, seam_copy
 
 log = logging.getLogger("storyfilm.providers")
