@@ -15,10 +15,11 @@ from pathlib import Path
 from storyfilm import assets
 from storyfilm.errors import StoryfilmError
 from storyfilm.finish import make_film, write_exports
-from storyfilm.generate import PollSettings, ShotResult, ShotRunner, build_request
+from storyfilm.generate import PollSettings, ShotRunner, build_request
 from storyfilm.ledger import Ledger
 from storyfilm.plan import ShotPlan, make_plan
 from storyfilm.providers import make_provider
+from storyfilm.results import ShotResult
 from storyfilm.storyboard import load_storyboard
 
 

@@ -15,11 +15,12 @@ from PIL import Image
 from storyfilm import assets
 from storyfilm.exports import srt_time
 from storyfilm.finish import Film, make_film, write_exports
-from storyfilm.generate import ShotResult, ShotRunner, build_request
+from storyfilm.generate import ShotRunner, build_request
 from storyfilm.ledger import Ledger
 from storyfilm.media import probe
 from storyfilm.plan import Plan, make_plan
 from storyfilm.providers.local import LocalProvider
+from storyfilm.results import ShotResult
 from storyfilm.storyboard import load_storyboard
 
 from .helpers import write_image, write_storyboard

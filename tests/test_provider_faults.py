@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from storyfilm import assets
-from storyfilm.errors import JobFailed, JobTimeout, ModerationFailed
-from storyfilm.generate import PollSettings, ShotRunner, UncertainSubmission, build_request
+from storyfilm.errors import JobFailed, JobTimeout, ModerationFailed, UncertainSubmission
+from storyfilm.generate import PollSettings, ShotRunner, build_request
 from storyfilm.ledger import Ledger
 from storyfilm.plan import ShotPlan, make_plan
 from storyfilm.providers import make_provider

@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from storyfilm.assemble import copy_blockers
 from storyfilm.media import probe
 from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.media.house import copy_blockers
 
 from .helpers import emulator_stats, point_hosts_at, write_storyboard
 

@@ -28,10 +28,9 @@ import numpy as np
 import opentimelineio as otio
 from PIL import Image, ImageDraw, ImageFont
 
-from storyfilm.assemble import FilmInfo, Placement
-from storyfilm.generate import ShotResult
 from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
+from storyfilm.results import FilmInfo, Placement, ShotResult
 from storyfilm.seams import Seam
 
 TIMELINE = "timeline.otio"

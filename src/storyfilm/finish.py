@@ -6,25 +6,13 @@ The flow's assemble step calls `make_film` and then `write_exports`; both are pl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from storyfilm import exports, seams
-from storyfilm.assemble import FilmInfo, Piece, assemble
+from storyfilm.assemble import Piece, assemble
 from storyfilm.audio import Join
-from storyfilm.generate import ShotResult
 from storyfilm.plan import Plan
-from storyfilm.seams import Seam
-
-
-@dataclass(frozen=True)
-class Film:
-    info: FilmInfo
-    seams: list[Seam]
-
-    @property
-    def flagged(self) -> list[Seam]:
-        return seams.flagged(self.seams)
+from storyfilm.results import Film, ShotResult
 
 
 def pieces(plan: Plan, results: Sequence[ShotResult]) -> list[Piece]:

@@ -29,14 +29,16 @@ from pydantic import Field
 from storyfilm import _prefect, seams
 from storyfilm import assets as asset_store
 from storyfilm.audio import check_target
+from storyfilm.decide import Reuse
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.finish import Film, make_film, write_exports
-from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
+from storyfilm.generate import BudgetGuard, PollSettings, ShotRunner, build_request
 from storyfilm.ledger import Ledger, ledger_path, new_cost
 from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.progress import Event, emit
 from storyfilm.providers import make_provider
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
+from storyfilm.results import ShotResult
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName, load_storyboard
 
 # Shots of one provider at a time. Hosted jobs run for minutes and an account's limit is shared by
@@ -127,8 +129,9 @@ def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> Shot
     shot = run.plan.shot(shot_id)
     request = build_request(shot, run.assets, parent)
     try:
-        if run.runner.reusable(shot):  # no host call: no need to wait for a provider slot
-            result = run.runner.run(shot, request, parent)
+        decision = run.runner.decide(shot)
+        if isinstance(decision, Reuse):  # no host call: no need to wait for a provider slot
+            result = run.runner.run(shot, request, parent, decision)
             _report(result)
         else:
             emit(Event("shot-waiting", shot_id))

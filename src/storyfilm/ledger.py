@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from storyfilm.errors import StoryfilmError
+from storyfilm.errors import LedgerError
 from storyfilm.plan import Plan
 
 State = Literal["intent", "submitted", "completed", "done", "failed", "rejected"]
-IN_FLIGHT: frozenset[str] = frozenset({"intent", "submitted", "completed"})
+IN_FLIGHT: frozenset[State] = frozenset({"intent", "submitted", "completed"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,10 +63,6 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT
 );
 """
-
-
-class LedgerError(StoryfilmError):
-    pass
 
 
 @dataclass(frozen=True)
