@@ -94,21 +94,15 @@ def schema() -> None:
 def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
          output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None) -> None:
     """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
-    from storyfilm import assets
-    from storyfilm.ledger import Ledger, ledger_path, new_cost, shot_states
-    from storyfilm.plan import check_budget, make_plan, redo_closure
-    from storyfilm.storyboard import load_storyboard
+    from storyfilm import session
+    from storyfilm.plan import check_budget
 
     try:
-        board = load_storyboard(storyboard)
-        the_plan = make_plan(board, assets.digests(board), provider=provider, budget_usd=budget)
-        redo_ids = redo_closure(the_plan, redo or [])
-        path = ledger_path(output / the_plan.slug, ledger)
-        book = Ledger(path) if path.exists() else None
-        states = shot_states(the_plan, book, redo_ids) if book else {s.id: "new" for s in the_plan.shots}
-        new = new_cost(the_plan, book, redo_ids) if book else the_plan.cost_usd
+        seen = session.preview(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=output,
+                                                           ledger=ledger, redo=tuple(redo or ())))
     except StoryfilmError as exc:
         _fail(exc)
+    the_plan, states, new = seen.plan, seen.states, seen.new_cost_usd
     table = Table(title=f"{the_plan.title} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
     for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "status", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
@@ -119,7 +113,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     out.print(table)
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
-    counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed")}
+    counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed", "refused")}
     joins = [f"{s.id} {s.transition} {s.transition_duration:g} s" for s in the_plan.shots if s.overlap_frames]
     if joins:
         out.print(f"transitions: {', '.join(joins)}")
@@ -128,6 +122,8 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     loud = f", loudness {the_plan.loudness_lufs:g} LUFS" if the_plan.loudness_lufs is not None else ""
     out.print(f"film: {the_plan.duration:g} s{overlaps}, {the_plan.film.width}x{the_plan.film.height} @ "
               f"{the_plan.film.fps} fps{loud}; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    for shot_id, reason in seen.refusals.items():
+        err.print(f"[yellow]refused[/] {escape(shot_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
@@ -148,11 +144,11 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from storyfilm.progress import listening
-    from storyfilm.storyboard import load_storyboard
+    from storyfilm.session import load_board
 
     view = progress_view(out)
     try:
-        load_storyboard(storyboard)  # fail fast, before Prefect starts
+        load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
         from storyfilm.flow import film
 
         started = time.monotonic()
@@ -232,13 +228,13 @@ def serve(
     --keep-schedule is given.
     """
     _prefect_defaults(quiet_console=False)  # a service: its console is its log
-    from storyfilm import _prefect, assets
-    from storyfilm.plan import check_budget, make_plan
-    from storyfilm.storyboard import load_storyboard
+    from storyfilm import _prefect, session
+    from storyfilm.plan import check_budget
 
     try:
-        board = load_storyboard(storyboard)
-        check_budget(make_plan(board, assets.digests(board), provider=provider, budget_usd=budget))
+        planned = session.plan_film(storyboard, session.Options(provider=provider, budget_usd=budget,
+                                                                output_dir=output, ledger=ledger))
+        check_budget(planned.plan)  # every shot's cost: what a scheduled run may have to pay
         schedule = _prefect.cron_schedule(cron, timezone)
         deployment = _prefect.deployment_name(name or storyboard.stem)
         api_url = _prefect.require_server()
@@ -252,7 +248,7 @@ def serve(
     options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
                "ledger": str(ledger.resolve()) if ledger else None}
     parameters |= {k: v for k, v in options.items() if v is not None}
-    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{board.title}') on {api_url}: cron '{schedule.cron}' "
+    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{planned.board.title}') on {api_url}: cron '{schedule.cron}' "
               f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
     out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"
               + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)

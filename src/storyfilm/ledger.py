@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from storyfilm.errors import LedgerError
-from storyfilm.plan import Plan
 
 State = Literal["intent", "submitted", "completed", "done", "failed", "rejected"]
 IN_FLIGHT: frozenset[State] = frozenset({"intent", "submitted", "completed"})
@@ -207,30 +206,5 @@ def _record(row: sqlite3.Row) -> Record:
     )
 
 
-ShotState = Literal["cached", "in flight", "failed", "new"]
-
-
 def ledger_path(film_dir: Path, override: str | Path | None = None) -> Path:
     return Path(override) if override else film_dir / "ledger.sqlite"
-
-
-def shot_states(plan: Plan, ledger: Ledger, redo: frozenset[str] = frozenset()) -> dict[str, ShotState]:
-    """What a run would do with each shot: reuse it, resume its job, or submit it (new)."""
-    out: dict[str, ShotState] = {}
-    for shot in plan.shots:
-        rec = ledger.latest(shot.key)
-        if rec is None or rec.state == "rejected" or shot.id in redo:
-            out[shot.id] = "new"
-        elif rec.state == "done":
-            out[shot.id] = "cached"
-        elif rec.state in IN_FLIGHT:
-            out[shot.id] = "in flight" if plan.provider != "local" else "new"
-        else:
-            out[shot.id] = "failed"
-    return out
-
-
-def new_cost(plan: Plan, ledger: Ledger, redo: frozenset[str] = frozenset()) -> float:
-    """What a run would newly spend: shots that are neither finished nor already paid for and in flight."""
-    states = shot_states(plan, ledger, redo)
-    return round(sum(s.cost_usd for s in plan.shots if states[s.id] in ("new", "failed")), 4)
