@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from storyfilm import session
+from storyfilm import session, storage
 from storyfilm.cli import app
 from storyfilm.decide import Refuse, Reuse, Submit
 from storyfilm.errors import ConfigurationError, StoryboardError
@@ -83,7 +84,7 @@ def test_a_plan_needs_no_key_and_writes_nothing(tmp_path: Path, monkeypatch: pyt
         session.prepare(path, session.Options(output_dir=out))
 
 
-def test_plan_shows_what_the_run_does_with_each_shot(tmp_path: Path) -> None:
+def test_plan_shows_what_the_run_does_with_each_shot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_image(tmp_path / "refs" / "a.png", seed=1)
     path = write_storyboard(tmp_path, LOCAL)
     options = session.Options(output_dir=tmp_path / "out")
@@ -91,6 +92,14 @@ def test_plan_shows_what_the_run_does_with_each_shot(tmp_path: Path) -> None:
     one = job.make_shot("one")
     job.make_shot("two", one)
     assert session.preview(path, options).states == {"one": "cached", "two": "cached"}
+
+    hashed: Counter[str] = Counter()  # a reused shot's files are hashed once in a run (by prepare)
+    digest = storage.file_digest
+    monkeypatch.setattr(storage, "file_digest", lambda p: hashed.update([Path(p).name]) or digest(p))
+    rerun = session.prepare(path, options)
+    assert rerun.make_shot("one").reused and rerun.make_shot("two", one).reused
+    assert hashed == {"one.mp4": 1, "one.last.png": 1, "two.mp4": 1, "two.last.png": 1}
+    monkeypatch.undo()
 
     shots = job.film_dir / "shots"
     shot_paths(shots, "two")[0].unlink()  # the kept copy brings it back

@@ -29,7 +29,7 @@ from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Subm
 from storyfilm.ledger import Ledger, ledger_path
 from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.results import Film, ShotResult
-from storyfilm.storage import gather
+from storyfilm.storage import Facts, gather
 from storyfilm.storyboard import Storyboard, asset_location, load_storyboard
 
 if TYPE_CHECKING:
@@ -161,13 +161,13 @@ def new_cost(plan: Plan, decisions: Mapping[str, Decision]) -> float:
 
 def decide_all(film: PlannedFilm, ledger: Ledger | None, host: Host, *, run_id: str | None,
                resume: bool) -> dict[str, Decision]:
-    """Every shot's decision from facts gathered now (one ledger read and one hash of each kept file a shot)."""
+    """Every shot's decision from facts gathered now (a shot: one ledger read, one hash of each of its kept files)."""
     now = time.time()
     out: dict[str, Decision] = {}
     for shot in film.plan.shots:
-        facts = gather(ledger, film.film_dir / "shots", shot.key) if ledger else None
-        out[shot.id] = decide(facts.record if facts else None, shot.id, redo=film.redo, run_id=run_id, host=host,
-                              resume=resume, files=facts.files if facts else None, now=now)
+        facts = gather(ledger, film.film_dir / "shots", shot.key) if ledger else Facts(None, None)
+        out[shot.id] = decide(facts.record, shot.id, redo=film.redo, run_id=run_id, host=host, resume=resume,
+                              files=facts.files, now=now)
     return out
 
 

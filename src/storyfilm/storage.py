@@ -1,4 +1,5 @@
-"""Where finished shots are kept on disk, and whether they are still there as they were kept.
+"""Where finished shots are kept on disk, whether they are still as they were kept, and so the facts
+`decide` reads about a shot (`gather`).
 
     shots/<id>.mp4, shots/<id>.last.png        the shot's latest version (what the film is assembled from)
     shots/.kept/<key>.mp4, <key>.last.png       every finished version, by cache key (hard links)
