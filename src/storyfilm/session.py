@@ -94,7 +94,9 @@ def load_board(path: str | Path) -> Storyboard:
     One `storyfilm run` reads it three times in one process: the CLI's check before Prefect starts, the
     flow run's name, the flow. The parse is cached by the path as given and the file's inode, size and
     mtime; a hit also needs its local assets' signatures unchanged, so an edited storyboard or a replaced
-    image is parsed and validated again. Boards are shared: callers must not modify them.
+    image is parsed and validated again (an edit that keeps the size within one tick of the file system's
+    clock, a few ms, would go unseen by a process that read the file just before). Boards are shared:
+    callers must not modify them.
     """
     p = Path(path)
     key = (str(p), p.absolute())  # a relative path names another file from another working directory
