@@ -45,8 +45,9 @@ shots:
     prompt: Night storm at sea.
 """
 
-# provider: (duration, how chains continue, outputs encoded as a host's encoder would, not as ours)
-CASES = {"wavespeed": ("wavespeed", 4, "extend", False), "apiframe": ("apiframe", 4, "frame", False),
+# provider: (duration, how chains continue, outputs encoded as a host's encoder would, not as ours); a length
+# each host's image-to-video takes (providers/specs.py)
+CASES = {"wavespeed": ("wavespeed", 5, "extend", False), "apiframe": ("apiframe", 4, "frame", False),
          "gateway": ("gateway", 5, "frame", False), "apiframe, another encoder": ("apiframe", 4, "frame", True)}
 
 

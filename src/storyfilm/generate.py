@@ -46,7 +46,7 @@ from storyfilm.errors import (
 from storyfilm.ledger import IN_FLIGHT, Ledger, Record
 from storyfilm.media import ffmpeg, probe
 from storyfilm.plan import ShotPlan
-from storyfilm.providers.base import JobStatus, Output, Provider, ShotRequest
+from storyfilm.providers.base import JobStatus, Output, Provider, Quotes, ShotRequest
 
 Log = Callable[[str], None]
 
@@ -204,7 +204,7 @@ class ShotRunner:
 
     @property
     def paid(self) -> bool:
-        return self.provider.spec.name != "local"
+        return self.provider.spec.paid
 
     def reusable(self, shot: ShotPlan) -> bool:
         """Will `run` reuse the shot's kept files without calling the host (so it needs no provider slot)?"""
@@ -245,10 +245,9 @@ class ShotRunner:
 
     def _submit(self, shot: ShotPlan, request: ShotRequest) -> Record:
         prepared = self.provider.prepare(request)  # uploads: free, safe to repeat
-        quote = getattr(self.provider, "quote", None)
         cost = shot.cost_usd
-        if quote is not None and self.paid:
-            cost = quote(prepared, request) or cost
+        if isinstance(self.provider, Quotes) and self.paid:
+            cost = self.provider.quote(prepared, request) or cost
         self.budget.reserve(shot.id, cost)
         rec = self.ledger.intent(key=shot.key, shot_id=shot.id, provider=self.provider.spec.name, model=shot.tier,
                                  run_id=self.run_id, prepared=prepared, cost_usd=cost)
@@ -272,13 +271,13 @@ class ShotRunner:
 
     def _replay(self, shot: ShotPlan, request: ShotRequest, rec: Record) -> str:
         """A submit whose answer was never recorded (the process died around it)."""
-        if self.provider.spec.name != "apiframe" or rec.prepared is None:
+        if not self.provider.spec.idempotent_submit or rec.prepared is None:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.created_at))
             raise UncertainSubmission(
                 f"a submit for this shot was sent at {when} but the run stopped before its job id was recorded, "
                 "so it may have been created and billed. Check the host's dashboard; to submit it again anyway "
                 f"(it may be paid twice) run with --redo {shot.id}", provider=rec.provider, shot=shot.id)
-        # Apiframe honours Idempotency-Key for 24 h: the same key and body return the original job.
+        # The host honours an idempotency key: the same key and body return the original job.
         job_id = self.provider.submit(rec.prepared, request, rec.idempotency_key)
         self.ledger.update(rec.key, rec.attempt, "submitted", job_id=job_id)
         return job_id

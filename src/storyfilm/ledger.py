@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from storyfilm.errors import StoryfilmError
 from storyfilm.plan import Plan
+from storyfilm.providers.specs import spec_for
 
 State = Literal["intent", "submitted", "completed", "done", "failed", "rejected"]
 IN_FLIGHT: frozenset[str] = frozenset({"intent", "submitted", "completed"})
@@ -228,7 +229,7 @@ def shot_states(plan: Plan, ledger: Ledger, redo: frozenset[str] = frozenset()) 
         elif rec.state == "done":
             out[shot.id] = "cached"
         elif rec.state in IN_FLIGHT:
-            out[shot.id] = "in flight" if plan.provider != "local" else "new"
+            out[shot.id] = "in flight" if spec_for(plan.provider).paid else "new"  # a free job is redone
         else:
             out[shot.id] = "failed"
     return out
