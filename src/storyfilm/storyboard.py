@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from storyfilm.errors import Problem, StoryboardError
-from storyfilm.providers.specs import SPECS
+from storyfilm.providers.specs import DEFAULT_PROVIDER, SPECS
 from storyfilm.yaml_lines import Path_, YamlProblem, line_of, load_with_lines
 
 Resolution = Literal["480p", "720p", "1080p"]
@@ -87,7 +87,7 @@ class Shot(ShotFields):
 class Storyboard(_Strict):
     version: Literal[1]
     title: str = Field(min_length=1, max_length=200)
-    provider: ProviderName = "local"
+    provider: ProviderName = DEFAULT_PROVIDER
     model: Tier = "standard"
     budget_usd: float | None = Field(None, ge=0, description="hard cap on new spend")
     loudness_lufs: float | None = Field(None, ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],

@@ -276,6 +276,9 @@ SPECS: dict[str, ProviderSpec] = {s.name: s for s in (
 )}
 
 
+DEFAULT_PROVIDER = "local"  # a storyboard that names none: offline and free, no key needed
+
+
 def spec_for(name: str) -> ProviderSpec:
     if name in SPECS:
         return SPECS[name]
