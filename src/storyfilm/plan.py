@@ -169,16 +169,18 @@ def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: En
         inherited = getattr(shot, field) is None and getattr(board.defaults, field) is not None
         return ("defaults", field) if inherited else ("shots", i, field)
 
-    # The endpoint is named where the tier's endpoints differ (WaveSpeed's image-to-video takes fewer lengths).
-    label = f"{spec.name} ({tier})" if spec.uniform(tier) else f"{spec.name} ({tier}, {ENDPOINT_NAMES[endpoint]})"
+    def named(limit: str) -> str:  # the call is named where the tier's calls differ in this limit
+        return f"{spec.name} ({tier}, {ENDPOINT_NAMES[endpoint]})" if spec.varies(tier, limit) else label
+
+    label = f"{spec.name} ({tier})"
     out: list[tuple[tuple[str | int, ...], str]] = []
     if duration not in limits.durations:
-        out.append((where("duration"), _duration_problem(duration, label, limits)))
+        out.append((where("duration"), _duration_problem(duration, named("durations"), limits)))
     if resolution not in limits.resolutions:
-        out.append((where("resolution"), f"{resolution} is not offered by {label}; allowed: "
+        out.append((where("resolution"), f"{resolution} is not offered by {named('resolutions')}; allowed: "
                                          f"{', '.join(limits.resolutions)}"))
     if aspect not in limits.aspect_ratios:
-        out.append((where("aspect_ratio"), f"{aspect} is not offered by {label}; allowed: "
+        out.append((where("aspect_ratio"), f"{aspect} is not offered by {named('aspect_ratios')}; allowed: "
                                            f"{', '.join(limits.aspect_ratios)}"))
     if len(refs) > limits.max_references:
         out.append((where("references"), f"{len(refs)} references; {label} accepts at most {limits.max_references}"))

@@ -125,10 +125,9 @@ class ProviderSpec:
     def price(self, tier: str, resolution: str, seconds: float, endpoint: Endpoint = "text") -> float:
         return self.limits(tier, endpoint).price(resolution, seconds)
 
-    def uniform(self, tier: str) -> bool:
-        """Every endpoint of the tier takes the same durations, resolutions and ratios (no need to say which)."""
-        shapes = {(lim.durations, lim.resolutions, lim.aspect_ratios) for lim in self.tiers[tier].values()}
-        return len(shapes) == 1
+    def varies(self, tier: str, limit: str) -> bool:
+        """The tier's endpoints differ in this limit ("durations", "resolutions", ...): a message says which."""
+        return len({getattr(lim, limit) for lim in self.tiers[tier].values()}) > 1
 
     @property
     def default_method(self) -> Literal["extend", "frame"]:
