@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 # The camera vocabulary lives in camera.py (plan.py needs it without importing the renderer).
-from storyfilm.camera import CAMERA_MOVES, CameraMove, camera_from_prompt  # noqa: F401 (re-exported)
+from storyfilm.camera import CameraMove
+from storyfilm.camera import camera_from_prompt as camera_from_prompt  # re-exported: the emulator renders with it
 from storyfilm.media import ffmpeg
 from storyfilm.media.ffmpeg import SAMPLE_RATE, VideoFormat
 

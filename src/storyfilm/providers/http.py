@@ -241,7 +241,7 @@ class HostClient:
             raise self._error(response, shot, delay)
 
     def json(self, method: str, path: str, *, retry: bool, shot: str = "", **kwargs: Any) -> Any:
-        response = self.request(method, path, retry=retry, shot=shot, **kwargs)  # type: ignore[arg-type]
+        response = self.request(method, path, retry=retry, shot=shot, **kwargs)
         try:
             return response.json()
         except ValueError:
@@ -272,16 +272,16 @@ class HostClient:
     def _error(self, response: httpx.Response, shot: str, retry_after: float | None) -> ProviderHTTPError:
         status = response.status_code
         message = self._clean(provider_message(response))
-        kwargs = {"status": status, "provider": self.provider, "shot": shot}
+        where = {"provider": self.provider, "shot": shot}
         if status in (401, 403):
-            return AuthError(f"{message} (check the API key)", **kwargs)
+            return AuthError(f"{message} (check the API key)", status=status, **where)
         if status == 429:
-            return RateLimited(message, retry_after=retry_after, **kwargs)
+            return RateLimited(message, retry_after=retry_after, status=status, **where)
         if status == 402:
-            return PaymentRequired(message, **kwargs)
+            return PaymentRequired(message, status=status, **where)
         if status in (400, 404, 409, 413, 422):
-            return InvalidRequest(message, **kwargs)
-        return ProviderHTTPError(message, **kwargs)
+            return InvalidRequest(message, status=status, **where)
+        return ProviderHTTPError(message, status=status, **where)
 
     # --- downloads ------------------------------------------------------------------------------
 

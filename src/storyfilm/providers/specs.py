@@ -4,9 +4,15 @@ its endpoints accepts. The one place that knows the providers' names.
 A leaf: standard library only, so the plan (limits, prices, notes) loads without httpx, PyAV or Pillow.
 A provider's code is imported only when one is made, through its spec's `factory`.
 
-The limits are readings of the hosts' pages (shared/reference/seeds/ S-000..S-004, cited by file and
-line; reference/providers.md). Where two pages, or two parts of one page, disagree, the limit here is the
-one a real host is sure to accept, and the comment says which lines it rests on.
+The limits are readings of the hosts' pages, cited by line in the seed files of shared/reference/seeds/
+(tags as in reference/providers.md):
+    S-000  000_5d9868aae9c1adcc.txt  WaveSpeed seedance-2.0/video-extend
+    S-001  001_79399aa2fd34b035.txt  WaveSpeed seedance-2.0-mini/video-extend
+    S-002  002_e3f5cf4fc7b9fe0c.txt  WaveSpeed seedance-2.0/image-to-video (the older schema)
+    S-003  003_5e925fa1f81ea86e.txt  the OpenAI-style gateway (UniAll)
+    S-004  004_31be82203c196cb8.txt  Apiframe seedance-2
+Where two pages, or two parts of one page, disagree, the limit here is the one a real host is sure to
+accept, and the comment says which lines it rests on.
 """
 
 from __future__ import annotations
@@ -22,14 +28,6 @@ ENDPOINTS: tuple[Endpoint, ...] = ("text", "image", "extend")
 ENDPOINT_NAMES: dict[Endpoint, str] = {"text": "text-to-video", "image": "image-to-video", "extend": "video-extend"}
 TIERS = ("standard", "fast", "mini")
 PriceBasis = Literal["published", "derived", "estimate"]
-
-SEEDS = "shared/reference/seeds"
-S000 = f"{SEEDS}/000_5d9868aae9c1adcc.txt"  # WaveSpeed seedance-2.0/video-extend
-S001 = f"{SEEDS}/001_79399aa2fd34b035.txt"  # WaveSpeed seedance-2.0-mini/video-extend
-S002 = f"{SEEDS}/002_e3f5cf4fc7b9fe0c.txt"  # WaveSpeed seedance-2.0/image-to-video (the older schema)
-S003 = f"{SEEDS}/003_5e925fa1f81ea86e.txt"  # the OpenAI-style gateway (UniAll)
-S004 = f"{SEEDS}/004_31be82203c196cb8.txt"  # Apiframe seedance-2
-FAST_EXTEND_PAGE = "https://wavespeed.ai/docs/docs-api/bytedance/bytedance-seedance-2.0-fast-video-extend"
 
 
 @dataclass(frozen=True)
@@ -115,10 +113,6 @@ class ProviderSpec:
     def idempotent_submit(self) -> bool:
         return self.idempotency_header is not None
 
-    @property
-    def hosted(self) -> bool:
-        return self.auth is not None
-
     def limits(self, tier: str, endpoint: Endpoint = "text") -> Limits:
         return self.tiers[tier][endpoint]
 
@@ -160,8 +154,9 @@ def _prices(basis: PriceBasis, figures: Mapping[str, float],
 # and 1080p follow S-000 line 47 ("resolution multipliers match Seedance 2.0 image-to-video").
 # Fast text/image-to-video: $0.80 per 5 s at 720p, "33% lower" (the fast text- and image-to-video pages,
 # reference/providers.md §1.11); 480p and 1080p are not published: the same ratio to standard (estimates).
-# Fast video-extend is NOT two thirds of standard: its own page (FAST_EXTEND_PAGE) says "~17% cheaper than
-# the standard Seedance 2.0 Video-Extend at every resolution": 5/6 of S-000's figures, to the cent.
+# Fast video-extend is NOT two thirds of standard: its own page (wavespeed.ai/docs/docs-api/bytedance/
+# bytedance-seedance-2.0-fast-video-extend) says "~17% cheaper than the standard Seedance 2.0 Video-Extend at
+# every resolution": 5/6 of S-000's figures, to the cent.
 # Mini: "Priced at 50% of standard Seedance 2.0" (S-001 lines 11 and 19), of the matching standard endpoint.
 _WS_STANDARD = {"480p": 0.12, "720p": 0.24, "1080p": 0.60}
 _WS_PRICES: dict[str, dict[Endpoint, dict[str, Price]]] = {
@@ -292,7 +287,7 @@ def secret_name(provider: str) -> str:
 def provider_rows(specs: Iterable[ProviderSpec]) -> list[tuple[str, ...]]:
     """`storyfilm providers`: one row per tier and group of endpoints with the same limits and prices.
     Prices: the host's figure as is, `*` computed from a ratio it publishes, `~` our estimate."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for spec in specs:
         for tier, endpoints in spec.tiers.items():
             groups: list[tuple[Limits, list[Endpoint]]] = []
