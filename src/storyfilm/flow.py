@@ -39,9 +39,9 @@ from storyfilm.providers import make_provider, spec_for
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName, load_storyboard
 
-# Shots of one provider at a time: a hosted provider's take a slot of the Prefect global concurrency limit
-# `storyfilm-<provider>` (tune it with `prefect gcl update` or `--concurrency`); the local renderer's, and
-# every provider's without a server, are bounded in-process (why: ProviderSpec.bounded_in_process).
+# Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
+# `storyfilm-<provider>` (tune it with `prefect gcl update` or `--concurrency`); local shots, and every
+# shot without a server, are bounded in-process (why: ProviderSpec.bounded_in_process).
 Slot = Callable[[], AbstractContextManager[object]]
 RunLogger = Logger | LoggerAdapter[Logger]
 

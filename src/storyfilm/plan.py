@@ -197,9 +197,8 @@ def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: En
 
 
 def _duration_problem(duration: int, label: str, limits: Limits) -> str:
-    d = limits.durations
-    if d == tuple(range(d[0], d[-1] + 1)):
-        return f"{duration} s is outside {label}'s range {d[0]}-{d[-1]} s"
+    if limits.contiguous:
+        return f"{duration} s is outside {label}'s range {limits.describe_durations()}"
     return f"{duration} s is not a length {label} takes; allowed: {limits.describe_durations()}"
 
 

@@ -36,7 +36,6 @@ MAX_SHOTS = 5_000
 LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: quieter targets are inaudible on most devices, louder ones clip
 
 
-
 def _known_provider(name: str) -> str:
     if name not in SPECS:
         raise ValueError(f"unknown provider '{name}'; available: {', '.join(SPECS)}")

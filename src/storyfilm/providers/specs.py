@@ -48,12 +48,16 @@ class Limits:
     seed: bool = True  # the request can carry a seed
     audio_switch: bool = True  # the request can turn audio off; False: the output always has audio
 
+    @property
+    def contiguous(self) -> bool:
+        """Every whole second from the shortest length to the longest."""
+        d = self.durations
+        return len(d) > 2 and d == tuple(range(d[0], d[-1] + 1))
+
     def describe_durations(self) -> str:
         """'4-15 s' for a run of whole seconds, '5, 10, 15 s' otherwise."""
         d = self.durations
-        if len(d) > 2 and d == tuple(range(d[0], d[-1] + 1)):
-            return f"{d[0]}-{d[-1]} s"
-        return f"{', '.join(map(str, d))} s"
+        return f"{d[0]}-{d[-1]} s" if self.contiguous else f"{', '.join(map(str, d))} s"
 
     def price(self, resolution: str, seconds: float) -> float:
         found = self.prices.get(resolution)
