@@ -124,6 +124,8 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
               f"{the_plan.film.fps} fps{loud}; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     for shot_id, reason in seen.refusals.items():
         err.print(f"[yellow]refused[/] {escape(shot_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    for note in the_plan.notes:
+        out.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
@@ -269,18 +271,17 @@ def serve(
 
 @app.command()
 def providers() -> None:
-    """List providers, tiers, limits and prices."""
-    from storyfilm.providers import SPECS
+    """List providers, tiers, limits and prices (by endpoint where they differ)."""
+    from storyfilm.providers.specs import SPECS, provider_rows
 
     table = Table(title="providers")
-    for col in ("provider", "tier", "durations", "resolutions", "aspect ratios", "USD/s", "extend"):
+    for col in ("provider", "tier", "calls", "durations", "resolutions", "aspect ratios", "USD/s", "notes"):
         table.add_column(col)
-    for spec in SPECS.values():
-        for tier, lim in spec.tiers.items():
-            prices = ", ".join(f"{r} {p:.2f}" for r, p in lim.usd_per_second.items()) or "free"
-            table.add_row(spec.name, tier, f"{lim.durations[0]}-{lim.durations[1]} s", " ".join(lim.resolutions),
-                          " ".join(lim.aspect_ratios), prices, "yes" if spec.capabilities.extend else "no")
+    for row in provider_rows(SPECS.values()):
+        table.add_row(*row)
     out.print(table)
+    out.print("USD/s: the host's published figure; * computed from a ratio the host publishes; ~ an estimate (the "
+              "host publishes none: Apiframe and the gateway are estimated at WaveSpeed's figures)")
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from storyfilm.ledger import IN_FLIGHT, Record
 from storyfilm.results import ShotResult
 
 if TYPE_CHECKING:
-    from storyfilm.providers.base import ProviderSpec
+    from storyfilm.providers.specs import ProviderSpec
 
 # What is on disk of a finished shot: as kept under shots/ (intact), only under shots/.kept/ (restorable: a
 # later version replaced it, or it was deleted), or neither (lost: missing or changed).
@@ -53,7 +53,7 @@ class Host:
 
     @classmethod
     def of(cls, spec: ProviderSpec) -> Host:
-        return cls(paid=spec.name != "local", idempotent=spec.name == "apiframe")
+        return cls(paid=spec.paid, idempotent=spec.idempotent_submit)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "seed": s.seed, "duration": s.duration, "resolution": s.resolution, "aspect_ratio": s.aspect_ratio,
             "audio": s.audio, "camera": s.camera, "chain": s.chain, "start": s.start.describe(),
             "continues": s.parent, "method": s.method if s.parent else None, "end_image": s.end_image,
-            "references": list(s.references),
+            "references": list(s.references), "notes": list(s.notes),
             "transition": {"type": s.transition, "duration": s.transition_duration} if s.overlap_frames else None,
             "inputs": _inputs(s, plan, digests),
             "file": _rel(r.segment, film_dir), "segment_sha256": _sha256(Path(r.segment)),

@@ -31,25 +31,15 @@ from storyfilm import _prefect, seams, session
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
+from storyfilm.providers import spec_for
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
 from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
 
-# Shots of one provider at a time. Hosted jobs run for minutes and an account's limit is shared by
-# every run on every machine, so hosted providers take a slot of the Prefect global concurrency limit
-# `storyfilm-<provider>` (created with HOSTED_CONCURRENCY, WaveSpeed's default-tier limit; tune it
-# with `prefect gcl update` or `--concurrency`). The local renderer is CPU-bound, its shots take 1-3 s
-# and it only shares this machine's cores, so it is bounded in-process: Prefect's limit waiters sleep
-# for a server-chosen Retry-After, which left the slots idle 40-120% of the time on local shots where a
-# semaphore kept them busy (benchmarks/concurrency.md).
-# Without a server (ephemeral mode) hosted shots are bounded in-process too: there is no other run to
-# share with, and the slots of a killed run would never come back (their leases lived in the temporary
-# server that died with it; the limit's count stays full in the database: measured with SIGKILL).
-IN_PROCESS_LIMITED = frozenset({"local"})
-LOCAL_CONCURRENCY = 2
-HOSTED_CONCURRENCY = 2
-
+# Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
+# `storyfilm-<provider>` (tune it with `prefect gcl update` or `--concurrency`); local shots, and every
+# shot without a server, are bounded in-process (why: ProviderSpec.bounded_in_process).
 Slot = Callable[[], AbstractContextManager[object]]
 RunLogger = Logger | LoggerAdapter[Logger]
 
@@ -97,13 +87,13 @@ def _tags(plan: Plan) -> tuple[str, str]:
 
 
 def _slot(provider: str, concurrency: int | None, logger: RunLogger) -> Slot:
-    """How a shot of `provider` takes its turn (see IN_PROCESS_LIMITED)."""
-    if provider in IN_PROCESS_LIMITED or not _prefect.has_server():
-        default = LOCAL_CONCURRENCY if provider in IN_PROCESS_LIMITED else HOSTED_CONCURRENCY
-        semaphore = threading.BoundedSemaphore(concurrency or default)
+    """How a shot of `provider` takes its turn (see ProviderSpec.bounded_in_process)."""
+    spec = spec_for(provider)
+    if spec.bounded_in_process or not _prefect.has_server():
+        semaphore = threading.BoundedSemaphore(concurrency or spec.default_concurrency)
         return lambda: semaphore
     name = _prefect.limit_name(provider)
-    limit = _prefect.ensure_limit(name, default=HOSTED_CONCURRENCY, override=concurrency)
+    limit = _prefect.ensure_limit(name, default=spec.default_concurrency, override=concurrency)
     logger.info("at most %d %s shot(s) at once (Prefect concurrency limit '%s')", limit, provider, name)
     return lambda: _prefect.limit_slot(name)
 
@@ -213,6 +203,8 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
                                                      description=f"shots of {plan.title} finished, then assembly"))
     logger.info("%s: %d shots in %d chains on %s, %.0f s planned, estimate $%.2f", plan.title, len(plan.shots),
                 len(plan.chains), plan.provider, plan.duration, plan.cost_usd)
+    for note in plan.notes:  # once per run: what the provider does differently from what the storyboard asks
+        logger.warning("note: %s", note)
     emit(Event("film-planned", message=plan.title, shots=tuple(s.id for s in plan.shots)))
     futures: dict[str, PrefectFuture[ShotResult]] = {}
     with tags(*_tags(plan)):

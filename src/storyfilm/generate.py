@@ -40,7 +40,7 @@ from storyfilm.ledger import Ledger, Record
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.house import copy_blockers
 from storyfilm.plan import ShotPlan
-from storyfilm.providers.base import JobStatus, Output, Provider, ShotRequest
+from storyfilm.providers.base import JobStatus, Output, Provider, Quotes, ShotRequest
 from storyfilm.results import ShotResult
 from storyfilm.storage import gather, kept_paths, place, shot_paths
 
@@ -201,10 +201,9 @@ class ShotRunner:
 
     def _submit(self, shot: ShotPlan, request: ShotRequest) -> tuple[Record, str]:
         prepared = self.provider.prepare(request)  # uploads: free, safe to repeat
-        quote = getattr(self.provider, "quote", None)
         cost = shot.cost_usd
-        if quote is not None and self.paid:
-            cost = quote(prepared, request) or cost
+        if isinstance(self.provider, Quotes) and self.paid:
+            cost = self.provider.quote(prepared, request) or cost
         self.budget.reserve(shot.id, cost)
         rec = self.ledger.intent(key=shot.key, shot_id=shot.id, provider=self.provider.spec.name, model=shot.tier,
                                  run_id=self.run_id, prepared=prepared, cost_usd=cost)
