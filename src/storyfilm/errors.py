@@ -5,6 +5,8 @@
     ├── PlanError                   a valid storyboard the chosen provider/budget cannot take
     │   └── BudgetExceeded          the plan (or the next submit) would spend more than allowed
     ├── DeploymentError             a schedule, server or concurrency setting for Prefect is wrong
+    ├── LedgerError                 the pay-once ledger: unreadable, unreachable, a URL or schema it cannot use
+    │   └── ClaimLost               a run's claim on a shot expired and another run took it over
     ├── ProviderError               a video host (or the local renderer) refused or failed
     │   ├── ConfigurationError      missing API key, bad base URL
     │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
@@ -70,6 +72,14 @@ class BudgetExceeded(PlanError):
 
 class DeploymentError(StoryfilmError):
     pass
+
+
+class LedgerError(StoryfilmError):
+    pass
+
+
+class ClaimLost(LedgerError):
+    """The claim is no longer this run's: it must not submit the shot (the holder now resumes or waits)."""
 
 
 class ProviderError(StoryfilmError):
