@@ -32,7 +32,8 @@ from storyfilm.audio import check_target
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.finish import Film, make_film, write_exports
 from storyfilm.generate import BudgetGuard, PollSettings, ShotResult, ShotRunner, build_request
-from storyfilm.ledger import Ledger, ledger_path, new_cost
+from storyfilm.ledger import Ledger, new_cost
+from storyfilm.ledger_url import ledger_location
 from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.progress import Event, emit
 from storyfilm.providers import make_provider
@@ -202,7 +203,9 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         budget_usd: hard cap on new spend, USD (overrides the storyboard's budget_usd)
         output_dir: where films are written (shared storage when workers run on several machines)
         redo: regenerate these shots (and the shots chained after them) even if they are finished
-        ledger: the pay-once ledger's path (default <output_dir>/<slug>/ledger.sqlite)
+        ledger: the pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default:
+            the worker's STORYFILM_LEDGER_URL, else <output_dir>/<slug>/ledger.sqlite); a password belongs in
+            PGPASSWORD or STORYFILM_LEDGER_URL, never here (Prefect shows parameters)
         loudness_lufs: overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web)
         concurrency: shots of this provider at once; for a hosted provider on a Prefect server this
             sets the concurrency limit `storyfilm-<provider>` that every run shares
@@ -215,7 +218,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     plan = make_plan(board, digests, provider=provider, budget_usd=budget_usd)
     _prefect.add_flow_run_tags(*_tags(plan))
     film_dir = Path(output_dir) / plan.slug
-    book = Ledger(ledger_path(film_dir, ledger))
+    book = Ledger(ledger_location(film_dir, ledger))
     redo_ids = redo_closure(plan, redo or [])
     check_budget(plan, new_cost(plan, book, redo_ids))
     film_dir.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from storyfilm import ledger_url
 from storyfilm.errors import ClaimLost, LedgerError
@@ -121,6 +121,11 @@ class Ledger:
                                   "one (jobs recorded in it would then be submitted again)") from None
             raise self._error(exc, "cannot open the ledger") from None
 
+    @property
+    def engine(self) -> sa.Engine:
+        """For tools that move whole tables (`storyfilm ledger copy`); runs use the methods below."""
+        return self._engine
+
     def close(self) -> None:
         """Close pooled connections (PostgreSQL); the ledger opens new ones if used again."""
         self._engine.dispose()
@@ -138,8 +143,6 @@ class Ledger:
             with self._lock, self._engine.begin() as db:
                 yield db
         except DBAPIError as exc:
-            if isinstance(exc, IntegrityError):
-                raise
             raise self._error(exc, "the database failed") from None
 
     # --- reading ---------------------------------------------------------------------------------
@@ -178,23 +181,20 @@ class Ledger:
 
         With `claim`, only while that claim is still this run's (else ClaimLost, and nothing is recorded).
         """
-        for _ in range(5):  # PostgreSQL: two runs numbering the same attempt at once; the loser numbers again
-            now_s = time.time()
-            try:
-                with self._db() as db:
-                    if claim is not None:
-                        self._check(db, claim)
-                    attempt = int(db.execute(sa.select(sa.func.coalesce(sa.func.max(jobs.c.attempt) + 1, 0))
-                                             .where(jobs.c.key == key)).scalar_one())
-                    row = db.execute(jobs.insert().values(
-                        key=key, attempt=attempt, shot_id=shot_id, provider=provider, model=model, state="intent",
-                        run_id=run_id, idempotency_key=f"storyfilm-{key[:40]}-{attempt}", prepared=json.dumps(prepared),
-                        cost_usd=cost_usd, created_at=now_s, updated_at=now_s).returning(*jobs.c)).one()
-                    _event(db, key, attempt, shot_id, "intent", f"{provider} {model} ${cost_usd:.2f}")
-                    return _record(row)
-            except IntegrityError:
-                continue
-        raise LedgerError(f"{self.location}: could not number a new attempt of {key[:12]} (other runs kept taking it)")
+        now_s = time.time()
+        with self._db() as db:
+            if db.dialect.name == "postgresql":  # two runs numbering the same shot's attempt wait in turn
+                db.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
+            if claim is not None:
+                self._check(db, claim)
+            attempt = int(db.execute(sa.select(sa.func.coalesce(sa.func.max(jobs.c.attempt) + 1, 0))
+                                     .where(jobs.c.key == key)).scalar_one())
+            row = db.execute(jobs.insert().values(
+                key=key, attempt=attempt, shot_id=shot_id, provider=provider, model=model, state="intent",
+                run_id=run_id, idempotency_key=f"storyfilm-{key[:40]}-{attempt}", prepared=json.dumps(prepared),
+                cost_usd=cost_usd, created_at=now_s, updated_at=now_s).returning(*jobs.c)).one()
+            _event(db, key, attempt, shot_id, "intent", f"{provider} {model} ${cost_usd:.2f}")
+            return _record(row)
 
     def update(self, key: str, attempt: int, state: State, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE

@@ -50,7 +50,7 @@ jobs = sa.Table(
 
 events = sa.Table(
     "events", metadata,
-    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("id", _Id, primary_key=True, autoincrement=True, nullable=True),  # as in files before versions
     sa.Column("at", sa.Double, nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
