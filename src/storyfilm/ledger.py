@@ -102,7 +102,7 @@ class Held:
 
 
 class Ledger:
-    """Thread-safe and multi-process safe; `target` is a file path, `sqlite:///FILE` or `postgresql+psycopg://...`."""
+    """Thread-safe and multi-process safe; `path` is a file path, `sqlite:///FILE` or `postgresql+psycopg://...`."""
 
     def __init__(self, path: str | Path):
         self.url = ledger_url.parse(path)
