@@ -71,21 +71,19 @@ def test_runs_share_a_postgresql_ledger_and_its_password_stays_hidden(tmp_path: 
     local = storyfilm("plan", str(board), "--output", "out", env=env, cwd=tmp_path)  # no URL: the film's own file
     assert "2 new" in local.stdout and not (tmp_path / "out" / "shared-ledger" / "ledger.sqlite").exists()
 
-    # a URL without its password (libpq takes it from PGPASSWORD) goes to Prefect as the flow's parameter:
-    # Prefect's database is where a password in that parameter would have been found
-    bare = pg_url.replace(f":{PASSWORD}@", "@")
-    third = storyfilm("run", str(board), "--output", "out", "--ledger", bare, env={**env, "PGPASSWORD": PASSWORD},
-                      cwd=tmp_path)
-    assert third.returncode == 0, third.stderr
-    assert "2 reused" in third.stdout
-    prefect_db = tmp_path / "prefect-home"
-    assert files_holding(prefect_db, bare.split("://", 1)[1])  # the parameter is stored there ...
-    assert files_holding(tmp_path, PASSWORD) == []  # ... and no password anywhere: outputs, manifests, Prefect
+    # Prefect's database holds the runs' parameters (the storyboard's path is one): no password in it, nor in
+    # any output, manifest or ledger file
+    assert files_holding(tmp_path / "prefect-home", str(board))
+    assert files_holding(tmp_path, PASSWORD) == []
 
-    wrong = storyfilm("run", str(board), "--ledger", bare.replace(f"{USER}@", f"{USER}:Wrong-{PASSWORD}@"),
+    bare = pg_url.replace(f":{PASSWORD}@", "@")  # libpq takes the password from PGPASSWORD
+    plan = storyfilm("plan", str(board), "--output", "out", "--ledger", bare, env={**env, "PGPASSWORD": PASSWORD},
+                     cwd=tmp_path)
+    assert plan.returncode == 0 and "2 cached" in plan.stdout, plan.stdout
+    wrong = storyfilm("plan", str(board), "--ledger", bare.replace(f"{USER}@", f"{USER}:Wrong-{PASSWORD}@"),
                       env=env, cwd=tmp_path)
     assert wrong.returncode == 1 and "password authentication failed" in wrong.stderr
-    assert f"{USER}:***@" in wrong.stderr and wrong.stderr.startswith("error: ")
+    assert wrong.stderr.startswith(f"error: {bare.replace(f'{USER}@', f'{USER}:***@')}: cannot open the ledger")
 
 
 def test_ledger_copy_moves_a_films_history_to_postgresql_once(tmp_path: Path, pg_url: str) -> None:

@@ -331,7 +331,7 @@ def ledger_copy(src: LedgerArg, dst: LedgerArg) -> None:
         _fail(exc)
     out.print(f"copied {done.jobs} job(s) and {done.events} event(s) from {redact(src)} to {redact(dst)}"
               + (f" ({done.jobs_there} job(s) and {done.events_there} event(s) were there already)"
-                 if done.jobs_there or done.events_there else ""), highlight=False)
+                 if done.jobs_there or done.events_there else ""), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from storyfilm.errors import LedgerError
 
@@ -81,13 +81,14 @@ meta = sa.Table(
 def make_engine(url: sa.URL) -> sa.Engine:
     """An engine that commits each transaction durably.
 
-    SQLite: one short connection per operation (several processes share the file), WAL, synchronous=FULL,
+    SQLite: WAL (several processes share the file), synchronous=FULL,
     transactions that take the write lock at BEGIN (BEGIN IMMEDIATE) so a read-then-write never deadlocks.
     PostgreSQL: a small pool, connections checked before use (a worker polls for minutes between writes).
     """
     if url.get_backend_name() == "sqlite":
-        engine = sa.create_engine(url, poolclass=NullPool, hide_parameters=True,
-                                  connect_args={"timeout": 30, "isolation_level": None})
+        # One connection, kept open: the Ledger's lock already lets one thread at a time use it.
+        engine = sa.create_engine(url, poolclass=QueuePool, pool_size=1, max_overflow=0, hide_parameters=True,
+                                  connect_args={"timeout": 30, "isolation_level": None, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
