@@ -317,7 +317,8 @@ def ledger_copy(src: LedgerArg, dst: LedgerArg) -> None:
     """Copy every job and event of SRC into DST (created or upgraded as needed), e.g. a film's ledger.sqlite
     into the team's PostgreSQL database. Safe to repeat: what DST already has is skipped; a job recorded
     differently in DST stops the copy before anything is written."""
-    from storyfilm.ledger import Ledger, LedgerError, existing_ledger
+    from storyfilm.errors import LedgerError
+    from storyfilm.ledger import Ledger, existing_ledger
     from storyfilm.ledger_copy import copy_history
     from storyfilm.ledger_url import redact
 

@@ -44,7 +44,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from storyfilm import ledger_url
-from storyfilm.errors import ClaimLost, LedgerError
+from storyfilm.errors import ClaimLost as ClaimLost  # re-exported: callers import them from here
+from storyfilm.errors import LedgerError as LedgerError
 from storyfilm.ledger_schema import claims, events, jobs, make_engine, migrate, now, upsert
 from storyfilm.plan import Plan
 
