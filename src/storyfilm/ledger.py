@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from storyfilm import ledger_url
 from storyfilm.errors import ClaimLost as ClaimLost  # re-exported: callers import them from here
 from storyfilm.errors import LedgerError as LedgerError
-from storyfilm.ledger_schema import claims, events, jobs, make_engine, migrate, now, upsert
+from storyfilm.ledger_schema import claims, events, jobs, make_engine, migrate, now, transaction, upsert
 from storyfilm.plan import Plan
 
 State = Literal["intent", "submitted", "completed", "done", "failed", "rejected"]
@@ -138,10 +138,10 @@ class Ledger:
         return LedgerError(f"{self.location}: {doing}: {ledger_url.scrub(detail.strip(), self.url)}")
 
     @contextmanager
-    def _db(self) -> Iterator[sa.Connection]:
+    def _db(self, write: bool = True) -> Iterator[sa.Connection]:
         """One committed transaction (rolled back if the block raises)."""
         try:
-            with self._lock, self._engine.begin() as db:
+            with self._lock, transaction(self._engine, write) as db:
                 yield db
         except DBAPIError as exc:
             raise self._error(exc, "the database failed") from None
@@ -149,12 +149,12 @@ class Ledger:
     # --- reading ---------------------------------------------------------------------------------
 
     def latest(self, key: str) -> Record | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute(sa.select(jobs).where(jobs.c.key == key).order_by(jobs.c.attempt.desc()).limit(1)).first()
             return _record(row) if row else None
 
     def records(self) -> list[Record]:
-        with self._db() as db:
+        with self._db(write=False) as db:
             return [_record(r) for r in db.execute(sa.select(jobs).order_by(jobs.c.created_at, jobs.c.key,
                                                                               jobs.c.attempt))]
 
@@ -164,14 +164,14 @@ class Ledger:
             jobs.c.state.in_(("intent", "submitted", "completed", "done")))
         if run_id is not None:
             query = query.where(jobs.c.run_id == run_id)
-        with self._db() as db:
+        with self._db(write=False) as db:
             return float(db.execute(query).scalar_one())
 
     def events(self, key: str | None = None) -> list[tuple[str, int, str, str, str | None]]:
         query = sa.select(events.c.key, events.c.attempt, events.c.shot_id, events.c.state, events.c.detail)
         if key:
             query = query.where(events.c.key == key)
-        with self._db() as db:
+        with self._db(write=False) as db:
             return [tuple(r) for r in db.execute(query.order_by(events.c.id))]
 
     # --- writing ---------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class Ledger:
 
     def holder(self, key: str) -> Held | None:
         """The live claim on `key`, if any (a waiting run looks here between polls of the record)."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             return self._holder(db, key)
 
     def _holder(self, db: sa.Connection, key: str) -> Held | None:

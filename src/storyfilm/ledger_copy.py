@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from storyfilm.errors import LedgerError
 from storyfilm.ledger import Ledger
-from storyfilm.ledger_schema import events, jobs
+from storyfilm.ledger_schema import events, jobs, transaction
 
 _CHUNK = 500  # keys per IN (...) query
 _EVENT_FIELDS = ("at", "key", "attempt", "shot_id", "state", "detail")
@@ -32,13 +32,13 @@ class Copied:
 
 def copy_history(src: Ledger, dst: Ledger) -> Copied:
     """Every job and event of `src` into `dst`, in one transaction of `dst` (all or nothing)."""
-    with src.engine.connect() as db:
+    with transaction(src.engine, write=False) as db:
         src_jobs = [dict(r._mapping) for r in db.execute(sa.select(jobs).order_by(jobs.c.created_at, jobs.c.key,
                                                                                   jobs.c.attempt))]
         src_events = [tuple(r) for r in db.execute(sa.select(*(events.c[f] for f in _EVENT_FIELDS))
                                                    .order_by(events.c.id))]
     keys = sorted({j["key"] for j in src_jobs} | {e[1] for e in src_events})
-    with dst.engine.begin() as db:
+    with transaction(dst.engine) as db:
         there = {(r.key, r.attempt): dict(r._mapping) for chunk in _chunks(keys)
                  for r in db.execute(sa.select(jobs).where(jobs.c.key.in_(chunk)))}
         conflicts = [(job, there[(job["key"], job["attempt"])]) for job in src_jobs

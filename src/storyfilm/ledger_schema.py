@@ -11,7 +11,8 @@ PostgreSQL under an advisory lock, so workers starting together upgrade it once)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,8 +82,8 @@ meta = sa.Table(
 def make_engine(url: sa.URL) -> sa.Engine:
     """An engine that commits each transaction durably.
 
-    SQLite: WAL (several processes share the file), synchronous=FULL,
-    transactions that take the write lock at BEGIN (BEGIN IMMEDIATE) so a read-then-write never deadlocks.
+    SQLite: WAL (several processes share the file), synchronous=FULL, write transactions that take the write
+    lock at BEGIN (BEGIN IMMEDIATE) so a read-then-write never deadlocks, reads that take no lock at all.
     PostgreSQL: a small pool, connections checked before use (a worker polls for minutes between writes).
     """
     if url.get_backend_name() == "sqlite":
@@ -99,11 +100,21 @@ def make_engine(url: sa.URL) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # WAL readers never block the writer (nor wait for it): only writes take the lock, at BEGIN
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write", True) else "BEGIN")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=16, hide_parameters=True,
                             connect_args={"connect_timeout": 15, "application_name": "storyfilm"})
+
+
+@contextmanager
+def transaction(engine: sa.Engine, write: bool = True) -> Iterator[sa.Connection]:
+    """One transaction, committed at the end of the block (rolled back if it raises)."""
+    with engine.connect() as conn:
+        conn.execution_options(write=write)
+        with conn.begin():
+            yield conn
 
 
 def now(dialect: sa.Dialect) -> sa.ColumnElement[float]:
@@ -143,13 +154,17 @@ _STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _to_2}
 
 def migrate(engine: sa.Engine) -> tuple[int, int]:
     """Bring the database to SCHEMA_VERSION; (version found, version now). 0 found: a fresh database."""
-    with engine.begin() as conn:
+    with transaction(engine, write=False) as conn:  # the usual case: nothing to do, no lock taken
+        found = _version(conn)
+    if found == SCHEMA_VERSION:
+        return found, found
+    with transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-        found = _version(conn)
+        found = _version(conn)  # again: another process may have upgraded it meanwhile
         if found > SCHEMA_VERSION:
             raise LedgerError(f"the ledger's schema is version {found}, written by a newer storyfilm (this one "
-                                    f"knows up to {SCHEMA_VERSION}): upgrade storyfilm to use it")
+                              f"knows up to {SCHEMA_VERSION}): upgrade storyfilm to use it")
         if found == SCHEMA_VERSION:
             return found, found
         if found == 0:
