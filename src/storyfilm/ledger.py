@@ -281,8 +281,8 @@ class Ledger:
     def _lost(self, db: sa.Connection, claim: Claim) -> ClaimLost:
         held = self._holder(db, claim.key)
         now_by = f"; run {held.by} ({held.owner}) holds it now" if held else ""
-        return ClaimLost(f"run {claim.run_id} lost its claim on shot {claim.key[:12]} (its lease ran out and another "
-                         f"run took it over{now_by}): it must not submit it")
+        return ClaimLost(f"run {claim.run_id} no longer holds its claim on shot {claim.key[:12]} (released, or its "
+                         f"lease ran out and another run took it over{now_by}): it must not submit it")
 
 
 def existing_ledger(target: str | Path) -> Ledger | None:
