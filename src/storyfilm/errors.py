@@ -6,7 +6,7 @@
     │   └── BudgetExceeded          the plan (or the next submit) would spend more than allowed
     ├── DeploymentError             a schedule, server or concurrency setting for Prefect is wrong
     ├── LedgerError                 the pay-once ledger: unreadable, unreachable, a URL or schema it cannot use
-    │   └── ClaimLost               a run's claim on a shot expired and another run took it over
+    │   └── ClaimLost               a run's claim on a shot is no longer its own (expired and taken over)
     ├── ProviderError               a video host (or the local renderer) refused or failed
     │   ├── ConfigurationError      missing API key, bad base URL
     │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
