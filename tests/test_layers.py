@@ -8,7 +8,7 @@ import sys
 
 def test_core_modules_and_the_cli_load_without_prefect() -> None:
     modules = ["storyfilm.storyboard", "storyfilm.plan", "storyfilm.session", "storyfilm.decide", "storyfilm.storage",
-               "storyfilm.results", "storyfilm.generate", "storyfilm.ledger",
+               "storyfilm.results", "storyfilm.generate", "storyfilm.ledger", "storyfilm.ledger_copy",
                "storyfilm.assemble", "storyfilm.exports", "storyfilm.providers", "storyfilm.progress",
                "storyfilm.report", "storyfilm.console_progress", "storyfilm.cli"]
     code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"

@@ -35,8 +35,10 @@ OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are
 LoudnessOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
     "--loudness", min=-40, max=-5, help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 "
                                         "broadcast); overrides the storyboard's loudness_lufs")]
-LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger",  # noqa: UP045
-                                                   help="pay-once ledger file (default output/<name>/ledger.sqlite)")]
+LedgerOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--ledger", show_default=False,
+    help="pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default: "
+         "$STORYFILM_LEDGER_URL, else output/<name>/ledger.sqlite)")]
 RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate this shot and the shots "  # noqa: UP045
                                                       "chained after it (repeatable)")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
@@ -59,6 +61,21 @@ def _prefect_defaults(quiet_console: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     if quiet_console:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+def _ledger_param(ledger: str | None) -> str | None:
+    """The flow's `ledger` parameter. Prefect stores parameters and shows them in its UI, so a URL with a
+    password reaches the flow through STORYFILM_LEDGER_URL in this process's environment instead (the flow
+    runs here, or, under `serve`, in a subprocess that inherits it)."""
+    from storyfilm import ledger_url
+
+    if not ledger:
+        return None
+    if ledger_url.has_password(ledger):
+        ledger_url.parse(ledger)  # a wrong URL fails here, before Prefect starts
+        os.environ[ledger_url.LEDGER_ENV] = ledger
+        return None
+    return ledger_url.absolute(ledger)
 
 
 def progress_view(console: Console) -> FilmProgress | None:
@@ -151,6 +168,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     view = progress_view(out)
     try:
         load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
+        ledger = _ledger_param(ledger)
         from storyfilm.flow import film
 
         started = time.monotonic()
@@ -165,7 +183,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
                 stack.enter_context(view)
                 stack.enter_context(listening(view))
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
-                          redo=list(redo or []), ledger=str(ledger) if ledger else None,
+                          redo=list(redo or []), ledger=ledger,
                           loudness_lufs=loudness, concurrency=concurrency)
     except StoryfilmError as exc:
         _fail(exc)
@@ -240,6 +258,7 @@ def serve(
         schedule = _prefect.cron_schedule(cron, timezone)
         deployment = _prefect.deployment_name(name or storyboard.stem)
         api_url = _prefect.require_server()
+        ledger = _ledger_param(ledger)
     except StoryfilmError as exc:
         _fail(exc)
     from prefect.deployments.runner import EntrypointType
@@ -248,7 +267,7 @@ def serve(
 
     parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": str(output.resolve())}
     options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
-               "ledger": str(ledger.resolve()) if ledger else None}
+               "ledger": ledger}
     parameters |= {k: v for k, v in options.items() if v is not None}
     out.print(f"serving [bold]storyfilm/{deployment}[/] ('{planned.board.title}') on {api_url}: cron '{schedule.cron}' "
               f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
@@ -282,6 +301,35 @@ def providers() -> None:
     out.print(table)
     out.print("USD/s: the host's published figure; * computed from a ratio the host publishes; ~ an estimate (the "
               "host publishes none: Apiframe and the gateway are estimated at WaveSpeed's figures)")
+
+
+ledger_app = typer.Typer(no_args_is_help=True, help="The pay-once ledger: move a film's history between databases.")
+app.add_typer(ledger_app, name="ledger")
+LedgerArg = Annotated[str, typer.Argument(help="a ledger file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB",
+                                          show_default=False)]
+
+
+@ledger_app.command("copy")
+def ledger_copy(src: LedgerArg, dst: LedgerArg) -> None:
+    """Copy every job and event of SRC into DST (created or upgraded as needed), e.g. a film's ledger.sqlite
+    into the team's PostgreSQL database. Safe to repeat: what DST already has is skipped; a job recorded
+    differently in DST stops the copy before anything is written."""
+    from storyfilm.errors import LedgerError
+    from storyfilm.ledger import Ledger, existing_ledger
+    from storyfilm.ledger_copy import copy_history
+    from storyfilm.ledger_url import redact
+
+    try:
+        source = existing_ledger(src)
+        if source is None:
+            raise LedgerError(f"{src}: no such ledger file")
+        target = Ledger(dst)
+        done = copy_history(source, target)
+    except StoryfilmError as exc:
+        _fail(exc)
+    out.print(f"copied {done.jobs} job(s) and {done.events} event(s) from {redact(src)} to {redact(dst)}"
+              + (f" ({done.jobs_there} job(s) and {done.events_there} event(s) were there already)"
+                 if done.jobs_there or done.events_there else ""), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -5,7 +5,8 @@
     ├── PlanError                   a valid storyboard the chosen provider/budget cannot take
     │   └── BudgetExceeded          the plan (or the next submit) would spend more than allowed
     ├── DeploymentError             a schedule, server or concurrency setting for Prefect is wrong
-    ├── LedgerError                 the pay-once ledger cannot be read or has no such record
+    ├── LedgerError                 the pay-once ledger: unreadable, unreachable, a URL or schema it cannot use
+    │   └── ClaimLost               a run's claim on a shot is no longer its own (expired and taken over)
     ├── ProviderError               a video host (or the local renderer) refused or failed
     │   ├── ConfigurationError      missing API key, bad base URL
     │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
@@ -76,6 +77,10 @@ class DeploymentError(StoryfilmError):
 
 class LedgerError(StoryfilmError):
     pass
+
+
+class ClaimLost(LedgerError):
+    """The claim is no longer this run's: it must not submit the shot (the holder now resumes or waits)."""
 
 
 class ProviderError(StoryfilmError):

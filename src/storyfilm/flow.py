@@ -184,7 +184,9 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         budget_usd: hard cap on new spend, USD (overrides the storyboard's budget_usd)
         output_dir: where films are written (shared storage when workers run on several machines)
         redo: regenerate these shots (and the shots chained after them) even if they are finished
-        ledger: the pay-once ledger's path (default <output_dir>/<slug>/ledger.sqlite)
+        ledger: the pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default:
+            the worker's STORYFILM_LEDGER_URL, else <output_dir>/<slug>/ledger.sqlite); a password belongs in
+            PGPASSWORD or STORYFILM_LEDGER_URL, never here (Prefect shows parameters)
         loudness_lufs: overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web)
         concurrency: shots of this provider at once; for a hosted provider on a Prefect server this
             sets the concurrency limit `storyfilm-<provider>` that every run shares
@@ -192,7 +194,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     logger = get_run_logger()
     job = session.prepare(storyboard, session.Options(
         provider=provider, budget_usd=budget_usd, output_dir=Path(output_dir), redo=tuple(redo or ()),
-        ledger=Path(ledger) if ledger else None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
+        ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
         # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
         resume=os.environ.get("STORYFILM_REHEARSAL") != "1", key_lookup=_secret, log=_log,
         on_plan=lambda plan: _prefect.add_flow_run_tags(*_tags(plan))))

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Literal
 
 from storyfilm import assets as asset_store
 from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
-from storyfilm.ledger import Ledger, ledger_path
+from storyfilm.ledger import Ledger, existing_ledger
+from storyfilm.ledger_url import ledger_location
 from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.results import Film, ShotResult
 from storyfilm.storage import Facts, gather
@@ -57,7 +58,7 @@ class Options:
     budget_usd: float | None = None  # overrides the storyboard's
     output_dir: Path = Path("output")
     redo: tuple[str, ...] = ()
-    ledger: Path | None = None  # default: <output_dir>/<slug>/ledger.sqlite
+    ledger: str | Path | None = None  # a file or an SQLAlchemy URL (precedence: ledger_url.py)
     loudness_lufs: float | None = None  # overrides the storyboard's
     run_id: str | None = None  # default: a new one
     resume: bool = True  # False: jobs of earlier runs are not resumed (a rehearsal's emulator forgot them)
@@ -127,7 +128,7 @@ class PlannedFilm:
     plan: Plan
     redo: frozenset[str]  # the shots to generate again (--redo and the shots chained after them)
     film_dir: Path
-    ledger_path: Path
+    ledger_at: str | Path  # a file or an SQLAlchemy URL
 
 
 def plan_film(path: str | Path, options: Options) -> PlannedFilm:
@@ -137,7 +138,7 @@ def plan_film(path: str | Path, options: Options) -> PlannedFilm:
     options.on_plan(plan)
     film_dir = options.output_dir / plan.slug
     return PlannedFilm(board, digests, plan, redo_closure(plan, options.redo), film_dir,
-                       ledger_path(film_dir, options.ledger))
+                       ledger_location(film_dir, options.ledger))
 
 
 ShotState = Literal["cached", "in flight", "new", "failed", "refused"]
@@ -203,7 +204,7 @@ def preview(path: str | Path, options: Options) -> Preview:
     from storyfilm.providers import spec_for
 
     film = plan_film(path, options)
-    ledger = Ledger(film.ledger_path) if film.ledger_path.exists() else None
+    ledger = existing_ledger(film.ledger_at)
     return Preview(film, decide_all(film, ledger, Host.of(spec_for(film.plan.provider)), run_id=None,
                                     resume=options.resume))
 
@@ -221,7 +222,7 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
         check_target(options.loudness_lufs)
     film = plan_film(path, options)
     plan = film.plan
-    ledger = Ledger(film.ledger_path)
+    ledger = Ledger(film.ledger_at)
     run_id = options.run_id or str(uuid.uuid4())
     decisions = decide_all(film, ledger, Host.of(spec_for(plan.provider)), run_id=run_id, resume=options.resume)
     check_budget(plan, new_cost(plan, decisions))
