@@ -9,7 +9,8 @@ pictures being different. Each contender runs in its own process; its wall time 
 operation, its memory is the peak RSS of its process tree (see common.py).
 
 - storyfilm, join: `storyfilm.assemble.assemble` (the video by stream copy, the sound mixed and encoded once).
-- storyfilm, join + seam report: what `finish.make_film` does after generation (assemble, then `seams.analyse`).
+- storyfilm, join + seam report: what `FilmJob.finish` does after generation, before the exports (assemble, then
+  `seams.analyse`).
 - storyfilm, other encoder's segments: the same segments re-encoded with x264's defaults (what a hosted
   model delivers: another encoder's parameter sets), which the assembler must normalise (re-encode) first.
 - MoviePy 2: `VideoFileClip` per segment (the seam copies cut off with `subclipped`), `concatenate_videoclips`,
@@ -201,7 +202,7 @@ def _frames(path: Path) -> int:
 
 
 LABELS = {"join": "storyfilm: join (`assemble`)",
-          "join+seams": "storyfilm: join + seam report (`make_film`)",
+          "join+seams": "storyfilm: join + seam report (`FilmJob.finish`)",
           "foreign": "storyfilm: join, segments from another encoder (all normalised)",
           "moviepy": "MoviePy: `concatenate_videoclips` + `write_videofile`",
           "cp": "`cp` of the segment files"}

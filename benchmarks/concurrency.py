@@ -10,6 +10,7 @@ shot leaving it, and the busy time inside slots (the renders themselves). Result
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -31,6 +32,7 @@ def board(n: int) -> str:
 def one_run(path: Path, out: Path, limit: int, prefect_limit: bool) -> tuple[float, float]:
     from storyfilm import flow as flow_module
     from storyfilm.progress import Event, listening
+    from storyfilm.providers.specs import SPECS
 
     spans: dict[str, list[float]] = {}
     lock = threading.Lock()
@@ -40,12 +42,13 @@ def one_run(path: Path, out: Path, limit: int, prefect_limit: bool) -> tuple[flo
             with lock:
                 spans.setdefault(event.shot, []).append(time.monotonic())
 
-    flow_module.IN_PROCESS_LIMITED = frozenset() if prefect_limit else frozenset({"local"})
+    local = SPECS["local"]
+    SPECS["local"] = dataclasses.replace(local, bounded_in_process=not prefect_limit)
     try:
         with listening(record):
             flow_module.film(storyboard=str(path), output_dir=str(out), concurrency=limit)
     finally:
-        flow_module.IN_PROCESS_LIMITED = frozenset({"local"})
+        SPECS["local"] = local
     starts = [s[0] for s in spans.values()]
     ends = [s[1] for s in spans.values()]
     busy = sum(e - s for s, e in spans.values())

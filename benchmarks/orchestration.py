@@ -112,11 +112,12 @@ def _analyse(jobs: list[Any], t0: float, t1: float, finish: dict[str, float], co
     first = min(s for s, _ in spans.values())
     start = first - t0  # flow run, storyboard and plan, task runs, the first uploads and submit
     end = t1 - (finish["exports_start"] + finish["exports"])  # the summary artifact, the flow run's end
-    fixed = start + finish["assemble"] + finish["exports"] + end
+    assemble = finish["finish"] - finish["exports"]  # the join and the seam report
+    fixed = start + assemble + finish["exports"] + end
     return {"wall": wall, "path": path, "steps": steps, "overhead": wall - path, "start": start, "end": end,
-            "generation": finish["assemble_start"] - first,  # first submit to every shot kept
+            "generation": finish["finish_start"] - first,  # first submit to every shot kept
             "gap_median": median(gaps) if gaps else 0.0, "gap_max": max(gaps, default=0.0),
-            "assemble": finish["assemble"], "exports": finish["exports"],
+            "assemble": assemble, "exports": finish["exports"],
             # what is left is paid shot by shot along the critical path
             "per_shot": (wall - path - fixed) / steps, "jobs": len(jobs)}
 
@@ -127,7 +128,9 @@ def measure(latency: float, repeat: int, chains: int = CHAINS, per_chain: int = 
     from benchmarks.common import operation
 
     def run() -> dict[str, Any]:
+        from storyfilm import exports as film_exports
         from storyfilm import flow as film_flow
+        from storyfilm import session as film_session
         from storyfilm.emulator import EmulatorConfig, EmulatorServer
         from storyfilm.emulator import jobs as emulator_jobs
         from storyfilm.providers import SPECS
@@ -144,8 +147,8 @@ def measure(latency: float, repeat: int, chains: int = CHAINS, per_chain: int = 
                     finish[name] = time.perf_counter() - start
             return wrapper
 
-        film_flow.make_film = timed("assemble", film_flow.make_film)  # type: ignore[attr-defined]
-        film_flow.write_exports = timed("exports", film_flow.write_exports)  # type: ignore[attr-defined]
+        film_session.FilmJob.finish = timed("finish", film_session.FilmJob.finish)  # type: ignore[method-assign]
+        film_exports.write_all = timed("exports", film_exports.write_all)
         results: dict[str, list[dict[str, Any]]] = {}
         with tempfile.TemporaryDirectory(prefix="storyfilm-bench-orch-") as tmp, \
                 EmulatorServer(EmulatorConfig(latency=0.0, render_workers=chains)) as server:

@@ -15,11 +15,15 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="storyfilm-tests-prefect-"))
+# `storyfilm run` in a subprocess starts Prefect's ephemeral server: 20 s by default, too short on a busy machine
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from .helpers import write_image  # noqa: E402
 
 if TYPE_CHECKING:
     from storyfilm.emulator import EmulatorServer
+
+    from .pgcluster import Cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,3 +62,30 @@ def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
     """The emulator, reset: no jobs, uploads or faults; jobs take 0.2 s (plus their render)."""
     httpx.post(f"{emulator_server.url}/_emulator/reset").raise_for_status()
     return emulator_server
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server on a free loopback port, for the whole session (see tests/pgcluster.py)."""
+    from .pgcluster import cluster, pg_bin
+
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed: no initdb on PATH or under /usr/lib/postgresql/*/bin "
+                    "(.ci/run installs Debian's postgresql package)")
+    with cluster(fsync=False) as server:  # a throwaway server: nothing to keep across a power cut
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database: its ledger URL, password included."""
+    with pg_cluster.database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a SQLite file and on a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.sqlite")
+    return str(request.getfixturevalue("pg_url"))

@@ -1,50 +1,35 @@
 """A film run without Prefect, for tests that kill runs many times: `python tests/run_film.py BOARD OUT [--wait]`.
 
-It does what the flow does with the same core calls, chains concurrently and the shots of a chain in order,
-but starts in a second instead of waiting for Prefect's server. Prints `ready` when it starts generating;
-with --wait it first loads everything and waits for a line on stdin (a test starts the next run early).
+It runs the flow's session (storyfilm.session: prepare, a shot at a time per chain, finish), chains
+concurrently and the shots of a chain in order, but starts in a second instead of waiting for Prefect's
+server. Prints `ready` when it starts generating; with --wait it first loads everything and waits for a line
+on stdin (a test starts the next run early).
 """
 
 from __future__ import annotations
 
 import sys
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from storyfilm import assets
+from storyfilm import session
 from storyfilm.errors import StoryfilmError
-from storyfilm.finish import make_film, write_exports
-from storyfilm.generate import PollSettings, ShotResult, ShotRunner, build_request
-from storyfilm.ledger import Ledger
-from storyfilm.plan import ShotPlan, make_plan
-from storyfilm.providers import make_provider
-from storyfilm.storyboard import load_storyboard
+from storyfilm.plan import ShotPlan
+from storyfilm.results import ShotResult
 
 
 def run(board_path: Path, output: Path) -> Path:
-    board = load_storyboard(board_path)
-    digests = assets.digests(board)
-    plan = make_plan(board, digests)
-    film_dir = output / plan.slug
-    runner = ShotRunner(provider=make_provider(plan.provider, film_dir / ".work"),
-                        ledger=Ledger(film_dir / "ledger.sqlite"), shots_dir=film_dir / "shots",
-                        run_id=str(uuid.uuid4()), poll=PollSettings.from_env())
-    local = assets.materialise(board, film_dir / "assets")
+    job = session.prepare(board_path, session.Options(output_dir=output))
     results: dict[str, ShotResult] = {}
 
     def chain(shots: list[ShotPlan]) -> None:
         for shot in shots:
-            parent = results[shot.parent] if shot.parent else None
-            results[shot.id] = runner.run(shot, build_request(shot, local, parent), parent)
+            results[shot.id] = job.make_shot(shot.id, results[shot.parent] if shot.parent else None)
 
     print("ready", flush=True)
-    with ThreadPoolExecutor(len(plan.chains)) as pool:
-        list(pool.map(chain, plan.chains))
-    ordered = [results[s.id] for s in plan.shots]
-    made = make_film(plan, ordered, film_dir)
-    write_exports(plan, ordered, made, film_dir, digests)
-    return made.info.path
+    with ThreadPoolExecutor(len(job.plan.chains)) as pool:
+        list(pool.map(chain, job.plan.chains))
+    return job.finish([results[s.id] for s in job.plan.shots]).info.path
 
 
 if __name__ == "__main__":

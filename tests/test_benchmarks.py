@@ -53,3 +53,17 @@ def test_every_last_frame_method_returns_the_same_picture(tmp_path: Path) -> Non
     frames = [method(clip) for method in lastframe.METHODS.values()]
     assert all(np.array_equal(frames[0], f) for f in frames[1:])
     assert np.array_equal(frames[0], probe.read_frames(clip)[-1])
+
+
+def test_the_ledger_benchmark_does_a_whole_shot(ledger_at: str) -> None:
+    from benchmarks.ledger import RESULT, one_shot, round_trips
+    from storyfilm.ledger import Ledger
+
+    book = Ledger(ledger_at)
+    seen = round_trips(book)
+    one_shot(book, "k" * 64, "bench")
+    assert seen["transactions"] == 9 and seen["statements"] >= 16  # what the benchmark reports per shot
+    rec = book.latest("k" * 64)
+    assert rec is not None and rec.state == "done" and rec.result == RESULT and book.holder("k" * 64) is None
+    assert [e[3] for e in book.events()] == ["intent", "submitted", "completed", "done"]
+    book.close()

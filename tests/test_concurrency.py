@@ -166,5 +166,5 @@ def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytes
     monkeypatch.setattr(_prefect, "ensure_limit", no_limits)
     slot = flow._slot("wavespeed", None, logging.getLogger("test"))
     held = [slot().acquire(blocking=False) for _ in range(3)]  # type: ignore[attr-defined]
-    assert held == [True, True, False]  # HOSTED_CONCURRENCY slots, then wait
+    assert held == [True, True, False]  # the spec's default_concurrency slots, then wait
     assert slot() is slot()  # one counter for the whole run

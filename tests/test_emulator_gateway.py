@@ -104,6 +104,6 @@ def test_images_may_be_data_uris_on_the_gateway_only(emulator: EmulatorServer, t
     video = download(final["video_url"], tmp_path / "out.mp4")
     assert mean_diff(probe.first_frame(video), load_rgb(image)) < 3
     # WaveSpeed documents URLs only: the same input fails there like an unreachable one, named briefly
-    ws = ws_submit(emulator.url, I2V, {"prompt": "static", "image": uri, "duration": 4}).json()["data"]
+    ws = ws_submit(emulator.url, I2V, {"prompt": "static", "image": uri, "duration": 5}).json()["data"]
     failed, _ = ws_wait(emulator.url, ws["id"])
     assert (failed["status"], failed["code"]) == ("failed", 1402) and len(failed["error"]) < 200

@@ -34,12 +34,13 @@ def test_image_to_video_through_faults(emulator: EmulatorServer, tmp_path: Path,
     provider = make_provider(name, tmp_path, env={key: "test-key", base: emulator.url})
     start = write_image(tmp_path / "start.png", (480, 480), seed=5)
     # a 503 on a poll and a download that drops half-way: the client retries both, and pays once
-    request = shot(name, "[[fault:poll-503,download-drop]] static shot", 5, start_image=start)
+    duration = {"wavespeed": 5, "apiframe": 6, "gateway": 5}[name]  # image-to-video lengths all take: specs.py
+    request = shot(name, "[[fault:poll-503,download-drop]] static shot", duration, start_image=start)
     job_id = provider.submit(provider.prepare(request), request, f"idem-{name}")
     status = wait_for_job(provider, job_id, request.shot_id, FAST_POLLS)
     output = provider.fetch(status, request, tmp_path / "out")
     info = probe.probe(output.video)
-    assert info.video and info.video.frames == 5 * 24 + 1
+    assert info.video and info.video.frames == duration * 24 + 1
     assert mean_diff(probe.first_frame(output.video), load_rgb(start)) < 3
     s = stats(emulator.url)
     assert s["submissions"] == 1 and s["jobs"][0]["polls"] >= 2

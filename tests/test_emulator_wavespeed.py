@@ -82,14 +82,14 @@ def test_image_to_video_honours_first_and_last_image(emulator: EmulatorServer, t
     assert httpx.get(t["download_url"]).content == last.read_bytes()
 
     resp = ws_submit(emulator.url, I2V, {"prompt": "static shot", "image": first_url, "last_image": t["download_url"],
-                                         "duration": 4, "resolution": "480p", "generate_audio": False})
+                                         "duration": 5, "resolution": "480p", "generate_audio": False})
     final, _ = ws_wait(emulator.url, resp.json()["data"]["id"])
     assert final["status"] == "completed", final
     video = download(final["outputs"][0], tmp_path / "out.mp4")
     info = probe.probe(video)
     assert info.audio is None  # generate_audio: false
     fmt = VideoFormat(854, 480)  # no aspect_ratio: it follows the 16:9 image
-    assert info.video and (info.video.width, info.video.height, info.video.frames) == (854, 480, 97)
+    assert info.video and (info.video.width, info.video.height, info.video.frames) == (854, 480, 121)
     assert mean_diff(probe.first_frame(video), fit_cover(load_rgb(first), fmt)) < 3
     assert mean_diff(probe.last_frame(video), fit_cover(load_rgb(last), fmt)) < 3
 
@@ -143,15 +143,15 @@ def test_extend_returns_the_input_then_exactly_the_new_seconds(emulator: Emulato
 def test_mini_extend_without_audio_keeps_the_original_audio(emulator: EmulatorServer, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "in.mp4", 2.0, size=(480, 480), tone=1000.0)
     resp = ws_submit(emulator.url, MINI_EXTEND, {"prompt": "static", "video": ws_upload(emulator.url, clip),
-                                                 "duration": 4, "resolution": "480p", "generate_audio": False})
+                                                 "duration": 5, "resolution": "720p", "generate_audio": False})
     final, _ = ws_wait(emulator.url, resp.json()["data"]["id"])
     out = download(final["outputs"][0], tmp_path / "out.mp4")
-    assert probe.probe(out).video.frames == 48 + 96  # type: ignore[union-attr]
+    assert probe.probe(out).video.frames == 48 + 120  # type: ignore[union-attr]
     audio = probe.read_audio(out)
     assert audio is not None
     assert tone_share(audio[: 2 * 48_000], 1000.0) > 0.9
     assert float(np.abs(audio[2 * 48_000 + 2400:]).max()) < 1e-3  # silence: no audio was generated
-    assert stats(emulator.url)["by_model"][MINI_EXTEND]["cost_usd"] == 0.24  # mini: half the standard rate
+    assert stats(emulator.url)["by_model"][MINI_EXTEND]["cost_usd"] == 0.6  # mini: half the standard $0.24/s
 
 
 @pytest.mark.parametrize(("model", "body", "message"), [
@@ -180,7 +180,7 @@ def test_invalid_submissions_get_400_and_are_not_billed(emulator: EmulatorServer
 
 
 def test_mini_takes_more_reference_videos_than_standard(emulator: EmulatorServer) -> None:
-    refs = {"prompt": "x", "reference_videos": ["http://127.0.0.1:9/v.mp4"] * 5, "duration": 4}
+    refs = {"prompt": "x", "reference_videos": ["http://127.0.0.1:9/v.mp4"] * 5, "duration": 5}
     assert ws_submit(emulator.url, T2V, refs).status_code == 400
     mini = ws_submit(emulator.url, "bytedance/seedance-2.0-mini/text-to-video", refs)
     assert mini.status_code == 200  # the Mini page allows up to 9 videos
@@ -203,7 +203,7 @@ def test_inputs_are_fetched_and_bad_ones_fail_the_job(emulator: EmulatorServer, 
         ws_upload(emulator.url, text): 1401,  # fetched, but not an image
     }
     for url, code in cases.items():
-        resp = ws_submit(emulator.url, I2V, {"prompt": "x", "image": url, "duration": 4})
+        resp = ws_submit(emulator.url, I2V, {"prompt": "x", "image": url, "duration": 5})
         final, _ = ws_wait(emulator.url, resp.json()["data"]["id"])
         assert (final["status"], final["code"]) == ("failed", code), final
         assert url in final["error"] and final["outputs"] == []

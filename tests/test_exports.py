@@ -12,15 +12,11 @@ import opentimelineio as otio
 import pytest
 from PIL import Image
 
-from storyfilm import assets
+from storyfilm import assets, session
 from storyfilm.exports import srt, srt_time
-from storyfilm.finish import Film, make_film, write_exports
-from storyfilm.generate import ShotResult, ShotRunner, build_request
-from storyfilm.ledger import Ledger
 from storyfilm.media import probe
-from storyfilm.plan import Plan, make_plan
-from storyfilm.providers.local import LocalProvider
-from storyfilm.storyboard import load_storyboard
+from storyfilm.plan import Plan
+from storyfilm.results import Film, ShotResult
 
 from .helpers import write_image, write_storyboard
 
@@ -66,22 +62,14 @@ class Made:
 def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
     root = tmp_path_factory.mktemp("exports")
     write_image(root / "refs" / "a.png", (854, 480), seed=1)
-    board = load_storyboard(write_storyboard(root, BOARD))
-    digests = assets.digests(board)
-    plan = make_plan(board, digests)
-    film_dir = root / "output" / plan.slug
-    film_dir.mkdir(parents=True)
-    runner = ShotRunner(provider=LocalProvider(film_dir / ".work"), ledger=Ledger(film_dir / "ledger.sqlite"),
-                        shots_dir=film_dir / "shots", run_id="exports-test")
-    files = assets.materialise(board, film_dir / "assets")
+    job = session.prepare(write_storyboard(root, BOARD), session.Options(output_dir=root / "output",
+                                                                         run_id="exports-test"))
     results: dict[str, ShotResult] = {}
-    for s in plan.shots:
+    for s in job.plan.shots:
         parent = results.get(s.parent) if s.parent else None
-        results[s.id] = runner.run(s, build_request(s, files, parent), parent)
-    done = [results[s.id] for s in plan.shots]
-    film = make_film(plan, done, film_dir)
-    write_exports(plan, done, film, film_dir, digests)
-    return Made(plan, done, film, film_dir, digests)
+        results[s.id] = job.make_shot(s.id, parent)
+    done = [results[s.id] for s in job.plan.shots]
+    return Made(job.plan, done, job.finish(done), job.film_dir, dict(job.digests))
 
 
 def test_the_film_has_the_planned_length_and_clean_seams(made: Made) -> None:

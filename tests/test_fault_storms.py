@@ -22,7 +22,7 @@ BOARD = """\
 version: 1
 title: Storm
 provider: wavespeed
-defaults: {duration: 4, resolution: 480p, aspect_ratio: "1:1"}
+defaults: {duration: 5, resolution: 480p, aspect_ratio: "1:1"}  # image-to-video: 5, 10 or 15 s
 assets:
   still: refs/still.png
 shots:
@@ -82,4 +82,4 @@ def test_storms_fail_shots_keep_paid_jobs_and_a_weathered_storm_pays_nothing_twi
     assert stats["submissions"] == SHOTS and sorted(j["prompt"] for j in stats["jobs"]) == sorted(
         ["The pier at dusk.", "The keeper lights the lamp.", "Night sea, the beam sweeps across."])
     assert stats["rejected_submissions"]["wavespeed"] == 2 * 6 + 4
-    assert probe.decode_all(Path(result["film"]))[0].video.frames == SHOTS * 4 * 24  # type: ignore[union-attr]
+    assert probe.decode_all(Path(result["film"]))[0].video.frames == SHOTS * 5 * 24  # type: ignore[union-attr]

@@ -124,7 +124,7 @@ def test_assets_inside_the_folder_through_links_and_dotdot_are_fine(tmp_path: Pa
 
 
 @pytest.mark.parametrize(("head", "shot", "words"), [
-    ("provider: wavespeed\n", "    duration: 3\n", "3 s is outside wavespeed (standard)'s range 4-15 s"),
+    ("provider: wavespeed\n", "    duration: 3\n", "3 s is outside wavespeed (standard, text-to-video)'s range 4-15 s"),
     ("provider: gateway\n", "    duration: 4\n", "4 s is outside gateway (standard)'s range 5-15 s"),
     ("provider: gateway\n", "    duration: 5\n    aspect_ratio: '4:3'\n", "4:3 is not offered by gateway (standard)"),
     ("provider: gateway\nmodel: fast\n", "    duration: 5\n    resolution: 1080p\n",

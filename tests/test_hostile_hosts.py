@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from storyfilm import assets
-from storyfilm.errors import DownloadError, StoryfilmError, UnexpectedResponse
-from storyfilm.generate import PollSettings, ShotResult, ShotRunner, UncertainSubmission, build_request
+from storyfilm.errors import DownloadError, StoryfilmError, UncertainSubmission, UnexpectedResponse
+from storyfilm.generate import PollSettings, ShotRunner, build_request
 from storyfilm.ledger import Ledger
 from storyfilm.media import probe
 from storyfilm.plan import make_plan
 from storyfilm.providers import make_provider
+from storyfilm.results import ShotResult
 from storyfilm.storyboard import load_storyboard
 
 from .helpers import emulator_stats, point_hosts_at, write_storyboard

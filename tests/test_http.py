@@ -27,10 +27,11 @@ from storyfilm.providers.http import HostClient, RetryPolicy, check_url, retry_a
 SECRET = "sk-live-DO-NOT-LEAK-1234"
 
 
-def client(handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float]) -> HostClient:
+def client(handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float],
+           idempotency_header: str | None = None) -> HostClient:
     return HostClient("testhost", "https://api.example.com", {"Authorization": f"Bearer {SECRET}"},
                       secrets=[SECRET], transport=httpx.MockTransport(handler), sleep=sleeps.append,
-                      retry=RetryPolicy(attempts=4, base_delay=0.01))
+                      retry=RetryPolicy(attempts=4, base_delay=0.01), idempotency_header=idempotency_header)
 
 
 def scripted(*responses: httpx.Response | Exception) -> tuple[Callable[[httpx.Request], httpx.Response], list[str]]:
@@ -62,17 +63,52 @@ def test_polls_retry_429_honouring_retry_after_then_5xx_then_succeed() -> None:
 def test_a_submit_is_retried_only_after_a_429() -> None:
     handler, seen = scripted(httpx.Response(503, json={"error": "busy"}), httpx.Response(200, json={}))
     with pytest.raises(ProviderError, match="HTTP 503: busy"):
-        client(handler, []).json("POST", "/submit", retry=False, retry_rate_limit=True, shot="s1")
+        client(handler, []).submit("/submit", {"prompt": "x"}, shot="s1", idempotency_key="k1")
     assert seen == ["POST /submit"]  # a 5xx may come after the job was created: never repeated
     handler, seen = scripted(httpx.Response(429, headers={"Retry-After": "2"}, json={"error": "slow"}),
                              httpx.Response(200, json={"id": "j"}))
     sleeps: list[float] = []
-    assert client(handler, sleeps).json("POST", "/submit", retry=False, retry_rate_limit=True) == {"id": "j"}
+    assert client(handler, sleeps).submit("/submit", {}, shot="s1", idempotency_key="k1") == {"id": "j"}
     assert len(seen) == 2 and sleeps == [2.0]  # a 429 is a refusal: nothing was created
     handler, seen = scripted(httpx.ConnectError("reset"))
     with pytest.raises(ProviderError, match="not retried: the job may have been created"):
-        client(handler, []).json("POST", "/submit", retry=False)
+        client(handler, []).submit("/submit", {}, shot="s1", idempotency_key="k1")
     assert len(seen) == 1
+
+
+def test_a_host_that_honours_an_idempotency_key_gets_the_submit_again_with_the_same_key() -> None:
+    keys: list[str | None] = []
+    replies = [httpx.ConnectError("reset"), httpx.Response(503, json={"error": "busy"}),
+               httpx.Response(202, json={"jobId": "j"})]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers.get("Idempotency-Key"))
+        item = replies.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    host = client(handler, [], idempotency_header="Idempotency-Key")
+    assert host.submit("/v2/videos/generate", {"prompt": "x"}, shot="s1", idempotency_key="shot-key") == {"jobId": "j"}
+    assert keys == ["shot-key"] * 3  # every try carries the key: the host returns the original job, billed once
+
+
+def test_downloads_use_the_injected_transport_without_the_api_key(tmp_path: Path) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "api.example.com":
+            return httpx.Response(200, json={"url": "https://93.184.216.34/out.mp4"})  # a CDN (no DNS needed)
+        return httpx.Response(200, content=MP4_HEAD + b"x" * 100)
+
+    host = client(handler, [])
+    answer = host.json("GET", "/jobs/1", retry=True)
+    out = host.download(answer["url"], tmp_path / "out.mp4", kind="video")
+    assert out.read_bytes() == MP4_HEAD + b"x" * 100
+    assert [r.url.host for r in seen] == ["api.example.com", "93.184.216.34"]
+    assert seen[0].headers["Authorization"] == f"Bearer {SECRET}"
+    assert "Authorization" not in seen[1].headers and SECRET not in str(seen[1].headers)  # a CDN gets no key
 
 
 def test_retries_give_up_after_the_policy_with_a_typed_error() -> None:

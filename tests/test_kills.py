@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from storyfilm.assets import file_digest
-from storyfilm.generate import kept_paths
 from storyfilm.ledger import Ledger
 from storyfilm.media import probe
+from storyfilm.storage import kept_paths
 
 from .helpers import REPO, emulator_stats, point_hosts_at, write_storyboard
 

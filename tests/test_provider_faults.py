@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from storyfilm import assets
-from storyfilm.errors import JobFailed, JobTimeout, ModerationFailed
-from storyfilm.generate import PollSettings, ShotRunner, UncertainSubmission, build_request
+from storyfilm.errors import JobFailed, JobTimeout, ModerationFailed, UncertainSubmission
+from storyfilm.generate import PollSettings, ShotRunner, build_request
 from storyfilm.ledger import Ledger
 from storyfilm.plan import ShotPlan, make_plan
 from storyfilm.providers import make_provider
@@ -20,8 +20,12 @@ from .helpers import emulator_stats, point_hosts_at, write_storyboard
 FAST = PollSettings(first=0.05, max=0.2, timeout=60)
 
 
+DURATION = {"wavespeed": 5, "apiframe": 6, "gateway": 5}  # a length each host takes (providers/specs.py)
+
+
 def one_shot(directory: Path, provider: str, prompt: str) -> ShotPlan:
-    text = (f"version: 1\ntitle: Faults\nprovider: {provider}\ndefaults: {{duration: 5, resolution: 480p}}\n"
+    text = (f"version: 1\ntitle: Faults\nprovider: {provider}\n"
+            f"defaults: {{duration: {DURATION[provider]}, resolution: 480p}}\n"
             f"shots:\n  - id: s1\n    prompt: \"{prompt}\"\n")
     board = load_storyboard(write_storyboard(directory, text, f"{provider}.yaml"))
     return make_plan(board, assets.digests(board)).shots[0]
@@ -49,7 +53,7 @@ def hosts(emulator, monkeypatch: pytest.MonkeyPatch):
 def test_transient_faults_are_retried_and_billed_once(tmp_path: Path, hosts, provider: str, fault: str) -> None:
     shot = one_shot(tmp_path, provider, f"a calm sea [[fault:{fault}]]")
     result = runner(tmp_path, provider).run(shot, build_request(shot, {}, None))
-    assert Path(result.segment).is_file() and result.frames == 5 * 24 + 1
+    assert Path(result.segment).is_file() and result.frames == DURATION[provider] * 24 + 1
     stats = emulator_stats(hosts.url)
     assert stats["submissions"] == 1
     job = stats["jobs"][0]

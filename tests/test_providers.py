@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from storyfilm.assemble import copy_blockers
 from storyfilm.media import probe
 from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.media.house import copy_blockers
 
 from .helpers import emulator_stats, point_hosts_at, write_storyboard
 
@@ -45,8 +45,9 @@ shots:
     prompt: Night storm at sea.
 """
 
-# provider: (duration, how chains continue, outputs encoded as a host's encoder would, not as ours)
-CASES = {"wavespeed": ("wavespeed", 4, "extend", False), "apiframe": ("apiframe", 4, "frame", False),
+# provider: (duration, how chains continue, outputs encoded as a host's encoder would, not as ours); a length
+# each host's image-to-video takes (providers/specs.py)
+CASES = {"wavespeed": ("wavespeed", 5, "extend", False), "apiframe": ("apiframe", 4, "frame", False),
          "gateway": ("gateway", 5, "frame", False), "apiframe, another encoder": ("apiframe", 4, "frame", True)}
 
 
@@ -64,13 +65,18 @@ def film_frame_diff(frames: list[np.ndarray], index: int) -> float:
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_storyboard_through_each_host(case: str, prefect_server: None, emulator, storyboard_dir: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
     from storyfilm.flow import film
 
     point_hosts_at(emulator.url, monkeypatch)
     provider, duration, method, host_encoder = CASES[case]
     httpx.post(f"{emulator.url}/_emulator/config", json={"host_encoder": host_encoder}).raise_for_status()
     board = write_storyboard(storyboard_dir, BOARD.format(provider=provider, duration=duration), f"{provider}.yaml")
-    result = film(storyboard=str(board), output_dir=str(storyboard_dir / "out"))
+    state = film(storyboard=str(board), output_dir=str(storyboard_dir / "out"), return_state=True)
+    result = state.result()
 
     film_path = Path(result["film"])
     info = probe.probe(film_path)
@@ -87,6 +93,16 @@ def test_a_storyboard_through_each_host(case: str, prefect_server: None, emulato
 
     manifest = json.loads((film_path.parent / "manifest.json").read_text())
     assert manifest["seams"]["flagged"] == []
+    # `seed: 5` is not silently dropped where the host takes none: each shot's manifest entry says so, and
+    # the run's log once (WaveSpeed has no seed field; Apiframe and the gateway take it).
+    no_seed = provider == "wavespeed"
+    assert [any("takes no seed" in n for n in s["notes"]) for s in manifest["shots"]] == [no_seed] * 5
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = [log.message for log in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))]
+    assert any("submitted job" in m for m in logs)  # the run's log was read
+    assert sum("takes no seed" in m for m in logs) == int(no_seed)
     # Every kept segment is in the house format, whatever the host's encoder: the film joins them by copy.
     fmt = VideoFormat(info.video.width, info.video.height)
     outputs = [emulator_output(emulator.url, job["id"], storyboard_dir) for job in stats["jobs"]]

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from storyfilm.assemble import FilmInfo
-from storyfilm.generate import ShotResult
 from storyfilm.plan import make_plan
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
+from storyfilm.results import FilmInfo, ShotResult
 from storyfilm.storyboard import load_storyboard
 
 from .helpers import write_storyboard

@@ -82,7 +82,7 @@ def test_cli_run_leaks_no_key_anywhere(strict: EmulatorServer, tmp_path: Path) -
     """WaveSpeed (uploads, extend) through the CLI; one shot's submit is answered with a 400 quoting the key."""
     write_image(tmp_path / "refs" / "still.png", (480, 480), seed=4)
     extra = "  - id: refused\n    cut: true\n    prompt: \"A storm. [[fault:submit-echo]]\"\n"
-    path = write_storyboard(tmp_path, BOARD.format(provider="wavespeed", duration=4, extra=extra), "secrets.yaml")
+    path = write_storyboard(tmp_path, BOARD.format(provider="wavespeed", duration=5, extra=extra), "secrets.yaml")
     home = tmp_path / "prefect-home"
     env = {**os.environ, **host_env(strict.url), "PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO"}
     env.pop("PREFECT_API_URL", None)  # its own ephemeral Prefect server, whose database is searched below

@@ -13,12 +13,10 @@ The film's audio is one PCM track (see `audio.py`) encoded once: concatenated AA
 
 from __future__ import annotations
 
-import functools
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,11 +24,13 @@ import av
 import numpy as np
 
 from storyfilm import audio
-from storyfilm.audio import AudioPart, Join, LoudnessResult
+from storyfilm.audio import AudioPart, Join
 from storyfilm.errors import IncompatibleSegments, MediaError
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.ffmpeg import AUDIO_BITRATE, CHANNELS, SAMPLE_RATE, VideoFormat
+from storyfilm.media.house import copy_blockers
 from storyfilm.media.probe import MediaInfo
+from storyfilm.results import FilmInfo, Placement
 
 Progress = Callable[[str], None]
 
@@ -48,57 +48,6 @@ class Piece:
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Where a piece landed in the film, and where it came from."""
-
-    label: str
-    source: Path
-    source_start: int  # first frame used, in the source's own frames
-    source_frames: int  # frames in the source file
-    source_fps: Fraction
-    has_audio: bool
-    first: int  # film frame where the piece begins (inside the overlap with the previous piece)
-    frames: int  # film frames of this piece, overlaps included
-    join: Join
-    overlap: int
-
-    @property
-    def cut(self) -> int:
-        """The editorial cut into this piece: the middle of its transition (an OTIO transition's in_offset)."""
-        return self.first + self.overlap // 2
-
-    @property
-    def end(self) -> int:
-        return self.first + self.frames
-
-
-@dataclass(frozen=True)
-class FilmInfo:
-    path: Path
-    frames: int
-    fps: int
-    width: int
-    height: int
-    normalised: list[str] = field(default_factory=list)  # labels of the segments that were re-encoded
-    placements: list[Placement] = field(default_factory=list)
-    copied_frames: int = 0  # video frames joined by stream copy
-    encoded_frames: int = 0  # video frames encoded by the join (transitions and cuts off keyframes)
-    loudness: LoudnessResult | None = None
-    seam_crossfade_frames: int = 0  # length of the sound crossfade at continuous joins
-    seconds: float = 0.0  # wall time of the assembly
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.fps
-
-    def shot_span(self, index: int) -> tuple[int, int]:
-        """Film frames [start, end) that belong to placement `index` from cut to cut (for subtitles, OTIO)."""
-        start = self.placements[index].cut
-        end = self.placements[index + 1].cut if index + 1 < len(self.placements) else self.frames
-        return start, end
-
-
-@dataclass(frozen=True)
 class _Ready:
     piece: Piece
     path: Path  # house-format file the frames come from
@@ -109,51 +58,6 @@ class _Ready:
     info: MediaInfo  # of the original segment
     audio_from: Path  # where the audio comes from (the original segment)
     audio_start: float  # seconds into audio_from
-
-
-# --- what must be normalised ---------------------------------------------------------------------
-
-
-def house_differences(info: MediaInfo, fmt: VideoFormat) -> list[str]:
-    """Why a segment cannot be stream-copied into a film of format `fmt` (empty: it can)."""
-    v = info.video
-    if v is None:
-        return ["no video stream"]
-    diffs = []
-    if v.codec != "h264":
-        diffs.append(f"codec {v.codec} (film: h264)")
-    if (v.width, v.height) != (fmt.width, fmt.height):
-        diffs.append(f"size {v.width}x{v.height} (film: {fmt.width}x{fmt.height})")
-    if v.pix_fmt != "yuv420p":
-        diffs.append(f"pixel format {v.pix_fmt} (film: yuv420p)")
-    if v.fps != fmt.fps:
-        diffs.append(f"{float(v.fps):g} fps (film: {fmt.fps})")
-    if v.time_base != Fraction(1, fmt.timescale):
-        diffs.append(f"timescale {v.time_base} (film: 1/{fmt.timescale})")
-    if v.sar != 1:
-        diffs.append(f"sample aspect ratio {v.sar} (film: 1)")
-    return diffs
-
-
-@functools.cache
-def house_parameter_sets(fmt: VideoFormat) -> str:
-    """The H.264 parameter sets (hash) of our own encodes at `fmt`: what every copied segment must have."""
-    with tempfile.TemporaryDirectory(prefix="storyfilm-house-") as tmp:
-        src, dst = Path(tmp) / "black.mp4", Path(tmp) / "house.mp4"
-        ffmpeg.run(["-y", "-f", "lavfi", "-i", f"color=black:size={fmt.width}x{fmt.height}:rate={fmt.fps}:d=0.1",
-                    "-c:v", "libx264", "-preset", "ultrafast", str(src)])
-        ffmpeg.run(ffmpeg.normalize_args(src, dst, fmt))
-        return probe.probe(dst).video.extradata_sha  # type: ignore[union-attr]
-
-
-def copy_blockers(info: MediaInfo, fmt: VideoFormat) -> list[str]:
-    """Why a segment must be re-encoded before it can join a film of format `fmt` by stream copy (empty: it
-    need not): its format, or H.264 parameter sets (SPS/PPS) other than our encoder's, of which a film
-    may have only one set."""
-    diffs = house_differences(info, fmt)
-    if not diffs and info.video is not None and info.video.extradata_sha != house_parameter_sets(fmt):
-        diffs.append("H.264 parameter sets of another encoder")
-    return diffs
 
 
 def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece, MediaInfo, list[str]]]:

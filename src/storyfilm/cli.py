@@ -64,8 +64,10 @@ AssetRootOpt = Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
     "--allow-assets-from", show_default=False,
     help="assets may also be files under this folder (repeatable; or STORYFILM_ASSET_ROOTS=dir:dir). "
          "Without it, only files inside the storyboard's folder")]
-LedgerOpt = Annotated[Optional[Path], typer.Option("--ledger",  # noqa: UP045
-                                                   help="pay-once ledger file (default output/<name>/ledger.sqlite)")]
+LedgerOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--ledger", show_default=False,
+    help="pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default: "
+         "$STORYFILM_LEDGER_URL, else output/<name>/ledger.sqlite)")]
 RedoOpt = Annotated[Optional[list[str]], typer.Option("--redo", help="regenerate this shot and the shots "  # noqa: UP045
                                                       "chained after it (repeatable)")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
@@ -111,6 +113,21 @@ def _prefect_defaults(quiet_console: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
+def _ledger_param(ledger: str | None) -> str | None:
+    """The flow's `ledger` parameter. Prefect stores parameters and shows them in its UI, so a URL with a
+    password reaches the flow through STORYFILM_LEDGER_URL in this process's environment instead (the flow
+    runs here, or, under `serve`, in a subprocess that inherits it)."""
+    from storyfilm import ledger_url
+
+    if not ledger:
+        return None
+    if ledger_url.has_password(ledger):
+        ledger_url.parse(ledger)  # a wrong URL fails here, before Prefect starts
+        os.environ[ledger_url.LEDGER_ENV] = ledger
+        return None
+    return ledger_url.absolute(ledger)
+
+
 def progress_view(console: Console) -> FilmProgress | None:
     """Progress bars when the output is a terminal; nothing otherwise (logs, pipes, CI)."""
     if not console.is_terminal:
@@ -126,20 +143,18 @@ def validate(storyboard: StoryboardArg, output: OutputOpt = Path("output"), ledg
     """Check a storyboard without network or keys: its fields, its assets (files inside its folder, URLs
     that may be fetched), the limits of the provider it declares, and its budget. Every problem is
     printed with its line."""
-    from storyfilm import assets, film_folder
-    from storyfilm.ledger import Ledger, ledger_path, new_cost
-    from storyfilm.plan import check_budget, make_plan
-    from storyfilm.storyboard import load_storyboard
+    from storyfilm import film_folder, session
+    from storyfilm.plan import check_budget
 
     _allow(allow_network, allow_assets_from)
     try:
-        board = load_storyboard(storyboard)
-        the_plan = make_plan(board, assets.digests(board))
-        film_folder.check(output / the_plan.slug, storyboard)
-        path = ledger_path(output / the_plan.slug, ledger)  # shots already paid for cost nothing (as in `plan`)
-        check_budget(the_plan, new_cost(the_plan, Ledger(path), frozenset()) if path.exists() else None)
+        # what `plan` does (its decisions: shots already paid for cost nothing), no provider, no key
+        seen = session.preview(storyboard, session.Options(output_dir=output, ledger=ledger))
+        film_folder.check(seen.film.film_dir, storyboard)
+        check_budget(seen.plan, seen.new_cost_usd)
     except StoryfilmError as exc:
         _fail(exc)
+    board, the_plan = seen.film.board, seen.plan
     out.print(f"[green]ok[/] {shown(storyboard)}: '{shown(board.title)}', {len(board.shots)} shots; checked against "
               f"{the_plan.provider} ({the_plan.tier})", highlight=False)
 
@@ -157,22 +172,16 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
          output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
          allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None) -> None:
     """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
-    from storyfilm import assets
-    from storyfilm.ledger import Ledger, ledger_path, new_cost, shot_states
-    from storyfilm.plan import check_budget, make_plan, redo_closure
-    from storyfilm.storyboard import load_storyboard
+    from storyfilm import session
+    from storyfilm.plan import check_budget
 
     _allow(allow_network, allow_assets_from)
     try:
-        board = load_storyboard(storyboard)
-        the_plan = make_plan(board, assets.digests(board), provider=provider, budget_usd=budget)
-        redo_ids = redo_closure(the_plan, redo or [])
-        path = ledger_path(output / the_plan.slug, ledger)
-        book = Ledger(path) if path.exists() else None
-        states = shot_states(the_plan, book, redo_ids) if book else {s.id: "new" for s in the_plan.shots}
-        new = new_cost(the_plan, book, redo_ids) if book else the_plan.cost_usd
+        seen = session.preview(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=output,
+                                                           ledger=ledger, redo=tuple(redo or ())))
     except StoryfilmError as exc:
         _fail(exc)
+    the_plan, states, new = seen.plan, seen.states, seen.new_cost_usd
     table = Table(title=f"{shown(the_plan.title)} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
     for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "status", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
@@ -183,7 +192,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     out.print(table)
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
-    counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed")}
+    counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed", "refused")}
     joins = [f"{s.id} {s.transition} {s.transition_duration:g} s" for s in the_plan.shots if s.overlap_frames]
     if joins:
         out.print(f"transitions: {', '.join(joins)}")
@@ -192,6 +201,10 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     loud = f", loudness {the_plan.loudness_lufs:g} LUFS" if the_plan.loudness_lufs is not None else ""
     out.print(f"film: {the_plan.duration:g} s{overlaps}, {the_plan.film.width}x{the_plan.film.height} @ "
               f"{the_plan.film.fps} fps{loud}; " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    for shot_id, reason in seen.refusals.items():
+        err.print(f"[yellow]refused[/] {escape(shot_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    for note in the_plan.notes:
+        out.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
@@ -214,13 +227,14 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from storyfilm import film_folder
     from storyfilm.progress import listening
-    from storyfilm.storyboard import load_storyboard
+    from storyfilm.session import load_board
 
     _allow(allow_network, allow_assets_from)
     view = progress_view(out)
     try:
-        board = load_storyboard(storyboard)  # fail fast, before Prefect starts
+        board = load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
         film_folder.check((output / "emulated" if emulate else output) / board.slug, storyboard)
+        ledger = _ledger_param(ledger)
         from storyfilm.flow import film
 
         started = time.monotonic()
@@ -235,7 +249,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
                 stack.enter_context(view)
                 stack.enter_context(listening(view))
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
-                          redo=list(redo or []), ledger=str(ledger) if ledger else None,
+                          redo=list(redo or []), ledger=ledger,
                           loudness_lufs=loudness, concurrency=concurrency)
     except StoryfilmError as exc:
         _fail(exc)
@@ -303,17 +317,18 @@ def serve(
     --keep-schedule is given.
     """
     _prefect_defaults(quiet_console=False)  # a service: its console is its log
-    from storyfilm import _prefect, assets
-    from storyfilm.plan import check_budget, make_plan
-    from storyfilm.storyboard import load_storyboard
+    from storyfilm import _prefect, session
+    from storyfilm.plan import check_budget
 
     _allow(allow_network, allow_assets_from)  # the deployment's runs are subprocesses of this one: they inherit it
     try:
-        board = load_storyboard(storyboard)
-        check_budget(make_plan(board, assets.digests(board), provider=provider, budget_usd=budget))
+        planned = session.plan_film(storyboard, session.Options(provider=provider, budget_usd=budget,
+                                                                output_dir=output, ledger=ledger))
+        check_budget(planned.plan)  # every shot's cost: what a scheduled run may have to pay
         schedule = _prefect.cron_schedule(cron, timezone)
         deployment = _prefect.deployment_name(name or storyboard.stem)
         api_url = _prefect.require_server()
+        ledger = _ledger_param(ledger)
     except StoryfilmError as exc:
         _fail(exc)
     from prefect.deployments.runner import EntrypointType
@@ -322,10 +337,10 @@ def serve(
 
     parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": str(output.resolve())}
     options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
-               "ledger": str(ledger.resolve()) if ledger else None}
+               "ledger": ledger}
     parameters |= {k: v for k, v in options.items() if v is not None}
-    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{shown(board.title)}') on {api_url}: cron '{schedule.cron}' "
-              f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
+    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{shown(planned.board.title)}') on {api_url}: "
+              f"cron '{schedule.cron}' ({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
     out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"
               + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)
     # Prefect 3.8.8's SIGTERM handler calls an async stop without awaiting it (harmless: sys.exit follows).
@@ -345,18 +360,46 @@ def serve(
 
 @app.command()
 def providers() -> None:
-    """List providers, tiers, limits and prices."""
-    from storyfilm.providers import SPECS
+    """List providers, tiers, limits and prices (by endpoint where they differ)."""
+    from storyfilm.providers.specs import SPECS, provider_rows
 
     table = Table(title="providers")
-    for col in ("provider", "tier", "durations", "resolutions", "aspect ratios", "USD/s", "extend"):
+    for col in ("provider", "tier", "calls", "durations", "resolutions", "aspect ratios", "USD/s", "notes"):
         table.add_column(col)
-    for spec in SPECS.values():
-        for tier, lim in spec.tiers.items():
-            prices = ", ".join(f"{r} {p:.2f}" for r, p in lim.usd_per_second.items()) or "free"
-            table.add_row(spec.name, tier, f"{lim.durations[0]}-{lim.durations[1]} s", " ".join(lim.resolutions),
-                          " ".join(lim.aspect_ratios), prices, "yes" if spec.capabilities.extend else "no")
+    for row in provider_rows(SPECS.values()):
+        table.add_row(*row)
     out.print(table)
+    out.print("USD/s: the host's published figure; * computed from a ratio the host publishes; ~ an estimate (the "
+              "host publishes none: Apiframe and the gateway are estimated at WaveSpeed's figures)")
+
+
+ledger_app = typer.Typer(no_args_is_help=True, help="The pay-once ledger: move a film's history between databases.")
+app.add_typer(ledger_app, name="ledger")
+LedgerArg = Annotated[str, typer.Argument(help="a ledger file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB",
+                                          show_default=False)]
+
+
+@ledger_app.command("copy")
+def ledger_copy(src: LedgerArg, dst: LedgerArg) -> None:
+    """Copy every job and event of SRC into DST (created or upgraded as needed), e.g. a film's ledger.sqlite
+    into the team's PostgreSQL database. Safe to repeat: what DST already has is skipped; a job recorded
+    differently in DST stops the copy before anything is written."""
+    from storyfilm.errors import LedgerError
+    from storyfilm.ledger import Ledger, existing_ledger
+    from storyfilm.ledger_copy import copy_history
+    from storyfilm.ledger_url import redact
+
+    try:
+        source = existing_ledger(src)
+        if source is None:
+            raise LedgerError(f"{src}: no such ledger file")
+        target = Ledger(dst)
+        done = copy_history(source, target)
+    except StoryfilmError as exc:
+        _fail(exc)
+    out.print(f"copied {done.jobs} job(s) and {done.events} event(s) from {redact(src)} to {redact(dst)}"
+              + (f" ({done.jobs_there} job(s) and {done.events_there} event(s) were there already)"
+                 if done.jobs_there or done.events_there else ""), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -5,6 +5,8 @@
     ├── PlanError                   a valid storyboard the chosen provider/budget cannot take
     │   └── BudgetExceeded          the plan (or the next submit) would spend more than allowed
     ├── DeploymentError             a schedule, server or concurrency setting for Prefect is wrong
+    ├── LedgerError                 the pay-once ledger: unreadable, unreachable, a URL or schema it cannot use
+    │   └── ClaimLost               a run's claim on a shot is no longer its own (expired and taken over)
     ├── ProviderError               a video host (or the local renderer) refused or failed
     │   ├── ConfigurationError      missing API key, bad base URL
     │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
@@ -15,6 +17,7 @@
     │   ├── JobFailed               the job ran and failed (moderation, timeout on the host, ...)
     │   │   └── ModerationFailed    the host's content filter refused the output or an input
     │   ├── JobTimeout              our own deadline passed while polling
+    │   ├── UncertainSubmission     a submit may have created (and billed) a job whose id we never got
     │   ├── UnexpectedResponse      an answer we cannot read: not JSON, a missing field, a wrong type,
     │   │                           an unknown status, an unsafe job id
     │   └── DownloadError           output missing, too large, not a video, unsafe URL
@@ -70,6 +73,14 @@ class BudgetExceeded(PlanError):
 
 class DeploymentError(StoryfilmError):
     pass
+
+
+class LedgerError(StoryfilmError):
+    pass
+
+
+class ClaimLost(LedgerError):
+    """The claim is no longer this run's: it must not submit the shot (the holder now resumes or waits)."""
 
 
 class ProviderError(StoryfilmError):
@@ -141,6 +152,10 @@ class ModerationFailed(JobFailed):
 
 class JobTimeout(ProviderError):
     pass
+
+
+class UncertainSubmission(ProviderError):
+    """A submit was sent but its answer was lost: the job may exist and be billed."""
 
 
 class UnexpectedResponse(ProviderError):

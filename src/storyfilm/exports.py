@@ -29,10 +29,9 @@ import numpy as np
 import opentimelineio as otio
 from PIL import Image, ImageDraw, ImageFont
 
-from storyfilm.assemble import FilmInfo, Placement
-from storyfilm.generate import ShotResult
 from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
+from storyfilm.results import FilmInfo, Placement, ShotResult
 from storyfilm.seams import Seam
 from storyfilm.storyboard import text_problem
 
@@ -104,7 +103,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "seed": s.seed, "duration": s.duration, "resolution": s.resolution, "aspect_ratio": s.aspect_ratio,
             "audio": s.audio, "camera": s.camera, "chain": s.chain, "start": s.start.describe(),
             "continues": s.parent, "method": s.method if s.parent else None, "end_image": s.end_image,
-            "references": list(s.references),
+            "references": list(s.references), "notes": list(s.notes),
             "transition": {"type": s.transition, "duration": s.transition_duration} if s.overlap_frames else None,
             "inputs": _inputs(s, plan, digests),
             "file": _rel(r.segment, film_dir), "segment_sha256": _sha256(Path(r.segment)),

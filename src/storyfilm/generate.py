@@ -1,16 +1,9 @@
-"""One shot, start to finish, never paying twice: reuse, resume or submit; poll; fetch; keep the result.
+"""One shot, start to finish, never paying twice: carry out what `decide` chose; poll; fetch; keep the result.
 
-Shared by every provider (a provider module only translates requests and statuses). The ledger is
-written before and after every paid step, so a run killed at any point resumes instead of resubmitting:
-
-    done in the ledger, files on disk  -> reused, no call at all (the segment's sha256 must still match)
-    done, files lost or changed        -> downloaded again from the recorded output URL
-    submitted / completed              -> poll (or fetch) that job id again
-    intent (killed around the submit)  -> Apiframe: replay with the same Idempotency-Key (billed once);
-                                          other hosts: stop and ask (a blind resubmit may pay twice)
-    failed by moderation               -> not resubmitted automatically (same inputs, same refusal)
-    nothing                            -> budget check, intent, submit, job id, poll, fetch, done
-    --redo (any state of an earlier run) -> a new job, paid again
+Shared by every provider (a provider module only translates requests and statuses). What to do with a
+shot (reuse, resume, replay, submit or refuse) is decided in decide.py, whose docstring has the state
+table, from facts gathered here: one ledger read, one hash of each kept file. The ledger is written
+before and after every paid step, so a run killed at any point resumes instead of resubmitting.
 
 What a host sends back is checked before anything is kept: an answer it cannot read (a few in a row while
 polling), an unsafe or missing output URL, or an output that is not a whole video fails the shot with the
@@ -19,19 +12,18 @@ job still recorded, so the next run asks the host again instead of paying again.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import assert_never
 
 from PIL import Image
 
-from storyfilm.assemble import copy_blockers
 from storyfilm.assets import file_digest
+from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
 from storyfilm.errors import (
     BudgetExceeded,
     DownloadError,
@@ -41,45 +33,18 @@ from storyfilm.errors import (
     ModerationFailed,
     ProviderError,
     ProviderHTTPError,
+    UncertainSubmission,
     UnexpectedResponse,
 )
-from storyfilm.ledger import IN_FLIGHT, Ledger, Record
+from storyfilm.ledger import Ledger, Record
 from storyfilm.media import ffmpeg, probe
+from storyfilm.media.house import copy_blockers
 from storyfilm.plan import ShotPlan
-from storyfilm.providers.base import JobStatus, Output, Provider, ShotRequest
+from storyfilm.providers.base import JobStatus, Output, Provider, Quotes, ShotRequest
+from storyfilm.results import ShotResult
+from storyfilm.storage import gather, kept_paths, place, shot_paths
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ShotResult:
-    id: str
-    key: str
-    segment: str  # path of the shot's video as kept under shots/ (new footage only, plus a seam copy)
-    last_frame: str  # PNG the next shot continues from
-    new_from_frame: int  # leading frames that repeat the previous shot's last frame (shown once in the film)
-    frames: int  # frames in `segment`
-    fps: float
-    has_audio: bool
-    provider: str
-    job_id: str
-    cost_usd: float
-    seconds: float  # wall time spent generating (0 when reused)
-    reused: bool = False
-    last_frame_url: str | None = None  # the host's copy of the last frame, usable as the next input
-    sha256: str = ""  # of `segment` as kept: a file changed or damaged since is not reused
-    last_frame_sha256: str = ""
-
-    @property
-    def new_frames(self) -> int:
-        return self.frames - self.new_from_frame
-
-    @property
-    def duration(self) -> float:
-        return self.new_frames / self.fps
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
 
 
 @dataclass(frozen=True)
@@ -113,16 +78,6 @@ class BudgetGuard:
                     f"${self.limit:.2f} budget, so it was not submitted. Finished shots are kept: run again "
                     "with a higher budget (--budget) to continue without paying for them again.")
             self.spent += cost
-
-
-def shot_paths(shots_dir: Path, shot_id: str) -> tuple[Path, Path]:
-    return shots_dir / f"{shot_id}.mp4", shots_dir / f"{shot_id}.last.png"
-
-
-def kept_paths(shots_dir: Path, key: str) -> tuple[Path, Path]:
-    """Every finished version of a shot, by cache key (hard links to shots/<id>.*, which hold the latest):
-    an edit that is undone later finds its paid segment here instead of paying again."""
-    return shots_dir / ".kept" / f"{key[:32]}.mp4", shots_dir / ".kept" / f"{key[:32]}.last.png"
 
 
 def build_request(shot: ShotPlan, assets: Mapping[str, Path], parent: ShotResult | None) -> ShotRequest:
@@ -184,10 +139,6 @@ def wait_for_job(provider: Provider, job_id: str, shot_id: str, settings: PollSe
         interval = min(settings.max, max(interval * 1.5, 0.05))
 
 
-class UncertainSubmission(ProviderError):
-    """A submit was sent but its answer was lost: the job may exist and be billed."""
-
-
 @dataclass
 class ShotRunner:
     """Everything one run needs to generate shots; `run()` is called from concurrent tasks."""
@@ -203,52 +154,56 @@ class ShotRunner:
     resume: bool = True  # False: unfinished jobs of earlier runs are not resumed (free rehearsals)
 
     @property
+    def host(self) -> Host:
+        return Host.of(self.provider.spec)
+
+    @property
     def paid(self) -> bool:
-        return self.provider.spec.name != "local"
+        return self.host.paid
 
-    def reusable(self, shot: ShotPlan) -> bool:
-        """Will `run` reuse the shot's kept files without calling the host (so it needs no provider slot)?"""
-        rec = self.ledger.latest(shot.key)
-        if rec is None or rec.state != "done" or rec.result is None:
-            return False
-        if shot.id in self.redo and rec.run_id != self.run_id:
-            return False
-        result = ShotResult(**rec.result)
-        return _intact(result) or self._restore(result)
+    def decide(self, shot: ShotPlan) -> Decision:
+        """What `run` would do with the shot now (reading the ledger and hashing the shot's kept files)."""
+        facts = gather(self.ledger, self.shots_dir, shot.key)
+        return decide(facts.record, shot.id, redo=self.redo, run_id=self.run_id, host=self.host,
+                      resume=self.resume, files=facts.files, now=time.time())
 
-    def run(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None = None) -> ShotResult:
+    def run(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None = None,
+            decision: Decision | None = None) -> ShotResult:
+        """Carry out `decision` (by default, the one taken now) for the shot."""
         started = time.monotonic()
-        rec = self.ledger.latest(shot.key)
-        if rec and shot.id in self.redo and rec.run_id != self.run_id:  # whatever its state: asked to pay again
-            self.log(f"{shot.id}: --redo: generating again (previous job {rec.job_id or 'unknown'}, {rec.state})")
-            rec = None
-        if rec and rec.state == "done":
-            kept = self._reuse(shot, request, parent, rec, started)
-            if kept is not None:
-                return kept
-        # A local render dies with its process: render again. So does a rehearsal's emulator job.
-        if rec and rec.state in IN_FLIGHT and self.paid and self.resume:
-            job_id = rec.job_id or self._replay(shot, request, rec)
-            self.log(f"{shot.id}: resuming job {job_id} (submitted in an earlier run, not paid again)")
-        else:
-            if rec and rec.state == "failed" and rec.moderation:
-                raise ModerationFailed(f"the host's moderation refused this shot in job {rec.job_id}: {rec.error}. "
-                                       "The same inputs would be refused again: change the prompt or images, or "
-                                       f"run with --redo {shot.id} to try once more", job_id="",
-                                       provider=rec.provider, shot=shot.id)
-            rec = self._submit(shot, request)
-            job_id = rec.job_id
-        assert job_id is not None
-        return self._finish(shot, request, parent, rec, job_id, started)
+        if decision is None:
+            decision = self.decide(shot)
+        match decision:
+            case Reuse():
+                return self._reuse(shot, decision)
+            case Refuse():
+                error = ModerationFailed if decision.moderation else UncertainSubmission
+                raise error(decision.reason, provider=decision.provider, shot=shot.id)
+            case Resume(step="refetch"):
+                return self._refetch(shot, request, parent, decision.record, decision.job_id, started)
+            case Resume():
+                self.log(f"{shot.id}: resuming job {decision.job_id} (submitted in an earlier run, not paid again)")
+                return self._finish(shot, request, parent, decision.record, decision.job_id, started,
+                                    recorded=decision.step == "fetch")
+            case Replay():
+                job_id = self._replay(decision, request)
+                self.log(f"{shot.id}: resuming job {job_id} (submitted in an earlier run, not paid again)")
+                return self._finish(shot, request, parent, decision.record, job_id, started, recorded=False)
+            case Submit():
+                if decision.note:
+                    self.log(f"{shot.id}: {decision.note}")
+                rec, job_id = self._submit(shot, request)
+                return self._finish(shot, request, parent, rec, job_id, started, recorded=False)
+            case _:
+                assert_never(decision)
 
     # --- steps ----------------------------------------------------------------------------------
 
-    def _submit(self, shot: ShotPlan, request: ShotRequest) -> Record:
+    def _submit(self, shot: ShotPlan, request: ShotRequest) -> tuple[Record, str]:
         prepared = self.provider.prepare(request)  # uploads: free, safe to repeat
-        quote = getattr(self.provider, "quote", None)
         cost = shot.cost_usd
-        if quote is not None and self.paid:
-            cost = quote(prepared, request) or cost
+        if isinstance(self.provider, Quotes) and self.paid:
+            cost = self.provider.quote(prepared, request) or cost
         self.budget.reserve(shot.id, cost)
         rec = self.ledger.intent(key=shot.key, shot_id=shot.id, provider=self.provider.spec.name, model=shot.tier,
                                  run_id=self.run_id, prepared=prepared, cost_usd=cost)
@@ -264,29 +219,24 @@ class ShotRunner:
         else:
             self.ledger.update(rec.key, rec.attempt, "submitted", job_id=job_id)
             self.log(f"{shot.id}: submitted job {job_id} to {self.provider.spec.name} (${cost:.2f})")
-            return Record(**{**asdict(rec), "state": "submitted", "job_id": job_id})
+            return rec, job_id
         # The intent stays in the ledger: the next run replays it (Apiframe) or asks before paying again.
         raise UncertainSubmission(f"{uncertain.detail}. The submit may have reached the host; it is recorded, and "
                                   "the next run will not submit it blindly", provider=self.provider.spec.name,
                                   shot=shot.id)
 
-    def _replay(self, shot: ShotPlan, request: ShotRequest, rec: Record) -> str:
-        """A submit whose answer was never recorded (the process died around it)."""
-        if self.provider.spec.name != "apiframe" or rec.prepared is None:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.created_at))
-            raise UncertainSubmission(
-                f"a submit for this shot was sent at {when} but the run stopped before its job id was recorded, "
-                "so it may have been created and billed. Check the host's dashboard; to submit it again anyway "
-                f"(it may be paid twice) run with --redo {shot.id}", provider=rec.provider, shot=shot.id)
-        # Apiframe honours Idempotency-Key for 24 h: the same key and body return the original job.
-        job_id = self.provider.submit(rec.prepared, request, rec.idempotency_key)
+    def _replay(self, replay: Replay, request: ShotRequest) -> str:
+        """A submit whose answer was never recorded, sent again: the same key and body return the original job."""
+        rec = replay.record
+        job_id = self.provider.submit(replay.prepared, request, rec.idempotency_key)
         self.ledger.update(rec.key, rec.attempt, "submitted", job_id=job_id)
         return job_id
 
     def _finish(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, rec: Record,
-                job_id: str, started: float) -> ShotResult:
+                job_id: str, started: float, *, recorded: bool) -> ShotResult:
+        """Wait for the job (or take its `recorded` output URL), fetch, keep and record the result."""
         name = self.provider.spec.name
-        if rec.state == "completed" and rec.video_url:
+        if recorded:
             status = JobStatus(job_id, "completed", video_url=rec.video_url, last_frame_url=rec.last_frame_url)
         else:
             status = self._wait(shot, rec, job_id)
@@ -297,7 +247,7 @@ class ShotRunner:
         try:
             result = self._fetch_and_keep(shot, request, parent, status, cost, started)
         except DownloadError as exc:
-            if rec.state != "completed":
+            if not recorded:
                 raise self._unusable(exc, shot, job_id) from None
             # The recorded output URL may have expired: ask the host for the job again (a fresh URL).
             self.log(f"{shot.id}: the recorded output URL failed; asking the host for job {job_id} again")
@@ -307,7 +257,7 @@ class ShotRunner:
             except DownloadError as again:
                 raise self._unusable(again, shot, job_id) from None
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
-        _place(self.shots_dir, result)
+        place(self.shots_dir, result)
         self.log(f"{shot.id}: {result.duration:.2f} s of new footage from {name} in {result.seconds:.1f} s, "
                  f"${result.cost_usd:.2f}")
         return result
@@ -338,18 +288,20 @@ class ShotRunner:
         output = self.provider.fetch(status, request, self.shots_dir / ".staging")
         return self._keep(shot, parent, output, status.job_id, cost, started)
 
-    def _reuse(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, rec: Record,
-               started: float) -> ShotResult | None:
-        assert rec.result is not None
-        result = ShotResult(**rec.result)
-        if _intact(result) or self._restore(result):
-            self.log(f"{shot.id}: unchanged, reusing {Path(result.segment).name} (job {result.job_id})")
-            return ShotResult(**{**asdict(result), "reused": True, "seconds": 0.0})
-        if not rec.video_url or not rec.job_id:
-            self.log(f"{shot.id}: its kept files are gone or changed; generating again")
-            return None
-        self.log(f"{shot.id}: its kept files are gone or changed; downloading job {rec.job_id}'s output again")
-        status = JobStatus(rec.job_id, "completed", video_url=rec.video_url, last_frame_url=rec.last_frame_url)
+    def _reuse(self, shot: ShotPlan, reuse: Reuse) -> ShotResult:
+        result = reuse.result
+        if reuse.restore:  # a finished version of the shot that a later one replaced under shots/
+            place(self.shots_dir, result)
+            self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in "
+                     f"{kept_paths(self.shots_dir, result.key)[0].parent.name}/)")
+        self.log(f"{shot.id}: unchanged, reusing {Path(result.segment).name} (job {result.job_id})")
+        return replace(result, reused=True, seconds=0.0)
+
+    def _refetch(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, rec: Record, job_id: str,
+                 started: float) -> ShotResult:
+        """A finished shot whose kept files are lost: its output downloaded again from the recorded URL."""
+        self.log(f"{shot.id}: its kept files are gone or changed; downloading job {job_id}'s output again")
+        status = JobStatus(job_id, "completed", video_url=rec.video_url, last_frame_url=rec.last_frame_url)
         try:
             fresh = self._fetch_and_keep(shot, request, parent, status, rec.cost_usd, started)
         except DownloadError as exc:
@@ -357,8 +309,8 @@ class ShotRunner:
                                 f"run with --redo {shot.id} to pay for it again", provider=rec.provider,
                                 shot=shot.id) from None
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(fresh))
-        _place(self.shots_dir, fresh)
-        return ShotResult(**{**asdict(fresh), "reused": True})
+        place(self.shots_dir, fresh)
+        return replace(fresh, reused=True)
 
     def _keep(self, shot: ShotPlan, parent: ShotResult | None, output: Output, job_id: str, cost: float,
               started: float) -> ShotResult:
@@ -394,16 +346,6 @@ class ShotRunner:
             sha256=file_digest(kept_video), last_frame_sha256=file_digest(kept_last),
         )
 
-    def _restore(self, result: ShotResult) -> bool:
-        """Put back a finished version of the shot that a later one replaced under shots/ (see kept_paths)."""
-        kept = kept_paths(self.shots_dir, result.key)
-        digests = (result.sha256, result.last_frame_sha256)
-        if not all(digests) or not all(p.is_file() and file_digest(p) == d for p, d in zip(kept, digests, strict=True)):
-            return False
-        _place(self.shots_dir, result)
-        self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in {kept[0].parent.name}/)")
-        return True
-
     def _checked(self, shot: ShotPlan, output: Output, cut: Path, frame: Path) -> tuple[Path, probe.MediaInfo]:
         """The staged segment to keep (decoded in full) and its info; its last frame written to `frame`."""
         info, last = probe.decode_all(output.video)
@@ -425,33 +367,6 @@ class ShotRunner:
         else:  # none from the host, or one that is not this video's frame
             probe.save_png(last, frame)
         return source, info
-
-
-def _intact(result: ShotResult) -> bool:
-    """The shot's files are on disk as they were kept (records older than the digests: present)."""
-    for path, digest in ((Path(result.segment), result.sha256), (Path(result.last_frame), result.last_frame_sha256)):
-        if not path.is_file() or (digest and file_digest(path) != digest):
-            return False
-    return True
-
-
-def _place(shots_dir: Path, result: ShotResult) -> None:
-    """shots/<id>.* become the kept version of the shot (last frame first: the segment marks it complete)."""
-    kept_video, kept_last = kept_paths(shots_dir, result.key)
-    _link(kept_last, Path(result.last_frame))
-    _link(kept_video, Path(result.segment))
-
-
-def _link(src: Path, dest: Path) -> None:
-    """`dest` becomes `src` (a hard link where the file system allows it), replaced atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    tmp.replace(dest)
 
 
 def _same_size(image: Path, width: int, height: int) -> bool:

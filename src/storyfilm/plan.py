@@ -8,11 +8,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from storyfilm.animatic import CAMERA_MOVES, camera_from_prompt
+from storyfilm.camera import resolve_camera
 from storyfilm.errors import BudgetExceeded, PlanError, Problem
 from storyfilm.media.ffmpeg import VideoFormat
-from storyfilm.providers import spec_for
-from storyfilm.providers.base import ProviderSpec
+from storyfilm.providers.specs import ENDPOINT_NAMES, Endpoint, Limits, ProviderSpec, endpoint_for, spec_for
 from storyfilm.storyboard import Storyboard, continues_from
 
 KEY_VERSION = 1  # bump when what a key covers changes
@@ -70,6 +69,8 @@ class ShotPlan:
     chain: int
     cost_usd: float
     key: str
+    endpoint: Endpoint = "text"  # which of the provider's calls generates it
+    notes: tuple[str, ...] = ()  # what the provider does differently from what the storyboard asks
 
     @property
     def parent(self) -> str | None:
@@ -114,6 +115,15 @@ class Plan:
         return round(sum(s.cost_usd for s in self.shots), 4)
 
     @property
+    def notes(self) -> list[str]:
+        """Each note once, with the shots it applies to (for the plan's output and the run's log)."""
+        shots: dict[str, list[str]] = {}
+        for s in self.shots:
+            for note in s.notes:
+                shots.setdefault(note, []).append(s.id)
+        return [f"{note} (shot{'s' if len(ids) > 1 else ''} {', '.join(ids)})" for note, ids in shots.items()]
+
+    @property
     def chains(self) -> list[list[ShotPlan]]:
         out: dict[int, list[ShotPlan]] = {}
         for s in self.shots:
@@ -143,37 +153,34 @@ def overlap_frames(transition: str, seconds: float) -> int:
     return 0 if transition == "cut" else max(1, round(seconds * FPS))
 
 
-def resolve_camera(camera: str, prompt: str) -> str:
-    """The camera move: the storyboard's hint, or the one the prompt describes."""
-    return camera if camera in CAMERA_MOVES else camera_from_prompt(prompt)
-
-
 def cache_key(fields: Mapping[str, object]) -> str:
     blob = json.dumps({"v": KEY_VERSION, **fields}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, i: int, duration: int, resolution: str,
-                  aspect: str, refs: tuple[str, ...], method: str, continued: bool,
+def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: Endpoint, i: int, duration: int,
+                  resolution: str, aspect: str, refs: tuple[str, ...], method: str, continued: bool,
                   has_frames: bool) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, message) for what this provider and tier cannot do; the path is where the value was written."""
-    limits = spec.limits(tier)
+    limits = spec.limits(tier, endpoint)
     shot = board.shots[i]
 
     def where(field: str) -> tuple[str | int, ...]:
         inherited = getattr(shot, field) is None and getattr(board.defaults, field) is not None
         return ("defaults", field) if inherited else ("shots", i, field)
 
+    def named(limit: str) -> str:  # the call is named where the tier's calls differ in this limit
+        return f"{spec.name} ({tier}, {ENDPOINT_NAMES[endpoint]})" if spec.varies(tier, limit) else label
+
     label = f"{spec.name} ({tier})"
     out: list[tuple[tuple[str | int, ...], str]] = []
-    lo, hi = limits.durations
-    if not lo <= duration <= hi:
-        out.append((where("duration"), f"{duration} s is outside {label}'s range {lo}-{hi} s"))
+    if duration not in limits.durations:
+        out.append((where("duration"), _duration_problem(duration, named("durations"), limits)))
     if resolution not in limits.resolutions:
-        out.append((where("resolution"), f"{resolution} is not offered by {label}; allowed: "
+        out.append((where("resolution"), f"{resolution} is not offered by {named('resolutions')}; allowed: "
                                          f"{', '.join(limits.resolutions)}"))
     if aspect not in limits.aspect_ratios:
-        out.append((where("aspect_ratio"), f"{aspect} is not offered by {label}; allowed: "
+        out.append((where("aspect_ratio"), f"{aspect} is not offered by {named('aspect_ratios')}; allowed: "
                                            f"{', '.join(limits.aspect_ratios)}"))
     if len(refs) > limits.max_references:
         out.append((where("references"), f"{len(refs)} references; {label} accepts at most {limits.max_references}"))
@@ -187,6 +194,23 @@ def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, i: int, dura
     if shot.end_image and not caps.first_last_frame:
         out.append((where("end_image"), f"{label} does not take a last frame"))
     return out
+
+
+def _duration_problem(duration: int, label: str, limits: Limits) -> str:
+    if limits.contiguous:
+        return f"{duration} s is outside {label}'s range {limits.describe_durations()}"
+    return f"{duration} s is not a length {label} takes; allowed: {limits.describe_durations()}"
+
+
+def _notes(spec: ProviderSpec, limits: Limits, endpoint: Endpoint, seed: object, audio: bool) -> tuple[str, ...]:
+    """What the provider will do differently from what the shot asks, said rather than silently dropped."""
+    out = []
+    if seed is not None and not limits.seed:
+        out.append(f"{spec.name} takes no seed: `seed: {seed}` is not sent (the host picks its own)")
+    if not audio and not limits.audio_switch:
+        out.append(f"{spec.name}'s {ENDPOINT_NAMES[endpoint]} always generates audio: `audio: false` is not sent "
+                   "(the shot keeps the host's audio)")
+    return tuple(out)
 
 
 def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: str | None = None,
@@ -223,7 +247,8 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         resolution = str(pick("resolution", "720p"))
         aspect = str(pick("aspect_ratio", "16:9"))
         method = str(pick("method", spec.default_method))
-        for found in _check_limits(board, spec, tier_name, i, duration, resolution, aspect, refs, method,
+        endpoint = endpoint_for(spec, start.kind, method)
+        for found in _check_limits(board, spec, tier_name, endpoint, i, duration, resolution, aspect, refs, method,
                                    parent is not None, image is not None):
             limit_problems.setdefault(found, []).append(s.id)
         transition = s.transition or d.transition
@@ -239,8 +264,8 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
             "provider": provider_name, "tier": tier_name, "prompt": pick("prompt", ""), "duration": duration,
             "resolution": resolution, "aspect_ratio": aspect, "audio": bool(pick("audio", True)),
             "seed": pick("seed", None), "camera": pick("camera", "auto"), "method": method if parent else None,
-            # the local animatic shows the caption; a hosted model never sees it
-            "caption": caption if provider_name == "local" else None,
+            # a provider that draws the caption (the local animatic) changes the picture; a host never sees it
+            "caption": caption if spec.renders_captions else None,
             "start": (keys.get(parent) if parent else asset_digests.get(image or "", image)),
             "end_image": asset_digests.get(end_image, end_image) if end_image else None,
             "references": [asset_digests.get(r, r) for r in refs],
@@ -261,7 +286,8 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
             transition=transition.type if transition else "cut",
             transition_duration=transition.duration if transition else 0.0,
             start=start, end_image=end_image, references=refs, chain=chain,
-            cost_usd=spec.price(tier_name, resolution, duration), key=key,
+            cost_usd=spec.price(tier_name, resolution, duration, endpoint), key=key, endpoint=endpoint,
+            notes=_notes(spec, spec.limits(tier_name, endpoint), endpoint, fields["seed"], bool(fields["audio"])),
         ))
     for (path, message), ids in limit_problems.items():
         used_by = f" (used by {len(ids)} shots: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" \

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from storyfilm.assemble import FilmInfo
-from storyfilm.generate import ShotResult
 from storyfilm.plan import Plan
+from storyfilm.results import FilmInfo, ShotResult
 
 
 def spent_usd(results: Sequence[ShotResult]) -> float:

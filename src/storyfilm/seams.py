@@ -22,10 +22,10 @@ import av
 import numpy as np
 from PIL import Image
 
-from storyfilm.assemble import FilmInfo, Placement
 from storyfilm.audio import Join
 from storyfilm.media import probe
 from storyfilm.media.ffmpeg import SAMPLE_RATE
+from storyfilm.results import FilmInfo, Placement
 
 WINDOW = 5  # frames measured on each side of a join
 THUMB_WIDTH = 192  # frames are compared at about this width (grey), which ignores encoder noise

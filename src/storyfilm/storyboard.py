@@ -10,16 +10,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from storyfilm.errors import ConfigurationError, Problem, StoryboardError
 from storyfilm.netpolicy import UrlPolicy, display_url
+from storyfilm.providers.specs import DEFAULT_PROVIDER, SPECS
 from storyfilm.yaml_lines import Path_, YamlProblem, line_of, load_with_lines
 
 Resolution = Literal["480p", "720p", "1080p"]
 AspectRatio = Literal["16:9", "9:16", "4:3", "3:4", "1:1", "21:9"]
 Tier = Literal["standard", "fast", "mini"]
-ProviderName = Literal["local", "wavespeed", "gateway", "apiframe"]
 Method = Literal["extend", "frame"]
 Camera = Literal["auto", "static", "push_in", "pull_out", "pan_left", "pan_right", "tilt_up", "tilt_down",
                  "handheld"]
@@ -30,6 +39,16 @@ ASSET_ROOTS_ENV = "STORYFILM_ASSET_ROOTS"  # folders besides the storyboard's th
 MAX_FILE_BYTES = 5_000_000
 MAX_SHOTS = 5_000
 LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: quieter targets are inaudible on most devices, louder ones clip
+
+
+def _known_provider(name: str) -> str:
+    if name not in SPECS:
+        raise ValueError(f"unknown provider '{name}'; available: {', '.join(SPECS)}")
+    return name
+
+
+# The providers the specs describe (a drop-down in editors and in the Prefect UI).
+ProviderName = Annotated[str, AfterValidator(_known_provider), WithJsonSchema({"type": "string", "enum": list(SPECS)})]
 
 Seconds = Annotated[int, Field(ge=1, le=60, description="Seconds of NEW footage (the provider sets the range)")]
 
@@ -108,7 +127,7 @@ class Shot(ShotFields):
 class Storyboard(_Strict):
     version: Literal[1]
     title: OneLine = Field(min_length=1, max_length=200)
-    provider: ProviderName = "local"
+    provider: ProviderName = DEFAULT_PROVIDER
     model: Tier = "standard"
     budget_usd: float | None = Field(None, ge=0, description="hard cap on new spend")
     loudness_lufs: float | None = Field(None, ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],

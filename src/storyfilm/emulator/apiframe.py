@@ -27,6 +27,7 @@ from storyfilm.emulator.common import (
 from storyfilm.emulator.files import sniff
 from storyfilm.emulator.jobs import Job, key_owner
 from storyfilm.emulator.media import RenderRequest
+from storyfilm.emulator.state import ResultShape
 
 PROVIDER = "apiframe"
 TIERS = {"seedance-2": "standard", "seedance-2-fast": "fast", "seedance-2-mini": "mini"}
@@ -80,7 +81,9 @@ class _Zod(BaseModel):
 
 
 class SeedanceParams(_Zod):
-    duration: int | None = Field(None, ge=4, le=15)
+    # The capability table's lengths (S-004 line 97), though the FAQ says "from 4 to 15" (line 255): the
+    # client sends only these (providers/specs.py), and the emulator holds it to them.
+    duration: Literal[4, 6, 8, 10, 12, 15] | None = None
     resolution: Literal["480p", "720p", "1080p", "4k"] | None = None
     aspect_ratio: Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "adaptive"] | None = None
     start_image: Uri | None = None
@@ -131,15 +134,15 @@ def validate(body: dict[str, object]) -> RenderRequest | dict[str, list[str]]:
         last_frame=bool(p.return_last_frame))
 
 
-def job_json(job: Job, base: str) -> dict[str, object]:
+def job_json(job: Job, base: str, shape: ResultShape = "object") -> dict[str, object]:
     phase = job.phase()
     failed = phase.state in ("failed", "cancelled")
-    result = None
+    result: object = None
     if phase.state == "completed":
-        result = {"videoUrl": output_url(base, job)}
-        if job.request.last_frame:
-            # Where the host puts the last frame is not documented [?]: the emulator uses result.lastFrameUrl.
-            result["lastFrameUrl"] = output_url(base, job, ".last.png")
+        # Where the host puts the last frame is not documented [?]: result.lastFrameUrl, or after the video.
+        urls = [output_url(base, job)] + ([output_url(base, job, ".last.png")] if job.request.last_frame else [])
+        result = {"list": urls, "string": urls[0],
+                  "object": {"videoUrl": urls[0], **({"lastFrameUrl": urls[1]} if len(urls) > 1 else {})}}[shape]
     error_text = None
     if phase.state == "failed" and phase.failure is not None:
         error_text = f"Provider returned an error: {phase.failure.message}"
@@ -231,7 +234,8 @@ async def get_job(job_id: str, request: Request) -> Response:
     if (refused := spoil.refusal(fault, request, error)) is not None:
         return refused
     base = base_url(request)
-    return await spoil.answer(fault, spoil.poll_body(job, job_json(job, base), base), _found)
+    return await spoil.answer(fault, spoil.poll_body(job, job_json(job, base, emu.config.apiframe_result), base),
+                              _found)
 
 
 def _found(body: object) -> JSONResponse:

@@ -6,7 +6,7 @@ Admin routes (no auth; loopback only):
     GET  /_emulator/faults   the global faults and how often each may still fire
     POST /_emulator/faults   {"faults": "SPEC"}: replace the global faults
     POST /_emulator/config   {"latency": S, "upload_ttl": S, "apiframe_credits": N | null, "price_factor": F,
-                              "host_encoder": true | false}:
+                              "host_encoder": true | false, "apiframe_result": "object" | "list" | "string"}:
                              until the next reset
 """
 
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from storyfilm.emulator import apiframe, gateway, spoil, wavespeed
 from storyfilm.emulator.common import BadRequest, emulator, fault_header, json_object, retry_headers
 from storyfilm.emulator.files import Dropped, quiet_dropped_downloads
-from storyfilm.emulator.state import Emulator, EmulatorConfig
+from storyfilm.emulator.state import RESULT_SHAPES, Emulator, EmulatorConfig
 from storyfilm.errors import FaultSpecError
 
 
@@ -110,6 +110,11 @@ async def set_config(request: Request) -> Response:
         if not isinstance(body["host_encoder"], bool):
             return JSONResponse({"error": "host_encoder must be true or false"}, status_code=400)
         changes["host_encoder"] = body["host_encoder"]
+    if "apiframe_result" in body:
+        if body["apiframe_result"] not in RESULT_SHAPES:
+            return JSONResponse({"error": f"apiframe_result must be one of {', '.join(RESULT_SHAPES)}"},
+                                status_code=400)
+        changes["apiframe_result"] = body["apiframe_result"]
     if "apiframe_credits" in body:
         balance = body["apiframe_credits"]
         if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool)):
@@ -118,7 +123,7 @@ async def set_config(request: Request) -> Response:
     emu.config = replace(emu.config, **changes)  # type: ignore[arg-type]
     return JSONResponse({"latency": emu.config.latency, "upload_ttl": emu.config.upload_ttl,
                          "apiframe_credits": emu.config.apiframe_credits, "price_factor": emu.config.price_factor,
-                         "host_encoder": emu.config.host_encoder})
+                         "host_encoder": emu.config.host_encoder, "apiframe_result": emu.config.apiframe_result})
 
 
 # --- files ---

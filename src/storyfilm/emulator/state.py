@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from starlette.requests import Request
 
@@ -22,6 +23,10 @@ from storyfilm.emulator.media import RenderRequest
 from storyfilm.errors import EmulatorError
 
 IDEMPOTENCY_TTL = 24 * 3600.0
+# How a completed Apiframe job's `result` holds "the output URL(s)" (S-004 line 161): `{videoUrl, lastFrameUrl}`
+# as the jobs page shows, a list of URLs (the video, then the last frame), or the video's URL alone.
+ResultShape = Literal["object", "list", "string"]
+RESULT_SHAPES: tuple[ResultShape, ...] = ("object", "list", "string")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class EmulatorConfig:
     render_workers: int = 2
     price_factor: float = 1.0  # the host's prices times this (a price rise, for budget rehearsals)
     host_encoder: bool = False  # outputs encoded as a host's would be (see media.py), not in the house format
+    apiframe_result: ResultShape = "object"
 
 
 def parse_api_keys(values: list[str]) -> dict[str, str]:
@@ -73,9 +79,9 @@ class Emulator:
 
     # --- requests ---
 
-    def price(self, tier: str, resolution: str, seconds: int) -> float:
+    def price(self, tier: str, resolution: str, seconds: int, kind: str = "text") -> float:
         """What this host charges now (its catalogue price times the configured factor)."""
-        return round(catalog.cost_usd(tier, resolution, seconds) * self.config.price_factor, 4)
+        return round(catalog.cost_usd(tier, resolution, seconds, kind) * self.config.price_factor, 4)
 
     def authorized(self, provider: str, presented: str | None) -> bool:
         if not presented:

@@ -32,9 +32,14 @@ TIERS = {"bytedance/seedance-2.0": "standard", "bytedance/seedance-2.0-fast": "f
          "bytedance/seedance-2.0-mini": "mini"}
 KINDS: dict[str, Literal["text", "image", "extend"]] = {
     "text-to-video": "text", "image-to-video": "image", "video-extend": "extend"}
-RESOLUTIONS = ("480p", "720p", "1080p")
-DURATIONS = (4, 15)
-LEGACY_DURATIONS = (5, 10, 15)  # the older image-to-video schema (`images[]`), seed S-002
+# What the host is taken to accept: the readings of its pages that providers/specs.py documents (seed lines
+# there); tests/test_fidelity.py checks that the two agree.
+RESOLUTIONS = {"standard": ("480p", "720p", "1080p"), "fast": ("480p", "720p", "1080p"), "mini": ("720p", "1080p")}
+DURATIONS = {"standard": tuple(range(4, 16)), "fast": tuple(range(4, 16)), "mini": tuple(range(5, 13))}
+IMAGE_DURATIONS = (5, 10, 15)  # image-to-video: what both its schemas take (the older `images[]` one: S-002)
+ASPECT_RATIOS = {"standard": catalog.ASPECT_RATIOS, "fast": catalog.ASPECT_RATIOS,
+                 "mini": tuple(r for r in catalog.ASPECT_RATIOS if r != "21:9")}
+AUDIO_SWITCH_ON_EXTEND = {"mini"}  # the standard and fast extend schemas have no generate_audio: always on
 MAX_REFERENCES = {"standard": (9, 3, 3), "fast": (9, 3, 3), "mini": (9, 9, 3)}  # images, videos, audios
 BUSINESS_CODES = {"moderation": 1200, "invalid": 1401, "unreachable": 1402, "timeout": 5004, "error": 5000}
 _STATUS = {"queued": "created", "running": "processing", "completed": "completed", "failed": "failed",
@@ -57,14 +62,14 @@ def error(status: int, message: str | None = None, headers: dict[str, str] | Non
 
 
 class _Input(BaseModel):
-    # Unknown keys are ignored: the host's behaviour for them is not documented [?].
+    # Unknown keys are ignored: the host's behaviour for them is not documented [?]. No `seed`: no WaveSpeed
+    # Seedance 2.0 schema has one (S-000, S-001, S-002), so a seed sent is ignored like any unknown key.
     model_config = ConfigDict(extra="allow", strict=True)
     prompt: str = Field(min_length=1)
     duration: int = 5
     resolution: str = "720p"
     generate_audio: bool = True
     enable_web_search: bool = False
-    seed: int | None = None
 
 
 class TextToVideo(_Input):
@@ -107,19 +112,19 @@ def validate(tier: str, kind: Literal["text", "image", "extend"], body: dict[str
     if any(body.get(k) for k in _FRAME_KEYS) and any(body.get(k) for k in _REFERENCE_KEYS):
         return ("invalid parameter: first/last frame inputs (image, last_image, video) cannot be combined "
                 "with reference_images, reference_videos or reference_audios")
-    legacy = isinstance(given, ImageToVideo) and given.images is not None
-    lo, hi = DURATIONS
-    if legacy and given.duration not in LEGACY_DURATIONS:
-        return f"invalid parameter duration: {given.duration}; the images[] form takes 5, 10 or 15"
-    if not legacy and not lo <= given.duration <= hi:
-        return f"invalid parameter duration: {given.duration}; allowed {lo}-{hi}"
-    if given.resolution not in RESOLUTIONS:
-        return f"invalid parameter resolution: {given.resolution!r}; allowed {', '.join(RESOLUTIONS)}"
+    durations = DURATIONS[tier]
+    if kind == "image":
+        durations = tuple(d for d in IMAGE_DURATIONS if d in durations)
+    if given.duration not in durations:
+        return f"invalid parameter duration: {given.duration}; allowed {_lengths(durations)}"
+    if given.resolution not in RESOLUTIONS[tier]:
+        return f"invalid parameter resolution: {given.resolution!r}; allowed {', '.join(RESOLUTIONS[tier])}"
     aspect = getattr(given, "aspect_ratio", None)
-    if aspect is not None and aspect not in catalog.ASPECT_RATIOS:
-        return f"invalid parameter aspect_ratio: {aspect!r}; allowed {', '.join(catalog.ASPECT_RATIOS)}"
+    if aspect is not None and aspect not in ASPECT_RATIOS[tier]:
+        return f"invalid parameter aspect_ratio: {aspect!r}; allowed {', '.join(ASPECT_RATIOS[tier])}"
+    audio = given.generate_audio if kind != "extend" or tier in AUDIO_SWITCH_ON_EXTEND else True
     common = {"prompt": given.prompt, "duration": given.duration, "resolution": given.resolution,
-              "audio": given.generate_audio, "seed": given.seed}
+              "audio": audio, "seed": None}
     if isinstance(given, TextToVideo):
         counts = (len(given.reference_images), len(given.reference_videos), len(given.reference_audios))
         for n, cap, name in zip(counts, MAX_REFERENCES[tier], _REFERENCE_KEYS, strict=True):
@@ -142,6 +147,12 @@ def validate(tier: str, kind: Literal["text", "image", "extend"], body: dict[str
     assert isinstance(given, VideoExtend)
     return RenderRequest(kind="extend", aspect_ratio=None, video=given.video, last_image=given.last_image,
                          **common)  # type: ignore[arg-type]
+
+
+def _lengths(durations: tuple[int, ...]) -> str:
+    if durations == tuple(range(durations[0], durations[-1] + 1)) and len(durations) > 2:
+        return f"{durations[0]}-{durations[-1]}"
+    return f"{', '.join(map(str, durations[:-1]))} or {durations[-1]}"
 
 
 def prediction(job: Job, base: str) -> dict[str, object]:
@@ -241,7 +252,7 @@ async def _quote(request: Request) -> tuple[str, float] | JSONResponse:
     checked = validate(tier, kind, {**stand_ins, **inputs})
     if isinstance(checked, str):
         return error(400, checked)
-    return model_id, emulator(request).price(tier, checked.resolution, checked.duration)
+    return model_id, emulator(request).price(tier, checked.resolution, checked.duration, kind)
 
 
 @router.post("/api/v3/model/pricing")
@@ -311,5 +322,5 @@ async def _submit(model_path: str, request: Request) -> Response:
         return error(400, checked)
     job = emu.accept(request, provider=PROVIDER, model=model_path.strip("/"), tier=tier, render=checked,
                      body=body, api_key=key or "", prompt=prompt,
-                     cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
+                     cost_usd=emulator(request).price(tier, checked.resolution, checked.duration, kind))
     return await spoil.answer(fault, prediction(job, base_url(request)), envelope)

@@ -1,75 +1,15 @@
-"""What every provider offers: capabilities, limits and prices (the spec), and the job interface."""
+"""The job interface every provider implements (its limits and prices are its spec: specs.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.providers.specs import ProviderSpec
 
 JobState = Literal["queued", "running", "completed", "failed"]
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    text_to_video: bool = True
-    image_to_video: bool = True
-    extend: bool = False
-    first_last_frame: bool = True
-    references: bool = True
-    audio: bool = True
-    return_last_frame: bool = False
-
-
-@dataclass(frozen=True)
-class TierLimits:
-    durations: tuple[int, int]  # inclusive range of seconds of new footage
-    resolutions: tuple[str, ...]
-    aspect_ratios: tuple[str, ...]
-    max_references: int = 9
-    usd_per_second: dict[str, float] = field(default_factory=dict)  # by resolution
-
-
-# USD per second of new footage, by tier and resolution: WaveSpeed's figures. Standard: extend page (S-000) and
-# i2v; fast 720p: docs; mini: "50% of standard" (S-001). Fast 480p/1080p are not published: scaled like
-# standard (inferred). The other hosts publish no USD prices for Seedance: they are estimated with these.
-SEEDANCE_USD_PER_SECOND = {
-    "standard": {"480p": 0.12, "720p": 0.24, "1080p": 0.60},
-    "fast": {"480p": 0.08, "720p": 0.16, "1080p": 0.40},
-    "mini": {"480p": 0.06, "720p": 0.12, "1080p": 0.30},
-}
-
-
-def seedance_tiers(durations: tuple[int, int], aspect_ratios: tuple[str, ...],
-                   small: tuple[str, ...] = ("480p", "720p", "1080p")) -> dict[str, TierLimits]:
-    """Standard at 480p-1080p; fast and mini at the `small` resolutions; up to 9 references each."""
-    def tier(name: str, resolutions: tuple[str, ...]) -> TierLimits:
-        prices = {r: SEEDANCE_USD_PER_SECOND[name][r] for r in resolutions}
-        return TierLimits(durations, resolutions, aspect_ratios, 9, prices)
-    return {"standard": tier("standard", ("480p", "720p", "1080p")), "fast": tier("fast", small),
-            "mini": tier("mini", small)}
-
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    name: str
-    title: str
-    capabilities: Capabilities
-    tiers: dict[str, TierLimits]
-    api_key_env: str | None = None
-    base_url_env: str | None = None
-    default_base_url: str | None = None
-
-    def limits(self, tier: str) -> TierLimits:
-        return self.tiers[tier]
-
-    def price(self, tier: str, resolution: str, seconds: float) -> float:
-        return round(self.tiers[tier].usd_per_second.get(resolution, 0.0) * seconds, 4)
-
-    @property
-    def default_method(self) -> Literal["extend", "frame"]:
-        return "extend" if self.capabilities.extend else "frame"
 
 
 @dataclass(frozen=True)
@@ -134,8 +74,8 @@ class Provider(Protocol):
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:
         """Start a (paid) job and return its id. Never retried blindly: the job may exist.
 
-        Hosts that honour `idempotency_key` (Apiframe) return the original job when the same prepared
-        request is sent again with the same key; the others ignore it.
+        Hosts whose spec has an `idempotency_header` return the original job when the same prepared request
+        is sent again with the same key; the others ignore it (HostClient.submit applies the rule).
         """
         ...
 
@@ -144,4 +84,21 @@ class Provider(Protocol):
 
     def fetch(self, status: JobStatus, request: ShotRequest, dest_dir: Path) -> Output:
         """Download the finished job's output into dest_dir."""
+        ...
+
+
+@runtime_checkable
+class Uploads(Protocol):
+    """A provider with an upload endpoint: a local file in, a URL its jobs (and other hosts) can fetch out."""
+
+    def upload(self, path: Path, shot: str = "") -> str:
+        ...
+
+
+@runtime_checkable
+class Quotes(Protocol):
+    """A provider that prices a prepared request itself, for free, before it is submitted."""
+
+    def quote(self, prepared: dict[str, Any], request: ShotRequest) -> float | None:
+        """The host's price for exactly this request; None when it will not say."""
         ...

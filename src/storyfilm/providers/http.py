@@ -1,11 +1,16 @@
 """HTTP to the video hosts, written once: typed errors, retries with backoff, safe streamed downloads.
 
 Rules every provider gets from here:
-- A request is retried only when the caller says it is safe (polls, downloads, uploads, and submits that
-  carry an idempotency key) and only on 429, 5xx or a connection failure; `Retry-After` is honoured.
-- A submit without an idempotency key is never retried: the job may exist and be billed.
-- Downloads stream to disk under a size cap, refuse non-http(s) URLs and link-local/metadata addresses
-  (and private/loopback ones unless the host itself lives there), and check the bytes are what we expect.
+- A request is retried only when the caller says it is safe (polls, downloads, uploads) and only on 429,
+  5xx or a connection failure; `Retry-After` is honoured.
+- A submit (`HostClient.submit`) is repeated only after a 429, which creates nothing, unless the host
+  honours an idempotency key (its spec's `idempotency_header`): then a repeat returns the original job.
+- The API key goes with API calls only: downloads (output URLs are a CDN's) go through the same client and
+  transport without it.
+- Downloads stream to disk under a size cap and an overall deadline, go only where the URL policy allows
+  (netpolicy.py: no link-local/metadata addresses, private/loopback ones only if the host itself lives
+  there or the user allowed the network) and to the address it checked, and check the bytes are what we
+  expect.
 - An answer that cannot be read (not JSON, undecodable) is an UnexpectedResponse; job ids from a host are
   checked before they go into a URL.
 - No message, log line or exception contains the API key.
@@ -69,18 +74,6 @@ def fetch_with_last_frame(client: HostClient, status: JobStatus, request: ShotRe
 def video_cap(seconds: float) -> int:
     """The most bytes a video of `seconds` may take (see VIDEO_BYTES_PER_SECOND)."""
     return min(MAX_VIDEO_BYTES, int(VIDEO_BYTES_MARGIN + VIDEO_BYTES_PER_SECOND * max(seconds, 0.0)))
-
-
-def first_of(obj: Any, *paths: tuple[str, ...], kind: type = object) -> Any:
-    """The first value found along `paths` into nested dicts that is a `kind` and not empty: hosts (and
-    their versions) put the same field in different places."""
-    for path in paths:
-        cur = obj
-        for part in path:
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if isinstance(cur, kind) and cur not in (None, ""):
-            return cur
-    return None
 
 
 def safe_job_id(value: Any, *, provider: str, shot: str = "", what: str = "job id") -> str:
@@ -160,16 +153,23 @@ class HostClient:
     def __init__(self, provider: str, base_url: str, headers: Mapping[str, str], *,
                  secrets: Iterable[str] = (), retry: RetryPolicy | None = None,
                  transport: httpx.BaseTransport | None = None, timeout: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep, policy: UrlPolicy | None = None):
+                 sleep: Callable[[float], None] = time.sleep, idempotency_header: str | None = None,
+                 policy: UrlPolicy | None = None):
+        """`headers` go with every API call (auth), never with a download; `transport` carries both (downloads
+        through the URL policy's pinned transport: netpolicy.py, pinned.py)."""
         self.provider = provider
         self.base_url = base_url.rstrip("/") + "/"
         self.secrets = tuple(s for s in secrets if s)
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        # where outputs may be fetched from: netpolicy's rules; the connection goes where the check said
-        self._pinned = PinnedTransport(policy or UrlPolicy.for_host(self.base_url))
-        self._downloads = httpx.Client(transport=self._pinned, follow_redirects=False, trust_env=False)
-        self._http = httpx.Client(headers=dict(headers), transport=transport, follow_redirects=False,
+        self.idempotency_header = idempotency_header
+        self._api_headers = dict(headers)
+        # where outputs may come from: netpolicy's rules; the connection goes to the address that was checked
+        self._pinned = PinnedTransport(policy or UrlPolicy.for_host(self.base_url),
+                                       inner=transport or httpx.HTTPTransport())
+        self._downloads = httpx.Client(headers={"User-Agent": "storyfilm"}, transport=self._pinned,
+                                       follow_redirects=False, trust_env=False)
+        self._http = httpx.Client(headers={"User-Agent": "storyfilm"}, transport=transport, follow_redirects=False,
                                   timeout=httpx.Timeout(timeout, connect=15.0))
 
     def close(self) -> None:
@@ -189,11 +189,12 @@ class HostClient:
         repeated: the host refused the request before doing anything (what a submit needs).
         """
         url = self.url(path)
+        headers = {**self._api_headers, **kwargs.pop("headers", {})}
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = self._http.request(method, url, **kwargs)
+                response = self._http.request(method, url, headers=headers, **kwargs)
             except httpx.DecodingError as exc:  # a body the host says is gzip/brotli but is not
                 raise UnexpectedResponse(self._clean(f"{method} {path}: the answer cannot be decoded: {exc}"),
                                          provider=self.provider, shot=shot) from None
@@ -215,13 +216,22 @@ class HostClient:
             raise self._error(response, shot, delay)
 
     def json(self, method: str, path: str, *, retry: bool, shot: str = "", **kwargs: Any) -> Any:
-        response = self.request(method, path, retry=retry, shot=shot, **kwargs)  # type: ignore[arg-type]
+        response = self.request(method, path, retry=retry, shot=shot, **kwargs)
         try:
             return response.json()
         except ValueError:
             raise UnexpectedResponse(self._clean(f"{method} {path}: the host answered HTTP {response.status_code} "
                                                  f"with something that is not JSON: {response.text[:120]!r}"),
                                      provider=self.provider, shot=shot) from None
+
+    def submit(self, path: str, body: Any, *, shot: str, idempotency_key: str) -> Any:
+        """Start a paid job; the JSON answer. Repeated only when that cannot pay twice: after a 429 (the host
+        refused before creating anything), or with the host's idempotency header (a repeat with the same key
+        and body returns the original job, billed once). Anything else may have created the job."""
+        if self.idempotency_header is None:
+            return self.json("POST", path, retry=False, retry_rate_limit=True, shot=shot, json=body)
+        return self.json("POST", path, retry=True, shot=shot, json=body,
+                         headers={self.idempotency_header: idempotency_key[:255]})
 
     def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
         if retry_after is not None:
@@ -237,16 +247,16 @@ class HostClient:
     def _error(self, response: httpx.Response, shot: str, retry_after: float | None) -> ProviderHTTPError:
         status = response.status_code
         message = self._clean(provider_message(response))
-        kwargs = {"status": status, "provider": self.provider, "shot": shot}
+        where = {"provider": self.provider, "shot": shot}
         if status in (401, 403):
-            return AuthError(f"{message} (check the API key)", **kwargs)
+            return AuthError(f"{message} (check the API key)", status=status, **where)
         if status == 429:
-            return RateLimited(message, retry_after=retry_after, **kwargs)
+            return RateLimited(message, retry_after=retry_after, status=status, **where)
         if status == 402:
-            return PaymentRequired(message, **kwargs)
+            return PaymentRequired(message, status=status, **where)
         if status in (400, 404, 409, 413, 422):
-            return InvalidRequest(message, **kwargs)
-        return ProviderHTTPError(message, **kwargs)
+            return InvalidRequest(message, status=status, **where)
+        return ProviderHTTPError(message, status=status, **where)
 
     # --- downloads ------------------------------------------------------------------------------
 

@@ -9,23 +9,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from storyfilm.animatic import CAMERA_MOVES, AnimaticSpec, camera_from_prompt, render
+from storyfilm.animatic import AnimaticSpec, render
+from storyfilm.camera import resolve_camera
 from storyfilm.errors import ProviderError
 from storyfilm.media import probe
-from storyfilm.providers.base import Capabilities, JobStatus, Output, ProviderSpec, ShotRequest, TierLimits
+from storyfilm.providers.base import JobStatus, Output, ShotRequest
+from storyfilm.providers.factory import Setup
+from storyfilm.providers.specs import spec_for
 
-_ALL_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
-_LIMITS = TierLimits(durations=(1, 30), resolutions=("480p", "720p", "1080p"), aspect_ratios=_ALL_RATIOS,
-                     max_references=9, usd_per_second={})
 
-SPEC = ProviderSpec(
-    name="local",
-    title="Local animatic renderer (offline, free)",
-    # `extend` on local continues from the last frame like `frame`: storyboards written for a host
-    # that extends can be rehearsed offline unchanged.
-    capabilities=Capabilities(extend=True, return_last_frame=True),
-    tiers={tier: _LIMITS for tier in ("standard", "fast", "mini")},
-)
+def build(setup: Setup) -> LocalProvider:
+    return LocalProvider(setup.work_dir)
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -39,7 +33,7 @@ def load_rgb(path: Path) -> np.ndarray:
 class LocalProvider:
     """Renders at submit time; poll reports the job done; fetch hands over the files."""
 
-    spec = SPEC
+    spec = spec_for("local")
 
     def __init__(self, work_dir: Path):
         self.work_dir = Path(work_dir)
@@ -62,7 +56,7 @@ class LocalProvider:
             frames=request.duration * request.fmt.fps + lead,
             prompt=request.prompt,
             seed=request.seed or 0,
-            camera=request.camera if request.camera in CAMERA_MOVES else camera_from_prompt(request.prompt),  # type: ignore[arg-type]
+            camera=resolve_camera(request.camera, request.prompt),
             start=start,
             end=load_rgb(request.end_image) if request.end_image is not None else None,
             references=tuple(load_rgb(p) for p in request.references),

@@ -1,0 +1,310 @@
+"""One film run, set up once and finished once. No Prefect.
+
+`prepare` does, in this order: the storyboard (parsed once per run), asset digests, the plan, the
+ledger, the --redo closure, what to do with each shot (decide.py) and so the new cost, the budget
+check, then the provider, the shot runner and the assets. `FilmJob.make_shot` generates (or reuses) one
+shot; `FilmJob.finish` assembles film.mp4, measures its seams and writes the exports beside it.
+
+The flow (flow.py) is prepare / a task per shot / finish / publish; `storyfilm plan` shows a `preview`
+(the same decisions, nothing written, no provider or API key needed); `storyfilm serve` checks
+`plan_film`; tests/run_film.py runs a film from `prepare` without Prefect.
+
+The modules a run needs (media, providers, assembly) are imported by `prepare` and `FilmJob`, not at the
+top: `storyfilm plan` imports this module and stays light.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from storyfilm import assets as asset_store
+from storyfilm import film_folder
+from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
+from storyfilm.ledger import Ledger, existing_ledger
+from storyfilm.ledger_url import ledger_location
+from storyfilm.netpolicy import ALLOW_NETWORKS_ENV
+from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
+from storyfilm.results import Film, ShotResult
+from storyfilm.storage import Facts, gather
+from storyfilm.storyboard import ASSET_ROOTS_ENV, Storyboard, asset_location, load_storyboard
+
+if TYPE_CHECKING:
+    from storyfilm.assemble import Piece
+    from storyfilm.audio import Join
+    from storyfilm.generate import PollSettings, ShotRunner
+    from storyfilm.providers import KeyLookup
+
+Log = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def _nothing(_plan: Plan) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run a film: the CLI's options, the flow's parameters."""
+
+    provider: str | None = None  # overrides the storyboard's
+    budget_usd: float | None = None  # overrides the storyboard's
+    output_dir: Path = Path("output")
+    redo: tuple[str, ...] = ()
+    ledger: str | Path | None = None  # a file or an SQLAlchemy URL (precedence: ledger_url.py)
+    loudness_lufs: float | None = None  # overrides the storyboard's
+    run_id: str | None = None  # default: a new one
+    resume: bool = True  # False: jobs of earlier runs are not resumed (a rehearsal's emulator forgot them)
+    poll: PollSettings | None = None  # default: from the environment
+    key_lookup: KeyLookup | None = field(default=None, repr=False)  # API keys kept outside the environment
+    log: Log = field(default=_quiet, repr=False)  # what each shot does, as it happens
+    on_plan: Callable[[Plan], None] = field(default=_nothing, repr=False)  # called once the plan is made
+
+
+# --- the storyboard, parsed once per run ----------------------------------------------------------
+
+_Signature = tuple[int, int, int] | None  # inode, size, mtime_ns
+_CACHED_BOARDS = 8
+_boards: OrderedDict[tuple[str, Path, str, str], tuple[_Signature, tuple[_Signature, ...], Storyboard]] = OrderedDict()
+_boards_lock = threading.Lock()
+
+
+def _signature(path: Path) -> _Signature:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _asset_signatures(board: Storyboard) -> tuple[_Signature, ...]:
+    return tuple(_signature(loc) for ref in board.assets.values()
+                 if isinstance(loc := asset_location(ref, board.base_dir), Path))
+
+
+def load_board(path: str | Path) -> Storyboard:
+    """The storyboard at `path`, parsed (and its asset images validated) once per version of the file.
+
+    One `storyfilm run` reads it three times in one process: the CLI's check before Prefect starts, the
+    flow run's name, the flow. The parse is cached by the path as given and the file's inode, size and
+    mtime; a hit also needs its local assets' signatures unchanged, so an edited storyboard or a replaced
+    image is parsed and validated again (an edit that keeps the size within one tick of the file system's
+    clock, a few ms, would go unseen by a process that read the file just before). Boards are shared:
+    callers must not modify them.
+    """
+    p = Path(path)
+    # a relative path names another file from another working directory; the user's opt-ins (networks,
+    # asset folders) decide what the storyboard may name
+    key = (str(p), p.absolute(), os.environ.get(ALLOW_NETWORKS_ENV, ""), os.environ.get(ASSET_ROOTS_ENV, ""))
+    signature = _signature(p)
+    with _boards_lock:
+        hit = _boards.get(key)
+    if signature is not None and hit is not None and hit[0] == signature and hit[1] == _asset_signatures(hit[2]):
+        return hit[2]
+    board = load_storyboard(p)
+    if signature is not None and _signature(p) == signature:  # not rewritten while it was read
+        with _boards_lock:
+            _boards[key] = (signature, _asset_signatures(board), board)
+            _boards.move_to_end(key)
+            while len(_boards) > _CACHED_BOARDS:
+                _boards.popitem(last=False)
+    return board
+
+
+# --- the plan and what a run would do -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedFilm:
+    """A storyboard planned for a run: nothing written, no provider."""
+
+    board: Storyboard
+    digests: Mapping[str, str]  # asset name -> sha256 of its bytes
+    plan: Plan
+    redo: frozenset[str]  # the shots to generate again (--redo and the shots chained after them)
+    film_dir: Path
+    ledger_at: str | Path  # a file or an SQLAlchemy URL
+
+
+def plan_film(path: str | Path, options: Options) -> PlannedFilm:
+    board = load_board(path)
+    digests = asset_store.digests(board)
+    plan = make_plan(board, digests, provider=options.provider, budget_usd=options.budget_usd)
+    options.on_plan(plan)
+    film_dir = options.output_dir / plan.slug
+    return PlannedFilm(board, digests, plan, redo_closure(plan, options.redo), film_dir,
+                       ledger_location(film_dir, options.ledger))
+
+
+ShotState = Literal["cached", "in flight", "new", "failed", "refused"]
+
+
+def shot_state(decision: Decision) -> ShotState:
+    """How `storyfilm plan` shows a decision."""
+    match decision:
+        case Reuse() | Resume(step="refetch"):
+            return "cached"
+        case Resume() | Replay():
+            return "in flight"
+        case Refuse():
+            return "refused"
+        case Submit():
+            return "failed" if decision.after_failure else "new"
+
+
+def new_cost(plan: Plan, decisions: Mapping[str, Decision]) -> float:
+    """What a run would newly spend: the shots it would submit."""
+    return round(sum(s.cost_usd for s in plan.shots if isinstance(decisions[s.id], Submit)), 4)
+
+
+def decide_all(film: PlannedFilm, ledger: Ledger | None, host: Host, *, run_id: str | None,
+               resume: bool) -> dict[str, Decision]:
+    """Every shot's decision from facts gathered now (a shot: one ledger read, one hash of each of its kept files)."""
+    now = time.time()
+    out: dict[str, Decision] = {}
+    for shot in film.plan.shots:
+        facts = gather(ledger, film.film_dir / "shots", shot.key) if ledger else Facts(None, None)
+        out[shot.id] = decide(facts.record, shot.id, redo=film.redo, run_id=run_id, host=host, resume=resume,
+                              files=facts.files, now=now)
+    return out
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a run would do with each shot, and what it would newly spend."""
+
+    film: PlannedFilm
+    decisions: Mapping[str, Decision]
+
+    @property
+    def plan(self) -> Plan:
+        return self.film.plan
+
+    @property
+    def states(self) -> dict[str, ShotState]:
+        return {shot_id: shot_state(d) for shot_id, d in self.decisions.items()}
+
+    @property
+    def new_cost_usd(self) -> float:
+        return new_cost(self.plan, self.decisions)
+
+    @property
+    def refusals(self) -> dict[str, str]:
+        """Shots a run would stop at, and why."""
+        return {shot_id: d.reason for shot_id, d in self.decisions.items() if isinstance(d, Refuse)}
+
+
+def preview(path: str | Path, options: Options) -> Preview:
+    """A plan-only prepare: the ledger is read if there is one; nothing is written, no provider is built."""
+    from storyfilm.providers import spec_for
+
+    film = plan_film(path, options)
+    ledger = existing_ledger(film.ledger_at)
+    return Preview(film, decide_all(film, ledger, Host.of(spec_for(film.plan.provider)), run_id=None,
+                                    resume=options.resume))
+
+
+# --- a run ------------------------------------------------------------------------------------
+
+
+def prepare(path: str | Path, options: Options) -> FilmJob:
+    """Everything a run of the film needs; a plan over its budget stops here, before anything is paid."""
+    from storyfilm.audio import check_target
+    from storyfilm.generate import BudgetGuard, PollSettings, ShotRunner
+    from storyfilm.providers import make_provider, spec_for
+
+    if options.loudness_lufs is not None:
+        check_target(options.loudness_lufs)
+    film = plan_film(path, options)
+    plan = film.plan
+    film_folder.claim(film.film_dir, path)  # before the ledger is made: never another storyboard's folder
+    ledger = Ledger(film.ledger_at)
+    run_id = options.run_id or str(uuid.uuid4())
+    decisions = decide_all(film, ledger, Host.of(spec_for(plan.provider)), run_id=run_id, resume=options.resume)
+    check_budget(plan, new_cost(plan, decisions))
+    film.film_dir.mkdir(parents=True, exist_ok=True)
+    provider = make_provider(plan.provider, film.film_dir / ".work", key_lookup=options.key_lookup)
+    runner = ShotRunner(provider=provider, ledger=ledger, shots_dir=film.film_dir / "shots", run_id=run_id,
+                        budget=BudgetGuard(plan.budget_usd), poll=options.poll or PollSettings.from_env(),
+                        redo=film.redo, log=options.log, resume=options.resume)
+    used = {a for s in plan.shots for a in (s.start.asset, s.end_image, *s.references) if a}
+    assets = asset_store.materialise(film.board, film.film_dir / "assets", used)
+    return FilmJob(plan=plan, digests=film.digests, film_dir=film.film_dir, runner=runner, assets=assets,
+                   decisions=decisions, loudness_lufs=options.loudness_lufs)
+
+
+@dataclass
+class FilmJob:
+    """One run of one film, prepared: what its shots and its assembly share (in-process only)."""
+
+    plan: Plan
+    digests: Mapping[str, str]
+    film_dir: Path
+    runner: ShotRunner
+    assets: Mapping[str, Path]  # local files of the assets the shots use
+    decisions: Mapping[str, Decision]  # taken in `prepare`
+    loudness_lufs: float | None = None  # overrides the storyboard's
+
+    @property
+    def new_cost_usd(self) -> float:
+        return new_cost(self.plan, self.decisions)
+
+    def reusable(self, shot_id: str) -> bool:
+        """The shot's kept segment is reused: no call to the host, so no provider slot to wait for."""
+        return isinstance(self.decisions[shot_id], Reuse)
+
+    def make_shot(self, shot_id: str, parent: ShotResult | None = None) -> ShotResult:
+        """The shot, reused, resumed or generated (`parent`: the result of the shot it continues)."""
+        from storyfilm.generate import build_request
+
+        shot = self.plan.shot(shot_id)
+        decision = self.decisions[shot_id]
+        # A reuse is carried out as decided (its files were hashed then). Anything else is decided again now:
+        # waiting for a provider slot may take minutes, and another run of this film may have moved on.
+        return self.runner.run(shot, build_request(shot, self.assets, parent), parent,
+                               decision if isinstance(decision, Reuse) else None)
+
+    def finish(self, results: Sequence[ShotResult], log: Log | None = None) -> Film:
+        """film.mp4 from the shots' new footage in storyboard order, its seams measured, its exports written."""
+        from storyfilm import exports, seams
+        from storyfilm.assemble import assemble
+
+        target = self.loudness_lufs if self.loudness_lufs is not None else self.plan.loudness_lufs
+        info = assemble(pieces(self.plan, results), self.plan.film, self.film_dir / "film.mp4",
+                        self.film_dir / ".work", on_progress=log, loudness_lufs=target)
+        report = seams.analyse(info)
+        if log:
+            for s in seams.flagged(report):
+                log(f"seam {s.before} -> {s.after} at {s.time:.2f} s: {'; '.join(s.flags)}")
+        written = exports.write_all(self.plan, results, info, self.film_dir, seams=report,
+                                    asset_digests=self.digests)
+        return Film(info, report, written)
+
+
+def pieces(plan: Plan, results: Sequence[ShotResult]) -> list[Piece]:
+    """Each shot's new footage in storyboard order, with how it joins the shot before it."""
+    from storyfilm.assemble import Piece
+
+    by_id = {r.id: r for r in results}
+    out: list[Piece] = []
+    previous: str | None = None
+    for s in plan.shots:
+        r = by_id[s.id]
+        join: Join = ("continue" if s.parent is not None and s.parent == previous else "cut")
+        if s.overlap_frames:
+            join = "crossfade" if s.transition == "crossfade" else "fade"
+        # A shot contributes exactly its planned seconds: hosts may deliver a frame more (121 frames for 5 s).
+        out.append(Piece(Path(r.segment), start_frame=r.new_from_frame, label=s.id,
+                         frames=min(r.new_frames, round(s.duration * r.fps)), join=join, overlap=s.overlap_frames))
+        previous = s.id
+    return out
