@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks.common import Section, log, median, mib, run_process, run_worker, spread, table
 from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.transitions import CONTINUE, CUT, Crossfade
 
 FMT = VideoFormat(1280, 720, 24)
 SECONDS = 5
@@ -93,9 +94,9 @@ def pieces(paths: list[Path], every: int | None = None) -> list[Any]:
     for i, p in enumerate(paths):
         start = 1 if chained(i) else 0
         if every and i and i % every == 0:
-            out.append(Piece(p, start_frame=start, label=str(i), join="crossfade", overlap=FMT.fps // 2))
+            out.append(Piece(p, start_frame=start, label=str(i), join=Crossfade(0.5)))
         else:
-            out.append(Piece(p, start_frame=start, label=str(i), join="continue" if chained(i) else "cut"))
+            out.append(Piece(p, start_frame=start, label=str(i), join=CONTINUE if chained(i) else CUT))
     return out
 
 

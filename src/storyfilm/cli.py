@@ -120,7 +120,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
     counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed")}
-    joins = [f"{s.id} {s.transition} {s.transition_duration:g} s" for s in the_plan.shots if s.overlap_frames]
+    joins = [f"{s.id} {s.transition}" for s in the_plan.shots if s.overlap_frames]
     if joins:
         out.print(f"transitions: {', '.join(joins)}")
     overlaps = (f" ({sum(s.duration for s in the_plan.shots)} s of shots, {the_plan.overlap_seconds:g} s overlapped "
