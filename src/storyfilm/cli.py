@@ -57,6 +57,9 @@ def _prefect_defaults(quiet_console: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # The ephemeral server's 20 s start-up limit is not enough on a busy machine (timed out at load 10 on
+    # 2 cores, with a traceback instead of a film); the tests' harness waits 90 s too.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     if quiet_console:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
