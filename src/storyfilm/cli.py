@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -261,12 +262,28 @@ def serve(
               + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)
     # Prefect 3.8.8's SIGTERM handler calls an async stop without awaiting it (harmless: sys.exit follows).
     warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        # Until Prefect's runner installs its SIGTERM handler, SIGTERM killed serve without pausing (seen when
+        # stopped seconds after it registered): leave through `finally`, as that handler does. A SystemExit raised
+        # in a signal handler is lost if it lands in a weakref callback (seen under load): the signal comes
+        # again a second later, to whichever handler is in place by then.
+        if stopping.is_set():
+            return
+        again = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+        again.daemon = True
+        again.start()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         # A module entrypoint: flow-run subprocesses import the installed package from any directory.
         film.serve(name=deployment, schedules=[schedule], parameters=parameters,
                    tags=["storyfilm"], global_limit=1, pause_on_shutdown=False,  # one run of a film at a time
                    print_starting_message=False, entrypoint_type=EntrypointType.MODULE_PATH)
     finally:
+        stopping.set()
         # Pausing here, not with Prefect's pause_on_shutdown: on a SIGTERM during a run, Prefect's
         # shutdown cancels its own pause request and the schedule stayed active (measured, 3.8.8).
         if not keep_schedule:
