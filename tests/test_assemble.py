@@ -79,6 +79,7 @@ def render_chain(directory: Path, fmt: VideoFormat = SMALL) -> list[Path]:
     return [directory / f"{x}.mp4" for x in "abcd"]
 
 
+@pytest.mark.slow
 def test_crossfade_and_fade_overlap_and_only_frames_near_them_are_encoded(tmp_path: Path) -> None:
     a, b, c, d = render_chain(tmp_path)
     pieces = [Piece(a, label="a"), Piece(b, start_frame=1, label="b", join=CONTINUE),
@@ -121,6 +122,7 @@ def test_without_transitions_a_matching_film_is_pure_stream_copy(tmp_path: Path)
     assert (film.encoded_frames, film.copied_frames, film.normalised) == (0, 144, [])
 
 
+@pytest.mark.slow
 def test_mixed_rates_sizes_audio_and_an_extend_echo_trimmed_to_the_frame(tmp_path: Path) -> None:
     fmt = VideoFormat(854, 480, 24)
     echoed = make_clip(tmp_path / "old.mp4", 1, (640, 360), 25, tone=1200)
@@ -158,6 +160,7 @@ def test_mixed_rates_sizes_audio_and_an_extend_echo_trimmed_to_the_frame(tmp_pat
     assert tone_level(audio[int(3.05 * 48000):int(3.95 * 48000)], 1200).max() < 0.01
 
 
+@pytest.mark.slow
 def test_sound_and_pictures_stay_in_sync_over_32_mixed_segments(tmp_path: Path) -> None:
     colours = ["red", "lime", "blue", "yellow", "cyan", "magenta", "white"]
     rgb = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255),

@@ -86,6 +86,7 @@ def test_loud_peaks_are_limited_without_moving_the_sound() -> None:
     assert all(any(0 <= s - b < 48 for b in bursts) for s in loudest)
 
 
+@pytest.mark.slow
 def test_a_film_is_normalised_to_the_target_and_stays_in_sync(tmp_path: Path) -> None:
     a, b, c, _ = render_chain(tmp_path)
     pieces = [Piece(a), Piece(b, start_frame=1, join=CONTINUE), Piece(c)]

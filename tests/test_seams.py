@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from storyfilm import seams
 from storyfilm.animatic import AnimaticSpec, render
@@ -16,6 +17,7 @@ from .helpers import make_clip
 from .test_assemble import SMALL, render_chain
 
 
+@pytest.mark.slow
 def test_clean_joins_of_every_kind_are_not_flagged(tmp_path: Path) -> None:
     a, b, c, d = render_chain(tmp_path)
     silent = tmp_path / "silent.mp4"
@@ -35,6 +37,7 @@ def test_clean_joins_of_every_kind_are_not_flagged(tmp_path: Path) -> None:
     assert "all 5 clean" in seams.markdown(report)
 
 
+@pytest.mark.slow
 def test_bad_joins_are_flagged_with_what_is_wrong(tmp_path: Path) -> None:
     a, b, c, d = render_chain(tmp_path)
     elsewhere = tmp_path / "elsewhere.mp4"  # claims to continue but starts on another picture
