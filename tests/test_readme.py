@@ -37,7 +37,7 @@ SKIPPED = {
     "pytest -m not slow": "the test command itself (its fast lane)",
     "pytest": "the test command itself",
     "python -m benchmarks": "takes 10-15 min; tests/test_benchmarks.py runs `python -m benchmarks --quick` (every "
-                            "part on tiny inputs) and each benchmark's contenders",
+                            "part on tiny inputs) and checks that the assembly contenders make the same film",
     "export WAVESPEED_API_KEY=...": "a real API key (a placeholder here); no command run here needs one",
     "storyfilm run storyboards/lighthouse.yaml --provider wavespeed --budget 10":
         "needs WAVESPEED_API_KEY and pays; `storyfilm plan` with the same --provider and --budget runs in its place "
