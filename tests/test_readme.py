@@ -71,12 +71,11 @@ def check_film(path: Path, seconds: float) -> None:
 
 @dataclass
 class Readme:
-    """A fresh copy of the repository, an environment like a new user's, and what has run in it."""
+    """A fresh copy of the repository, an environment like a new user's, and the services started in it."""
 
     repo: Path
     env: dict[str, str]
     services: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    done: dict[str, str] = field(default_factory=dict)  # command -> its output
     api: str = ""  # the Prefect server's API URL, once started
 
     def run(self, command: list[str], timeout: float = 900) -> str:
