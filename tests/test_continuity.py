@@ -140,4 +140,4 @@ def test_meanstd_transfer_gives_a_frame_the_target_statistics() -> None:
     half = frame_stats(correct_frame(drifted, lut_table(fit_transfer(source, target, "meanstd"), weight=0.5)))
     assert 0.3 * delta_e(source, target) < delta_e(half, target) < 0.7 * delta_e(source, target)
     assert fit_transfer(source, target, "meanstd").as_dict()["gain"][0] == pytest.approx(
-        target.l_std / source.l_std, rel=1e-6)
+        target.l_std / source.l_std, abs=1e-4)  # rounded for the manifest
