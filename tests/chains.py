@@ -30,16 +30,16 @@ class Chain:
 
 def render_chain(work: Path, start: Path, *, drift: Drift, hold: Method | None = None, length: int = 6,
                  free: Mapping[int, Drift] | None = None, camera: str = "handheld", seconds: int = 1,
-                 fmt: VideoFormat = SIZE) -> Chain:
-    """`length` shots from `start`; shot i in `free` is a `color: free` shot rendered with that drift instead
-    (an intended change of look): never held, and the anchor of the shots after it."""
+                 fmt: VideoFormat = SIZE, name: str = "s") -> Chain:
+    """`length` shots from `start`, named name0, name1, ...; shot i in `free` is a `color: free` shot rendered
+    with that drift instead (an intended change of look): never held, and the anchor of the shots after it."""
     free = free or {}
     chain = Chain()
     anchor: ColourStats | None = None
     image = start
     for i in range(length):
         provider = LocalProvider(work / "render", drift=free.get(i, drift))
-        request = ShotRequest(shot_id=f"s{i}", prompt=f"the keeper at the lamp, shot {i}", tier="standard",
+        request = ShotRequest(shot_id=f"{name}{i}", prompt=f"the keeper at the lamp, shot {i}", tier="standard",
                               duration=seconds, resolution="360p", aspect_ratio="16:9", fmt=fmt, audio=True,
                               seed=i, camera=camera, overlay="", continued=i > 0, start_image=image)
         job = provider.submit(provider.prepare(request), request, f"chain-{i}")
@@ -50,11 +50,11 @@ def render_chain(work: Path, start: Path, *, drift: Drift, hold: Method | None =
             anchor = frame_stats(first_rgb)
         held = None
         if hold is not None and i not in free:
-            held = hold_segment(segment, work / "held" / f"s{i}.mp4", anchor, fmt, method=hold,
-                                last_png=work / "held" / f"s{i}.last.png")
+            held = hold_segment(segment, work / "held" / f"{name}{i}.mp4", anchor, fmt, method=hold,
+                                last_png=work / "held" / f"{name}{i}.last.png")
             segment, last_png = held.path, held.last_png
         first, last = rgb.first_and_last(segment)
-        shot = ShotColour(f"s{i}", frame_stats(first), frame_stats(last), free=i in free)
+        shot = ShotColour(f"{name}{i}", frame_stats(first), frame_stats(last), free=i in free)
         anchor = anchor_after(anchor, shot)
         chain.segments.append(segment)
         chain.rendered.append(output.video)

@@ -1,22 +1,28 @@
 """The colour hold: bring a segment's look back to its chain's anchor, ramped so that its seam stays exact.
 
 A per-channel transfer in CIELAB maps the statistics of the segment's last frame onto the anchor's:
-- `meanstd` (Reinhard et al. 2001, in CIELAB): each of L*, a*, b* is shifted and scaled so that its mean and
-  standard deviation become the anchor's (the scale limited to 0.5-2);
-- `histogram`: each channel's 5 %-step quantiles are mapped onto the anchor's (a piecewise-linear histogram
-  match), the ends continued with the mean/std scale.
-The transfer is baked into a 33^3 RGB lookup table and applied by ffmpeg (`lut3d`, tetrahedral, in float where
-it has SIMD code), cross-faded in from the untouched picture over the ramp (`xfade`): frame k gets k / ramp of the correction, so the full correction
-is reached on frame `ramp` (by default the segment's last frame: a model's drift builds up over the whole
-segment, and correcting its middle with the end's full correction would over-correct it).
+- `meanstd` (the default; Reinhard et al. 2001, in CIELAB): each of L*, a*, b* is shifted and scaled so that
+  its mean and standard deviation become the anchor's (the scale kept within 0.5-2);
+- `histogram`: each channel's 5-95 % quantiles (5 % steps) are mapped onto the anchor's, piecewise linearly,
+  every slope kept within 0.5-2 (unlimited, it bands and blotches flat skies), the ends continued with
+  the mean/std scale.
+Mean/std holds closer and looks natural on the test chains; histogram matching, even limited, leaves
+blotches and holds less (benchmarks/continuity.md has the numbers).
+
+The transfer is baked into a 33^3 RGB lookup table and applied by ffmpeg (`lut3d`, tetrahedral, in float,
+where it has SIMD code), cross-faded in from the untouched picture by `xfade`: frame k gets
+min(1, k / ramp) of the correction. The ramp is, by default, the whole segment (the full correction is
+reached on its last frame): a model's drift builds up over the whole segment, and correcting its middle
+with the end's full correction would over-correct it.
 
 Seams stay exact:
 - frame 0 (the chain's previous last frame, or the head's first) is not re-encoded: its packet is copied
   from the input (an IDR frame), so it decodes to exactly the same picture;
-- the last frame is corrected here (same table) and encoded on its own as an IDR frame at constant QP from
-  the RGB returned to the caller; the next shot, rendered from that RGB, starts on an identical picture.
-The middle is re-encoded by the house encoder, so the output has the house parameter sets, rate and
-timescale and joins the film by stream copy; the audio packets are copied untouched.
+- the last frame is corrected here (the same table, trilinear) and encoded on its own as an IDR frame at
+  constant QP from the RGB returned to the caller; the next shot, rendered from that RGB, starts on an
+  identical picture.
+The frames between are re-encoded by the house encoder, so the output has the house parameter sets, rate
+and timescale and joins the film by stream copy; the audio packets are copied untouched.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class LabTransfer:
     """Per-channel maps of L*, a*, b*: piecewise linear through `knots` (x, y), linear beyond."""
 
     method: Method
-    knots: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
+    knots: tuple[Knots, ...]
 
     def apply(self, lab: np.ndarray, weight: float = 1.0) -> np.ndarray:
         """Lab values moved `weight` (0..1) of the way to their mapped values."""
@@ -85,10 +91,13 @@ def _limited(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     steps = np.clip(np.diff(ys), lo * np.diff(xs), hi * np.diff(xs))
     out = np.concatenate([[0.0], np.cumsum(steps)])
     mid = len(xs) // 2
-    return out - out[mid] + ys[mid]
+    return np.asarray(out - out[mid] + ys[mid])
 
 
-def _extended(xs: np.ndarray, ys: np.ndarray, gain: float, lo: float, hi: float) -> tuple[tuple[float, ...], ...]:
+Knots = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def _extended(xs: np.ndarray, ys: np.ndarray, gain: float, lo: float, hi: float) -> Knots:
     xs = np.maximum.accumulate(xs + np.arange(len(xs)) * 1e-3)  # strictly increasing for np.interp
     if len(xs) > 1:
         ys = _limited(xs, ys)
@@ -98,22 +107,21 @@ def _extended(xs: np.ndarray, ys: np.ndarray, gain: float, lo: float, hi: float)
 
 
 def fit_transfer(source: ColourStats, target: ColourStats, method: Method = DEFAULT_METHOD) -> LabTransfer:
-    """The transfer that gives a frame with statistics `source` the look of `target`."""
+    """The transfer that gives a frame with statistics `source` the look of `target` (histogram matching falls
+    back to mean/std for statistics without quantiles)."""
     if method not in METHODS:
         raise ValueError(f"unknown hold method {method!r}; allowed: {', '.join(METHODS)}")
-    knots = []
+    if not (all(source.quantiles) and all(target.quantiles)):
+        method = "meanstd"
+    knots: list[Knots] = []
     for c, (lo, hi) in enumerate(_RANGES):
-        mu_s, mu_t = source.lab_mean[c], target.lab_mean[c]
         g = _gain(source.lab_std[c], target.lab_std[c])
-        if method == "meanstd" or not (source.quantiles[c] and target.quantiles[c]):
-            xs = np.array([mu_s])
-            ys = np.array([mu_t])
+        if method == "meanstd":
+            xs, ys = source.lab_mean[c:c + 1], target.lab_mean[c:c + 1]
         else:
-            xs = np.array(source.quantiles[c][_HIST_KNOTS])
-            ys = np.array(target.quantiles[c][_HIST_KNOTS])
+            xs, ys = np.array(source.quantiles[c][_HIST_KNOTS]), np.array(target.quantiles[c][_HIST_KNOTS])
         knots.append(_extended(xs, ys, g, lo, hi))
-    return LabTransfer(method=method if method == "meanstd" or source.quantiles[0] else "meanstd",
-                       knots=tuple(knots))
+    return LabTransfer(method=method, knots=tuple(knots))
 
 
 # --- the lookup table -----------------------------------------------------------------------------
@@ -208,6 +216,7 @@ def _remux(src: Path, pieces: list[tuple[Path, int, int, int]], fmt: VideoFormat
     packets as they are. Returns the number of video frames written."""
     ticks = fmt.timescale // fmt.fps
     written = 0
+    next_dts: int | None = None
     with av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}) as out, \
             av.open(str(src)) as source:
         with av.open(str(pieces[1][0])) as template:
@@ -220,6 +229,7 @@ def _remux(src: Path, pieces: list[tuple[Path, int, int, int]], fmt: VideoFormat
                 vs = piece.streams.video[0]
                 if vs.codec_context.extradata != extradata:
                     raise MediaError(f"{path}: H.264 parameter sets differ from the house encoder's")
+                assert vs.time_base is not None
                 src_ticks = Fraction(1, fmt.fps) / vs.time_base
                 base = (vs.start_time or 0) + first * src_ticks
                 for packet in piece.demux(vs):
@@ -229,17 +239,24 @@ def _remux(src: Path, pieces: list[tuple[Path, int, int, int]], fmt: VideoFormat
                     if not 0 <= index < count:
                         continue
                     packet.pts = round((packet.pts - base) / src_ticks * ticks) + at * ticks
-                    packet.dts = round((packet.dts - base) / src_ticks * ticks) + at * ticks
+                    # One frame apart in decode order, from the first piece's start: the one-frame piece has no
+                    # reordering delay of its own, and a gap in the decode times would stretch the track.
+                    dts = round((packet.dts - base) / src_ticks * ticks) + at * ticks
+                    packet.dts = dts if next_dts is None else next_dts
+                    next_dts = packet.dts + ticks
+                    if packet.dts > packet.pts:
+                        raise MediaError(f"{path}: frame {at + index} would be decoded after it is shown")
+                    packet.duration = ticks
                     packet.time_base = vout.time_base
                     packet.stream = vout
                     out.mux(packet)
                     written += 1
         if aout is not None:
-            for packet in source.demux(source.streams.audio[0]):
-                if packet.dts is None:
+            for sound in source.demux(source.streams.audio[0]):
+                if sound.dts is None:
                     continue
-                packet.stream = aout
-                out.mux(packet)
+                sound.stream = aout
+                out.mux(sound)
     return written
 
 

@@ -44,11 +44,12 @@ def _colour(hop: Hop, limit: float) -> tuple[int, int, int]:
     return _GREEN if hop.delta_e <= limit / 2 else _AMBER
 
 
-def _note(hop: Hop) -> str:
+def _note(hop: Hop, chain_anchor: str) -> str:
     if hop.free:
         return "free: new anchor"
-    ratios = f"contrast x{hop.contrast_ratio:.2f}, sat x{hop.saturation_ratio:.2f}"
-    return ("! " if hop.flagged else "") + ratios
+    if hop.anchor != chain_anchor:  # held to a free shot's end
+        return ("! " if hop.flagged else "") + f"vs {hop.anchor}: contrast x{hop.contrast_ratio:.2f}"
+    return ("! " if hop.flagged else "") + f"contrast x{hop.contrast_ratio:.2f}, sat x{hop.saturation_ratio:.2f}"
 
 
 def continuity_picture(chains: Sequence[ChainReport], last_frames: Mapping[str, Frame],
@@ -81,7 +82,8 @@ def continuity_picture(chains: Sequence[ChainReport], last_frames: Mapping[str, 
         cells: list[tuple[Frame | None, str, str, tuple[int, int, int], float | None]] = [
             (anchor_frames.get(chain.anchor), f"anchor: {chain.anchor}", "first frame", _DIM, None)]
         for hop in chain.hops:
-            cells.append((last_frames.get(hop.shot), hop.shot, _note(hop), _colour(hop, limit), hop.delta_e))
+            cells.append((last_frames.get(hop.shot), hop.shot, _note(hop, chain.anchor), _colour(hop, limit),
+                          hop.delta_e))
         for k, (frame, name, note, edge, de) in enumerate(cells):
             row, col = divmod(k, PER_ROW)
             x0, y0 = _PAD + col * cell_w, y + row * cell_h

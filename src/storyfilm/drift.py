@@ -30,7 +30,8 @@ from storyfilm.errors import DriftSpecError
 NAMES = ("contrast", "saturation", "brightness", "warmth")
 LIMIT = 0.5
 ENV = "STORYFILM_LOCAL_DRIFT"  # the local provider's drift (same syntax as `storyfilm emulate --drift`)
-_ALLOWED = f"NAME=AMOUNT items separated by commas, NAME one of {', '.join(NAMES)}, AMOUNT a number from -{LIMIT} to {LIMIT}"
+_ALLOWED = (f"NAME=AMOUNT items separated by commas, NAME one of {', '.join(NAMES)}, "
+            f"AMOUNT a number from -{LIMIT} to {LIMIT}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def _amount(name: str, value: object, where: str) -> float:
     try:
         amount = float(value)
     except ValueError:
-        raise DriftSpecError(f"{where}: {name}={value!r} is not a number; expected one from -{LIMIT} to {LIMIT}") from None
+        raise DriftSpecError(f"{where}: {name}={value!r} is not a number; expected one from -{LIMIT} to {LIMIT}"
+                             ) from None
     if not math.isfinite(amount) or abs(amount) > LIMIT:
         raise DriftSpecError(f"{where}: {name}={value} is out of range; allowed -{LIMIT} to {LIMIT} per segment")
     return amount

@@ -22,10 +22,10 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.requests import Request
 
+from storyfilm.drift import drift_from_mapping, parse_drift
 from storyfilm.emulator import apiframe, gateway, spoil, wavespeed
 from storyfilm.emulator.common import BadRequest, emulator, fault_header, json_object, retry_headers
 from storyfilm.emulator.files import Dropped, quiet_dropped_downloads
-from storyfilm.drift import drift_from_mapping, parse_drift
 from storyfilm.emulator.state import Emulator, EmulatorConfig
 from storyfilm.errors import DriftSpecError, FaultSpecError
 
