@@ -53,3 +53,15 @@ def test_every_last_frame_method_returns_the_same_picture(tmp_path: Path) -> Non
     frames = [method(clip) for method in lastframe.METHODS.values()]
     assert all(np.array_equal(frames[0], f) for f in frames[1:])
     assert np.array_equal(frames[0], probe.read_frames(clip)[-1])
+
+
+@pytest.mark.slow
+def test_the_continuity_benchmark_runs_and_reports_both_holds() -> None:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.continuity", "--quick"], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    for row in ("| measure a hop", "| hold, meanstd", "| hold, histogram", "| render (local animatic",
+                "| static | contrast=0.06,saturation=0.05 | not held | "):
+        assert row in proc.stdout

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyfilm.animatic import title_card
+from storyfilm.animatic import AnimaticSpec, render, title_card
 from storyfilm.assemble import Piece, assemble, copy_blockers
 from storyfilm.colour_hold import correct_frame, fit_transfer, hold_segment, lut_table
 from storyfilm.continuity import delta_e, frame_stats
@@ -132,10 +132,20 @@ def test_a_moving_camera_chain_is_held_too(work: Path, start: Path) -> None:
     assert held.hops[-1].delta_e <= min(2.0, unheld.hops[-1].delta_e / 4) and not held.flagged
 
 
-def test_hold_refuses_a_segment_not_in_the_house_format(tmp_path: Path, chains: dict[str, Chain]) -> None:
+def test_a_silent_segment_is_held_and_stays_silent(tmp_path: Path) -> None:
+    segment, card = tmp_path / "silent.mp4", title_card("night", 1, SIZE)
+    render(AnimaticSpec(fmt=SIZE, frames=25, prompt="x", start=card, camera="static", audio=False, drift=DRIFT),
+           segment)
+    result = hold_segment(segment, tmp_path / "held.mp4", frame_stats(card), SIZE)
+    info = probe.probe(result.path)
+    assert info.audio is None and info.video is not None and info.video.frames == 25
+    assert copy_blockers(info, SIZE) == []
+
+
+def test_hold_refuses_a_segment_not_in_the_house_format(tmp_path: Path) -> None:
     foreign = make_clip(tmp_path / "foreign.mp4", 1.0, size=(SIZE.width, SIZE.height))
     with pytest.raises(MediaError, match="not in the house format .*normalise it before holding"):
-        hold_segment(foreign, tmp_path / "out.mp4", chains["drift"].shots[0].first, SIZE)
+        hold_segment(foreign, tmp_path / "out.mp4", frame_stats(title_card("night", 1, SIZE)), SIZE)
     assert not (tmp_path / "out.mp4").exists()
 
 

@@ -113,6 +113,7 @@ def _i2v(emulator: EmulatorServer, image_url: str, tmp_path: Path, name: str) ->
     return rgb.first_and_last(download(final["outputs"][0], tmp_path / f"{name}.mp4"))
 
 
+@pytest.mark.slow
 def test_the_emulator_drifts_when_configured_and_not_otherwise(emulator: EmulatorServer, tmp_path: Path) -> None:
     image = write_image(tmp_path / "start.png", (480, 480), seed=6)
     url = ws_upload(emulator.url, image)
@@ -135,6 +136,7 @@ def test_the_emulator_drifts_when_configured_and_not_otherwise(emulator: Emulato
     assert bad.status_code == 400 and "unknown drift 'hue'; allowed: contrast, saturation" in bad.json()["error"]
 
 
+@pytest.mark.slow
 def test_a_bad_drift_stops_the_emulator_with_one_line() -> None:
     proc = subprocess.run([sys.executable, "-m", "storyfilm", "emulate", "--drift", "contrast=0.9"],
                           capture_output=True, text=True, timeout=60)

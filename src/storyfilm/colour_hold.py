@@ -285,7 +285,10 @@ def hold_segment(src: Path, dst: Path, target: ColourStats, fmt: VideoFormat, *,
     transfer = fit_transfer(before, target, method)
     table = lut_table(transfer)
     corrected = correct_frame(last, table)
-    keyframes = sorted({k - 1 for k in probe.keyframe_indices(src) if 1 <= k < n - 1} | {0})
+    source_keys = probe.keyframe_indices(src)
+    if not source_keys or source_keys[0] != 0:
+        raise MediaError(f"{src}: its first frame is not a keyframe; normalise it before holding")
+    keyframes = sorted({k - 1 for k in source_keys if 1 <= k < n - 1} | {0})
     with tempfile.TemporaryDirectory(prefix="storyfilm-hold-") as scratch:
         tmp = Path(scratch)
         middle, end = tmp / "middle.mp4", tmp / "last.mp4"
