@@ -26,8 +26,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from storyfilm import drift as colour_drift
-from storyfilm.drift import Drift
+from storyfilm.drift import Drift, drifted
 from storyfilm.media import ffmpeg
 from storyfilm.media.ffmpeg import SAMPLE_RATE, VideoFormat
 
@@ -197,7 +196,7 @@ class _FrameMaker:
         if self.drift is None:
             return img
         weight = t if self.end is None else 4 * t * (1 - t)
-        return colour_drift.apply(img, self.drift, weight, self.pivot)
+        return drifted(img, self.drift, weight, self.pivot)
 
     def frame(self, k: int) -> np.ndarray | Image.Image:
         """Frame k as RGB: an array (frame 0, an end image) or a PIL image; `np.asarray` of either is the picture."""

@@ -100,7 +100,7 @@ def drift_from_env() -> Drift:
     return parse_drift(os.environ.get(ENV, ""), source=ENV)
 
 
-def apply(img: Image.Image, drift: Drift, weight: float, pivot: float) -> Image.Image:
+def drifted(img: Image.Image, drift: Drift, weight: float, pivot: float) -> Image.Image:
     """The picture drifted by `weight` (0..1) of one segment's amounts; `pivot` is the grey (0-255) that contrast
     spreads from. Pillow's C loops: a few milliseconds per 720p frame."""
     if weight <= 0 or not drift.active:
