@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from storyfilm.animatic import AnimaticSpec, render
+from storyfilm.animatic import AnimaticSpec, render, title_card
 from storyfilm.continuity import contrast_ratio, delta_e, frame_stats, saturation_ratio
 from storyfilm.drift import Drift, drift_from_mapping, parse_drift
 from storyfilm.emulator import EmulatorServer
@@ -19,7 +19,7 @@ from storyfilm.media import rgb
 from storyfilm.media.ffmpeg import VideoFormat
 from storyfilm.providers.local import LocalProvider
 
-from .emu import I2V, download, load_rgb, mean_diff, ws_submit, ws_upload, ws_wait
+from .emu import EXTEND, I2V, download, load_rgb, mean_diff, ws_submit, ws_upload, ws_wait
 from .helpers import write_image
 
 FMT = VideoFormat(320, 180)
@@ -124,6 +124,17 @@ def test_the_emulator_drifts_when_configured_and_not_otherwise(emulator: Emulato
     assert mean_diff(first, load_rgb(image)) < 3  # frame 0 is still the start image
     s0, s1 = frame_stats(first), frame_stats(last)
     assert 1.03 < contrast_ratio(s1, s0) < 1.10 and 1.03 < saturation_ratio(s1, s0) < 1.09 and delta_e(s1, s0) > 0.5
+    # an extension drifts from the input's last frame
+    clip = tmp_path / "in.mp4"
+    render(AnimaticSpec(fmt=VideoFormat(480, 480), frames=48, prompt="dusk", start=title_card("dusk", 1, FMT),
+                        camera="static"), clip)
+    resp = ws_submit(emulator.url, EXTEND, {"prompt": "static shot", "video": ws_upload(emulator.url, clip),
+                                            "duration": 4, "resolution": "480p"})
+    final, _ = ws_wait(emulator.url, resp.json()["data"]["id"])
+    extended = list(rgb.frames(download(final["outputs"][0], tmp_path / "extended.mp4")))
+    assert len(extended) == 48 + 96
+    e0, e1 = frame_stats(extended[47]), frame_stats(extended[-1])
+    assert 1.03 < contrast_ratio(e1, e0) < 1.10 and 1.03 < saturation_ratio(e1, e0) < 1.15  # a darker picture
 
     httpx.post(f"{emulator.url}/_emulator/config", json={"drift": "off"}).raise_for_status()
     first, last = _i2v(emulator, url, tmp_path, "plain")
