@@ -51,6 +51,7 @@ LUT_SIZE = 33
 GAIN_LIMITS = (0.5, 2.0)  # a hold restores a look; it never flattens or stretches a channel more than this
 _RANGES = ((-20.0, 120.0), (-160.0, 160.0), (-160.0, 160.0))  # beyond any sRGB colour's L*, a*, b*
 _HIST_KNOTS = slice(1, -1)  # the 5 %-95 % quantiles: the extremes are single, noisy pixels
+Knots = tuple[tuple[float, ...], tuple[float, ...]]  # a channel's map: x and y of its knots
 _ACCURATE_RGB = "scale=in_color_matrix=bt709:in_range=tv:flags=bicubic+accurate_rnd+full_chroma_int,format=gbrpf32"
 
 
@@ -92,9 +93,6 @@ def _limited(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     out = np.concatenate([[0.0], np.cumsum(steps)])
     mid = len(xs) // 2
     return np.asarray(out - out[mid] + ys[mid])
-
-
-Knots = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def _extended(xs: np.ndarray, ys: np.ndarray, gain: float, lo: float, hi: float) -> Knots:

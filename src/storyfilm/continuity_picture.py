@@ -54,8 +54,14 @@ def _note(hop: Hop, chain_anchor: str) -> str:
 
 def continuity_picture(chains: Sequence[ChainReport], last_frames: Mapping[str, Frame],
                        anchor_frames: Mapping[str, Frame], *, thumb_width: int = THUMB_WIDTH,
-                       aspect: float = 16 / 9) -> Image.Image:
-    """The picture: `last_frames` by shot id, `anchor_frames` by chain anchor (the head's first frame)."""
+                       aspect: float | None = None) -> Image.Image:
+    """The picture: `last_frames` by shot id, `anchor_frames` by chain anchor (the head's first frame); the
+    thumbnails' aspect ratio is the first frame's unless given."""
+    if aspect is None:
+        first = next(iter([*anchor_frames.values(), *last_frames.values()]), None)
+        size = (Image.open(first).size if isinstance(first, Path) else (first.shape[1], first.shape[0])
+                if first is not None else (16, 9))
+        aspect = size[0] / size[1]
     tw = thumb_width
     th = round(tw / aspect)
     cell_w, cell_h = tw + 2 * _BORDER + _PAD, th + 2 * _BORDER + _CAPTION
@@ -64,13 +70,14 @@ def continuity_picture(chains: Sequence[ChainReport], last_frames: Mapping[str, 
     strip_title = 26
     width = _PAD + min(PER_ROW, 1 + max((len(c.hops) for c in chains), default=0)) * cell_w
     height = head_h + sum(strip_title + r * cell_h + _PAD for r in rows_per_chain) + _PAD
-    img = Image.new("RGB", (max(width, 520), height), _BG)
-    draw = ImageDraw.Draw(img)
     big, mid, small = _font(18), _font(15), _font(13)
     limit = chains[0].thresholds.delta_e if chains else 3.0
     # "dE": Pillow's bundled font has no Greek capitals
-    draw.text((_PAD, 8), f"Continuity: colour difference (CIEDE2000 dE) of each shot's last frame from its anchor; "
-                         f"flagged above {limit:g}", font=big, fill=_INK)
+    heading = (f"Continuity: colour difference (CIEDE2000 dE) of each shot's last frame from its anchor; "
+               f"flagged above {limit:g}")
+    img = Image.new("RGB", (max(width, round(big.getlength(heading)) + 2 * _PAD), height), _BG)
+    draw = ImageDraw.Draw(img)
+    draw.text((_PAD, 8), heading, font=big, fill=_INK)
     y = head_h
     for chain, rows in zip(chains, rows_per_chain, strict=True):
         verdict, colour = ("FLAGGED", _RED) if chain.flagged else ("holds", _GREEN)
