@@ -83,3 +83,15 @@ def test_every_part_of_python_m_benchmarks_runs(tmp_path: Path) -> None:
         "## Targets (issue 9)", "## Assembly", "## Assembly with transitions and loudness", "## Last-frame extraction",
         "## Orchestration", "## Start-up", "## Before and after"], headings
     assert RESULTS.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_the_continuity_benchmark_runs_and_reports_both_holds() -> None:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.continuity", "--quick"], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    for row in ("| measure a hop", "| hold, meanstd", "| hold, histogram", "| render (local animatic",
+                "| static | contrast=0.06,saturation=0.05 | not held | "):
+        assert row in proc.stdout

@@ -211,18 +211,22 @@ def emulate(
     api_key: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer)
         "--api-key", help="the only key accepted: KEY, or PROVIDER=KEY (repeatable); default: any key")] = None,
     credits: Annotated[Optional[int], typer.Option(help="Apiframe credit balance (default: unlimited)")] = None,  # noqa: UP045
+    drift: Annotated[str, typer.Option(help="colour drift per segment made from a start frame, like a real model's, "
+                                            "e.g. 'contrast=0.06,saturation=0.05,brightness=0.02,warmth=0.03'")] = "",
 ) -> None:
     """Serve the WaveSpeed, Apiframe and gateway APIs on loopback, rendering real video. Free."""
+    from storyfilm.drift import parse_drift
     from storyfilm.emulator import EmulatorConfig, serve_forever
     from storyfilm.emulator.state import parse_api_keys
 
     def announce(url: str) -> None:
         out.print(f"emulating WaveSpeed, Apiframe and the gateway at {url} (latency {latency:g} s"
-                  f"{', faults ' + faults if faults else ''}); stats at {url}/_emulator/stats; Ctrl-C stops")
+                  f"{', faults ' + faults if faults else ''}{', drift ' + drift if drift else ''}); "
+                  f"stats at {url}/_emulator/stats; Ctrl-C stops")
 
     try:
         config = EmulatorConfig(latency=latency, faults=faults, api_keys=parse_api_keys(api_key or []),
-                                apiframe_credits=credits)
+                                apiframe_credits=credits, drift=parse_drift(drift, source="--drift"))
         serve_forever(config, host, port, announce)
     except StoryfilmError as exc:
         _fail(exc)
