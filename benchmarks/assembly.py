@@ -90,13 +90,19 @@ def pieces(paths: list[Path], every: int | None = None) -> list[Any]:
     """The film's pieces: continued shots drop their seam copy; `every`: a 0.5 s crossfade at every n-th join."""
     from storyfilm.assemble import Piece
 
+    try:
+        from storyfilm.transitions import CONTINUE, CUT, Crossfade
+    except ImportError:  # an older tree, which before_after.py measures: joins were names, without transitions
+        assert not every
+        return [Piece(p, start_frame=1 if chained(i) else 0, label=str(i), join="continue" if chained(i) else "cut")
+                for i, p in enumerate(paths)]
     out = []
     for i, p in enumerate(paths):
         start = 1 if chained(i) else 0
         if every and i and i % every == 0:
-            out.append(Piece(p, start_frame=start, label=str(i), join="crossfade", overlap=FMT.fps // 2))
+            out.append(Piece(p, start_frame=start, label=str(i), join=Crossfade(0.5)))
         else:
-            out.append(Piece(p, start_frame=start, label=str(i), join="continue" if chained(i) else "cut"))
+            out.append(Piece(p, start_frame=start, label=str(i), join=CONTINUE if chained(i) else CUT))
     return out
 
 

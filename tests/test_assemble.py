@@ -13,6 +13,7 @@ from storyfilm.assemble import Piece, assemble
 from storyfilm.errors import IncompatibleSegments
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.transitions import CONTINUE, Crossfade, Fade
 
 from .helpers import make_clip, write_image
 
@@ -78,10 +79,11 @@ def render_chain(directory: Path, fmt: VideoFormat = SMALL) -> list[Path]:
     return [directory / f"{x}.mp4" for x in "abcd"]
 
 
+@pytest.mark.slow
 def test_crossfade_and_fade_overlap_and_only_frames_near_them_are_encoded(tmp_path: Path) -> None:
     a, b, c, d = render_chain(tmp_path)
-    pieces = [Piece(a, label="a"), Piece(b, start_frame=1, label="b", join="continue"),
-              Piece(c, label="c", join="crossfade", overlap=12), Piece(d, label="d", join="fade", overlap=12)]
+    pieces = [Piece(a, label="a"), Piece(b, start_frame=1, label="b", join=CONTINUE),
+              Piece(c, label="c", join=Crossfade(0.5)), Piece(d, label="d", join=Fade(0.5))]
     film = assemble(pieces, SMALL, tmp_path / "film.mp4", tmp_path / "work")
     assert film.frames == 48 * 4 - 24 and [p.first for p in film.placements] == [0, 48, 84, 120]
     info = probe.probe(film.path)
@@ -115,11 +117,12 @@ def test_crossfade_and_fade_overlap_and_only_frames_near_them_are_encoded(tmp_pa
 
 def test_without_transitions_a_matching_film_is_pure_stream_copy(tmp_path: Path) -> None:
     a, b, c, _ = render_chain(tmp_path)
-    film = assemble([Piece(a), Piece(b, start_frame=1, join="continue"), Piece(c)], SMALL, tmp_path / "f.mp4",
+    film = assemble([Piece(a), Piece(b, start_frame=1, join=CONTINUE), Piece(c)], SMALL, tmp_path / "f.mp4",
                     tmp_path / "work")
     assert (film.encoded_frames, film.copied_frames, film.normalised) == (0, 144, [])
 
 
+@pytest.mark.slow
 def test_mixed_rates_sizes_audio_and_an_extend_echo_trimmed_to_the_frame(tmp_path: Path) -> None:
     fmt = VideoFormat(854, 480, 24)
     echoed = make_clip(tmp_path / "old.mp4", 1, (640, 360), 25, tone=1200)
@@ -131,7 +134,7 @@ def test_mixed_rates_sizes_audio_and_an_extend_echo_trimmed_to_the_frame(tmp_pat
         Piece(make_clip(tmp_path / "a.mp4", 1, (854, 480), 24, tone=300), label="a"),
         Piece(make_clip(tmp_path / "b.mp4", 1, (1280, 720), 30, audio=False), label="b"),
         Piece(echoed, label="c"),
-        Piece(extended, start_frame=25, label="echo", join="continue"),
+        Piece(extended, start_frame=25, label="echo", join=CONTINUE),
     ]
     film = assemble(pieces, fmt, tmp_path / "film.mp4", tmp_path / "work")
     assert film.normalised == ["a", "b", "c", "echo"]  # other encoders' parameter sets, sizes, rates
@@ -157,6 +160,7 @@ def test_mixed_rates_sizes_audio_and_an_extend_echo_trimmed_to_the_frame(tmp_pat
     assert tone_level(audio[int(3.05 * 48000):int(3.95 * 48000)], 1200).max() < 0.01
 
 
+@pytest.mark.slow
 def test_sound_and_pictures_stay_in_sync_over_32_mixed_segments(tmp_path: Path) -> None:
     colours = ["red", "lime", "blue", "yellow", "cyan", "magenta", "white"]
     rgb = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255),

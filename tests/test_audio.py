@@ -13,6 +13,7 @@ from storyfilm.assemble import Piece, assemble
 from storyfilm.audio import AudioPart
 from storyfilm.errors import MediaError
 from storyfilm.media import ffmpeg, probe
+from storyfilm.transitions import CONTINUE, Crossfade, Fade, equal_power
 
 from .test_assemble import SMALL, render_chain
 
@@ -33,19 +34,19 @@ def clip_with_sound(path: Path, pcm: np.ndarray) -> Path:
 def test_equal_power_crossfade_keeps_the_level_of_unrelated_sounds(tmp_path: Path) -> None:
     a = clip_with_sound(tmp_path / "a.mp4", noise(1, 0.1, 1))
     b = clip_with_sound(tmp_path / "b.mp4", noise(1, 0.1, 2))
-    parts = [AudioPart(a, 0.0, 0, 24), AudioPart(b, 0.0, 12, 24, "crossfade", 12)]
+    parts = [AudioPart(a, 0.0, 0, 24), AudioPart(b, 0.0, 12, 24, Crossfade(0.5))]
     track = audio.film_track(parts, 36, 24)
     assert track.shape == (36 * 2000, 2)
     rms = [float(np.sqrt(np.mean(track[i * 2000:(i + 1) * 2000] ** 2))) for i in range(36)]
     assert max(rms) / min(rms) < 1.25  # no dip or bump through the crossfade (frames 12-23)
-    gain_out, gain_in = audio.equal_power(1000)
+    gain_out, gain_in = equal_power(1000)
     assert np.allclose(gain_out ** 2 + gain_in ** 2, 1.0, atol=1e-6)
 
 
 def test_a_crossfade_between_the_same_sound_is_seamless(tmp_path: Path) -> None:
     same = noise(2, 0.1, 3)
     a = clip_with_sound(tmp_path / "a.mp4", same)
-    parts = [AudioPart(a, 0.0, 0, 24), AudioPart(a, 1.0, 24, 24, "continue")]  # an extend echo's pre-roll
+    parts = [AudioPart(a, 0.0, 0, 24), AudioPart(a, 1.0, 24, 24, CONTINUE)]  # an extend echo's pre-roll
     track = audio.film_track(parts, 48, 24)
     whole = probe.read_audio(a)
     assert whole is not None
@@ -55,7 +56,7 @@ def test_a_crossfade_between_the_same_sound_is_seamless(tmp_path: Path) -> None:
 def test_fade_goes_through_silence_and_cuts_do_not_touch_the_sound(tmp_path: Path) -> None:
     a = clip_with_sound(tmp_path / "a.mp4", noise(1, 0.1, 4))
     b = clip_with_sound(tmp_path / "b.mp4", noise(1, 0.1, 5))
-    faded = audio.film_track([AudioPart(a, 0, 0, 24), AudioPart(b, 0, 12, 24, "fade", 12)], 36, 24)
+    faded = audio.film_track([AudioPart(a, 0, 0, 24), AudioPart(b, 0, 12, 24, Fade(0.5))], 36, 24)
     assert np.abs(faded[35990:36010]).max() < 0.01  # the middle of the fade (frame 18) is silent
     cut = audio.film_track([AudioPart(a, 0, 0, 24), AudioPart(b, 0, 24, 24)], 48, 24)
     sa, sb = probe.read_audio(a), probe.read_audio(b)
@@ -85,9 +86,10 @@ def test_loud_peaks_are_limited_without_moving_the_sound() -> None:
     assert all(any(0 <= s - b < 48 for b in bursts) for s in loudest)
 
 
+@pytest.mark.slow
 def test_a_film_is_normalised_to_the_target_and_stays_in_sync(tmp_path: Path) -> None:
     a, b, c, _ = render_chain(tmp_path)
-    pieces = [Piece(a), Piece(b, start_frame=1, join="continue"), Piece(c)]
+    pieces = [Piece(a), Piece(b, start_frame=1, join=CONTINUE), Piece(c)]
     plain = assemble(pieces, SMALL, tmp_path / "plain.mp4", tmp_path / "w")
     loud = assemble(pieces, SMALL, tmp_path / "loud.mp4", tmp_path / "w", loudness_lufs=-20)
     assert plain.loudness is None and loud.loudness is not None and loud.frames == plain.frames

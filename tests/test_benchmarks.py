@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 
 from benchmarks import assembly, lastframe
+from benchmarks.__main__ import RESULTS
 from benchmarks.common import MIB, run_process, run_worker, tree_rss
 from storyfilm.media import probe
 from storyfilm.media.ffmpeg import VideoFormat
+
+from .helpers import REPO
 
 TINY = VideoFormat(320, 180, 24)
 
@@ -67,3 +71,27 @@ def test_the_ledger_benchmark_does_a_whole_shot(ledger_at: str) -> None:
     assert rec is not None and rec.state == "done" and rec.result == RESULT and book.holder("k" * 64) is None
     assert [e[3] for e in book.events()] == ["intent", "submitted", "completed", "done"]
     book.close()
+@pytest.mark.slow
+def test_every_part_of_python_m_benchmarks_runs(tmp_path: Path) -> None:
+    """`python -m benchmarks --quick`: every part on tiny inputs; the results are printed, the file is untouched."""
+    before = RESULTS.read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=REPO, capture_output=True, text=True,
+                          timeout=1200, env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    headings = [line for line in proc.stdout.splitlines() if line.startswith("## ")]
+    assert [h.split(":")[0].split(",")[0] for h in headings] == [
+        "## Targets (issue 9)", "## Assembly", "## Assembly with transitions and loudness", "## Last-frame extraction",
+        "## Orchestration", "## Start-up", "## Before and after"], headings
+    assert RESULTS.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_the_continuity_benchmark_runs_and_reports_both_holds() -> None:
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.continuity", "--quick"], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    for row in ("| measure a hop", "| hold, meanstd", "| hold, histogram", "| render (local animatic",
+                "| static | contrast=0.06,saturation=0.05 | not held | "):
+        assert row in proc.stdout

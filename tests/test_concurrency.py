@@ -133,6 +133,7 @@ def test_a_hosted_providers_prefect_concurrency_limit_holds(prefect_server: None
     assert not [k for k in kinds if k[0] in ("shot-waiting", "shot-started")]
 
 
+@pytest.mark.slow
 def test_limits_are_created_on_demand_and_tuned_only_when_asked(prefect_server: None) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate

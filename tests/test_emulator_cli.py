@@ -10,8 +10,11 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from .emu import T2V
+
+pytestmark = pytest.mark.slow  # each test starts `storyfilm emulate` as a process
 
 
 def test_emulate_serves_until_interrupted_and_checks_keys() -> None:

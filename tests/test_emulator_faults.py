@@ -114,6 +114,7 @@ def test_global_faults_can_target_one_provider(emulator: EmulatorServer) -> None
     assert httpx.get(f"{emulator.url}/api/v3/predictions/{ws['id']}", headers=WS).status_code == 200
 
 
+@pytest.mark.slow
 def test_download_drops_half_way_then_503_then_succeeds(emulator: EmulatorServer, tmp_path: Path) -> None:
     job = ws_submit(emulator.url, T2V, {"prompt": "a gull", "duration": 4, **SMALL},
                     headers={"X-Emulator-Fault": "download-drop"}).json()["data"]

@@ -51,6 +51,7 @@ def test_compatibility_path_and_failure_shape(emulator: EmulatorServer) -> None:
     assert stats(emulator.url)["by_model"]["seedance2.0-mini-720p"]["cost_usd"] == 0.72  # 6 s x $0.12
 
 
+@pytest.mark.slow
 def test_extend_video_operation_returns_input_and_new_segment(emulator: EmulatorServer, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "in.mp4", 1.0, size=(480, 480))
     body = {"model": "seedance2.0-fast-480p", "prompt": "keep going", "duration": 5,

@@ -47,6 +47,7 @@ def test_image_to_video_through_faults(emulator: EmulatorServer, tmp_path: Path,
     assert s["jobs"][0]["downloads"] == 2  # the dropped one, then the whole file
 
 
+@pytest.mark.slow
 def test_wavespeed_extend_echo_is_measured_from_the_input(emulator: EmulatorServer, tmp_path: Path) -> None:
     provider = make_provider("wavespeed", tmp_path, env={"WAVESPEED_API_KEY": "k", "WAVESPEED_BASE_URL": emulator.url})
     clip = make_clip(tmp_path / "prev.mp4", 2.0, size=(480, 480))

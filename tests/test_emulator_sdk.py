@@ -16,6 +16,7 @@ from .emu import EXTEND, SMALL, T2V, download, stats
 from .helpers import make_clip
 
 
+@pytest.mark.slow
 def test_sdk_uploads_runs_text_to_video_and_extend(emulator: EmulatorServer, tmp_path: Path) -> None:
     client = Client(api_key="sdk-key", base_url=emulator.url, retry_interval=0.05)
     clip = make_clip(tmp_path / "in.mp4", 2.0, size=(480, 480))

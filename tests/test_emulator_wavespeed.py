@@ -94,6 +94,7 @@ def test_image_to_video_honours_first_and_last_image(emulator: EmulatorServer, t
     assert mean_diff(probe.last_frame(video), fit_cover(load_rgb(last), fmt)) < 3
 
 
+@pytest.mark.slow
 def test_legacy_images_form_uses_the_first_image(emulator: EmulatorServer, tmp_path: Path) -> None:
     image = write_image(tmp_path / "a.png", (480, 480), seed=3)
     url = ws_upload(emulator.url, image)
@@ -109,6 +110,7 @@ def test_legacy_images_form_uses_the_first_image(emulator: EmulatorServer, tmp_p
     assert mean_diff(probe.first_frame(video), load_rgb(image)) < 3
 
 
+@pytest.mark.slow
 def test_extend_returns_the_input_then_exactly_the_new_seconds(emulator: EmulatorServer, tmp_path: Path) -> None:
     """5 s in, 4 s more: one 9 s file whose first 5 s are the input, audio of both kept."""
     clip = make_clip(tmp_path / "in.mp4", 5.0, size=(480, 480), tone=1000.0)
@@ -140,6 +142,7 @@ def test_extend_returns_the_input_then_exactly_the_new_seconds(emulator: Emulato
     assert stats(emulator.url)["by_model"][EXTEND]["cost_usd"] == 0.48  # billed for the 4 new seconds only
 
 
+@pytest.mark.slow
 def test_mini_extend_without_audio_keeps_the_original_audio(emulator: EmulatorServer, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "in.mp4", 2.0, size=(480, 480), tone=1000.0)
     resp = ws_submit(emulator.url, MINI_EXTEND, {"prompt": "static", "video": ws_upload(emulator.url, clip),

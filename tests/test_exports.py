@@ -20,6 +20,8 @@ from storyfilm.results import Film, ShotResult
 
 from .helpers import write_image, write_storyboard
 
+pytestmark = pytest.mark.slow  # every test here reads one film that a module fixture renders
+
 BOARD = """\
 version: 1
 title: Export Test
@@ -184,7 +186,6 @@ def test_the_contact_sheet_shows_each_shot_once(made: Made) -> None:
     assert sheet[190:220].std() > 20  # the labels under the frames
 
 
-@pytest.mark.slow
 def test_the_flow_writes_every_export_and_reports_seams(prefect_server: None, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey

@@ -156,7 +156,7 @@ def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> No
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    check_film(tmp_path / "output" / "teaser" / "film.mp4", 6.0)
+    check_film(tmp_path / "output" / "teaser" / "film.mp4", 12.0)
     # not a terminal (a pipe, a log, CI): no progress bars, no log noise; just the result
     assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest"]
     assert proc.stderr == ""

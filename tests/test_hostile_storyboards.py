@@ -41,6 +41,7 @@ def survives(text: str) -> None:
         assert "fuzz.yaml" in str(exc)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.text(max_size=400))
 def test_any_text(text: str) -> None:
@@ -66,11 +67,13 @@ SHOT_FIELDS = ["id", "prompt", "duration", "resolution", "aspect_ratio", "audio"
 @FUZZ
 @given(st.dictionaries(st.sampled_from(FIELDS), json_like, max_size=8),
        st.lists(st.dictionaries(st.sampled_from(SHOT_FIELDS), json_like, max_size=8), max_size=4))
+@pytest.mark.slow
 def test_right_keys_wrong_values(top: dict, shots: list) -> None:
     data = {**top, "shots": shots} if shots else top
     survives(yaml.safe_dump(data, allow_unicode=True))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(SHOT_FIELDS), json_like)
 def test_one_field_of_a_good_storyboard_replaced(field: str, value: object) -> None:
@@ -228,6 +231,7 @@ def test_unsafe_shot_ids_are_refused(storyboard_dir: Path, shot_id: str) -> None
         load_storyboard(write_storyboard(storyboard_dir, yaml.safe_dump(data)))
 
 
+@pytest.mark.slow
 def test_a_thousand_shots_validate_and_plan(tmp_path: Path) -> None:
     shots = "".join(f"  - id: s{i}\n    prompt: shot {i}\n" + ("    cut: true\n" if i % 10 == 0 else "")
                     for i in range(1000))

@@ -35,6 +35,7 @@ def test_states_attempts_and_spend(tmp_path: Path) -> None:
     assert [e[3] for e in book.events("k")] == ["intent", "submitted", "failed", "intent", "submitted"]
 
 
+@pytest.mark.slow
 def test_concurrent_writers_from_several_processes(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     Ledger(path)

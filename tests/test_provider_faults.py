@@ -17,6 +17,8 @@ from storyfilm.storyboard import load_storyboard
 
 from .helpers import emulator_stats, point_hosts_at, write_storyboard
 
+pytestmark = pytest.mark.slow  # each test runs shots through the emulator with real renders
+
 FAST = PollSettings(first=0.05, max=0.2, timeout=60)
 
 

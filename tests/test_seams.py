@@ -5,22 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from storyfilm import seams
 from storyfilm.animatic import AnimaticSpec, render
 from storyfilm.assemble import Piece, assemble
 from storyfilm.media import ffmpeg
+from storyfilm.transitions import CONTINUE, Crossfade, Fade
 
 from .helpers import make_clip
 from .test_assemble import SMALL, render_chain
 
 
+@pytest.mark.slow
 def test_clean_joins_of_every_kind_are_not_flagged(tmp_path: Path) -> None:
     a, b, c, d = render_chain(tmp_path)
     silent = tmp_path / "silent.mp4"
     render(AnimaticSpec(fmt=SMALL, frames=48, prompt="quiet lamp", camera="static", audio=False), silent)
-    pieces = [Piece(a, label="a"), Piece(b, start_frame=1, label="b", join="continue"),
-              Piece(c, label="c", join="crossfade", overlap=12), Piece(d, label="d", join="fade", overlap=12),
+    pieces = [Piece(a, label="a"), Piece(b, start_frame=1, label="b", join=CONTINUE),
+              Piece(c, label="c", join=Crossfade(0.5)), Piece(d, label="d", join=Fade(0.5)),
               Piece(silent, label="silent"), Piece(a, label="a-again")]
     report = seams.analyse(assemble(pieces, SMALL, tmp_path / "film.mp4", tmp_path / "work"))
     assert [(s.before, s.after, s.join) for s in report] == [
@@ -34,6 +37,7 @@ def test_clean_joins_of_every_kind_are_not_flagged(tmp_path: Path) -> None:
     assert "all 5 clean" in seams.markdown(report)
 
 
+@pytest.mark.slow
 def test_bad_joins_are_flagged_with_what_is_wrong(tmp_path: Path) -> None:
     a, b, c, d = render_chain(tmp_path)
     elsewhere = tmp_path / "elsewhere.mp4"  # claims to continue but starts on another picture
@@ -42,8 +46,8 @@ def test_bad_joins_are_flagged_with_what_is_wrong(tmp_path: Path) -> None:
     short = tmp_path / "short.mp4"  # its sound stops 0.8 s before its pictures do
     ffmpeg.run(["-y", "-i", str(c), "-c:v", "copy", "-af", "atrim=0:1.2", "-c:a", "aac", str(short)])
     pieces = [Piece(a, label="a"),
-              Piece(b, start_frame=0, label="b", join="continue"),  # the seam copy not dropped: shown twice
-              Piece(elsewhere, start_frame=1, label="elsewhere", join="continue"),
+              Piece(b, start_frame=0, label="b", join=CONTINUE),  # the seam copy not dropped: shown twice
+              Piece(elsewhere, start_frame=1, label="elsewhere", join=CONTINUE),
               Piece(short, label="short"),
               Piece(d, label="d")]
     report = seams.analyse(assemble(pieces, SMALL, tmp_path / "film.mp4", tmp_path / "work"))
@@ -61,7 +65,7 @@ def test_the_crossfade_at_continuous_joins_removes_the_click(tmp_path: Path) -> 
     # A steady tone under a steady picture; the continuation starts 120 degrees later in its cycle.
     a = make_clip(tmp_path / "a.mp4", 1, (160, 90), colour="red", tone=440)
     b = make_clip(tmp_path / "b.mp4", 1 + 1 / 24, (160, 90), colour="red", tone=440)
-    pieces = [Piece(a, label="a"), Piece(b, start_frame=1, label="b", join="continue")]
+    pieces = [Piece(a, label="a"), Piece(b, start_frame=1, label="b", join=CONTINUE)]
     fmt = SMALL.__class__(160, 90, 24)
     hard = seams.analyse(assemble(pieces, fmt, tmp_path / "hard.mp4", tmp_path / "w", seam_crossfade_frames=0))
     soft = seams.analyse(assemble(pieces, fmt, tmp_path / "soft.mp4", tmp_path / "w"))

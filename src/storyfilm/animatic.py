@@ -6,7 +6,8 @@ Used by the `local` provider and by the emulator. Guarantees that chaining relie
 - overlays (prompt/caption, shot label) fade in after frame 0 and are gone on the last frame, so they
   never pile up along a chain;
 - with an end image, the last frame is exactly that image (fitted);
-- frame 0 and the last frame are IDR frames encoded at constant QP: identical pictures decode identically.
+- frame 0 and the last frame are IDR frames encoded at constant QP: identical pictures decode identically;
+- with a drift (drift.py), a shot made from a start frame drifts in colour from it, frame 0 untouched.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 # The camera vocabulary lives in camera.py (plan.py needs it without importing the renderer).
 from storyfilm.camera import CameraMove
 from storyfilm.camera import camera_from_prompt as camera_from_prompt  # re-exported: the emulator renders with it
+from storyfilm.drift import Drift, drifted
 from storyfilm.media import ffmpeg
 from storyfilm.media.ffmpeg import SAMPLE_RATE, VideoFormat
 
@@ -45,6 +47,7 @@ class AnimaticSpec:
     audio: bool = True
     keyframes: tuple[int, ...] = ()  # extra IDR frames (1 for a chained shot, so its copy of the
     # previous last frame can be dropped by stream copy)
+    drift: Drift | None = None  # colour drift from `start` (a model's); ignored without a start frame
 
 
 def _seed_rng(*parts: object) -> np.random.Generator:
@@ -160,6 +163,15 @@ class _FrameMaker:
         self.backdrop = (Image.fromarray((np.asarray(self.base.filter(ImageFilter.GaussianBlur(fmt.width // 40)))
                                           * 0.55).astype(np.uint8)) if spec.camera == "pull_out" else None)
         self.overlays = _overlay_layers(spec)
+        self.drift = spec.drift if spec.start is not None and spec.drift is not None and spec.drift.active else None
+        self.pivot = float(np.asarray(self.base.convert("L"), dtype=np.float32).mean()) if self.drift else 0.0
+
+    def _drifted(self, img: Image.Image, t: float) -> Image.Image:
+        """Linear in time from the start frame; with an end image it returns to none, as that frame is given."""
+        if self.drift is None:
+            return img
+        weight = t if self.end is None else 4 * t * (1 - t)
+        return drifted(img, self.drift, weight, self.pivot)
 
     def frame(self, k: int) -> np.ndarray | Image.Image:
         """Frame k as RGB: an array (frame 0, an end image) or a PIL image; `np.asarray` of either is the picture."""
@@ -183,11 +195,12 @@ class _FrameMaker:
             sw, sh = max(2, round(w * z)), max(2, round(h * z))
             img.paste(self.base.resize((sw, sh), Image.Resampling.BILINEAR), ((w - sw) // 2, (h - sh) // 2))
         if k == last:  # no end image here (returned above), no overlay: the camera's final window
-            return img
+            return self._drifted(img, 1.0)
         if self.end_image is not None:
             blend = _ease((t - 0.5) / 0.5)
             if blend > 0:
                 img = Image.blend(img, self.end_image, blend)
+        img = self._drifted(img, t)
         self._overlay(img, self._overlay_alpha(k))
         return img
 

@@ -24,13 +24,14 @@ import av
 import numpy as np
 
 from storyfilm import audio
-from storyfilm.audio import AudioPart, Join
+from storyfilm.audio import AudioPart
 from storyfilm.errors import IncompatibleSegments, MediaError
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.ffmpeg import AUDIO_BITRATE, CHANNELS, SAMPLE_RATE, VideoFormat
 from storyfilm.media.house import copy_blockers
 from storyfilm.media.probe import MediaInfo
 from storyfilm.results import FilmInfo, Placement
+from storyfilm.transitions import CUT, Crossfade, Fade, Join, Overlap
 
 Progress = Callable[[str], None]
 
@@ -43,8 +44,7 @@ class Piece:
     start_frame: int = 0  # frames before this repeat footage already in the film (extend echo, seam copy)
     frames: int | None = None  # None: everything after start_frame (in the segment's own frame rate)
     label: str = ""
-    join: Join = "cut"  # how it joins the piece before it ("continue": it carries on the same picture)
-    overlap: int = 0  # film frames shared with the piece before it (crossfade, fade)
+    join: Join = CUT  # how it joins the piece before it
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class _Ready:
     info: MediaInfo  # of the original segment
     audio_from: Path  # where the audio comes from (the original segment)
     audio_start: float  # seconds into audio_from
+    overlap: int  # film frames shared with the piece before (its join's)
 
 
 def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece, MediaInfo, list[str]]]:
@@ -71,9 +72,8 @@ def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece,
         if piece.start_frame < 0 or want <= 0 or want > available:
             raise IncompatibleSegments(piece.path, [f"wants frames {piece.start_frame}..{piece.start_frame + want}"
                                                     f" but the file has {info.video.frames}"])
-        if piece.overlap < 0 or (piece.overlap and (i == 0 or piece.join not in ("crossfade", "fade"))):
-            raise MediaError(f"{piece.label or piece.path}: an overlap of {piece.overlap} frames needs a crossfade "
-                             "or fade from a previous piece")
+        if i == 0 and piece.join.frames(fmt.fps):
+            raise MediaError(f"{piece.label or piece.path}: a {piece.join} needs a previous piece to join")
         infos.append((piece, info, copy_blockers(info, fmt)))
     return infos
 
@@ -86,6 +86,7 @@ def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
         assert info.video is not None
         want = piece.frames if piece.frames is not None else info.video.frames - piece.start_frame
         audio_start = float(piece.start_frame / info.video.fps)
+        overlap = piece.join.frames(fmt.fps)
         if diffs:
             if on_progress:
                 on_progress(f"normalising {piece.label or piece.path.name}: {'; '.join(diffs)}")
@@ -93,15 +94,15 @@ def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
             ffmpeg.run(ffmpeg.normalize_args(piece.path, dst, fmt, start_frame=piece.start_frame, frames=want))
             frames = probe.probe(dst).video.frames  # type: ignore[union-attr]
             ready.append(_Ready(piece, dst, 0, frames, frames, frozenset(probe.keyframe_indices(dst)), info,
-                                piece.path, audio_start))
+                                piece.path, audio_start, overlap))
             normalised.append(piece.label or piece.path.name)
         else:
             ready.append(_Ready(piece, piece.path, piece.start_frame, want, info.video.frames,
-                                frozenset(probe.keyframe_indices(piece.path)), info, piece.path, audio_start))
+                                frozenset(probe.keyframe_indices(piece.path)), info, piece.path, audio_start, overlap))
     for i, r in enumerate(ready):
-        after = ready[i + 1].piece.overlap if i + 1 < len(ready) else 0
-        if r.piece.overlap + after > r.frames:
-            raise IncompatibleSegments(r.piece.path, [f"transitions overlap {r.piece.overlap} + {after} frames of "
+        after = ready[i + 1].overlap if i + 1 < len(ready) else 0
+        if r.overlap + after > r.frames:
+            raise IncompatibleSegments(r.piece.path, [f"transitions overlap {r.overlap} + {after} frames of "
                                                       f"a piece that has only {r.frames}"])
     return ready, normalised
 
@@ -123,7 +124,7 @@ class _Span:
     ready: int
     start: int
     frames: int
-    blend: tuple[int, int, Join] | None = None  # (incoming ready index, its start frame, crossfade | fade)
+    blend: tuple[int, int, Overlap] | None = None  # (incoming ready index, its start frame, the transition)
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,9 @@ def _runs(ready: Sequence[_Ready]) -> list[_Copy | _Encode]:
             pending.clear()
 
     for i, r in enumerate(ready):
-        d_in = r.piece.overlap
-        d_out = ready[i + 1].piece.overlap if i + 1 < len(ready) else 0
-        if d_in:
+        d_in = r.overlap
+        d_out = ready[i + 1].overlap if i + 1 < len(ready) else 0
+        if isinstance(r.piece.join, Crossfade | Fade):
             prev = ready[i - 1]
             pending.append(_Span(i - 1, prev.start + prev.frames - d_in, d_in, (i, r.start, r.piece.join)))
         lo, hi = r.start + d_in, r.start + r.frames - d_out  # frames shown on their own
@@ -189,16 +190,6 @@ def _black(fmt: VideoFormat) -> np.ndarray:
     return out
 
 
-def _compose(kind: Join, a: np.ndarray, b: np.ndarray, p: float, black: np.ndarray) -> np.ndarray:
-    """One frame of a transition at progress p in (0, 1). Linear in Y'CbCr, so exactly a blend in RGB too."""
-    if kind == "fade":
-        src, w = (a, 1 - 2 * p) if p < 0.5 else (b, 2 * p - 1)
-        mixed = black.astype(np.float32) + (src.astype(np.float32) - black) * w
-    else:
-        mixed = a.astype(np.float32) * (1 - p) + b.astype(np.float32) * p
-    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-
-
 # Decoded house frames are already BT.709 limited range: said on the input, ffmpeg leaves them alone (untagged,
 # it "converts" them to the BT.709 the encoder signals, shifting luma by 2 levels). Primaries and transfer are
 # left out on purpose: given on the input they change the parameter sets, and the chunk could not be copied.
@@ -222,7 +213,7 @@ def _encode_chunk(run: _Encode, ready: Sequence[_Ready], fmt: VideoFormat, dst: 
             incoming, start, kind = span.blend
             others = _yuv_frames(ready[incoming].path, start, span.frames, fmt.fps)
             for j, (a, b) in enumerate(zip(frames, others, strict=True)):
-                proc.stdin.write(_compose(kind, a, b, (j + 1) / (span.frames + 1), black).tobytes())
+                proc.stdin.write(kind.picture(a, b, (j + 1) / (span.frames + 1), black).tobytes())
     except BrokenPipeError:
         pass  # ffmpeg died: finish_encoder raises with its stderr
     finally:
@@ -246,15 +237,15 @@ def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Pat
     placements: list[Placement] = []
     first = 0
     for r in ready:
-        first -= r.piece.overlap
+        first -= r.overlap
         v = r.info.video
         assert v is not None
         placements.append(Placement(r.piece.label or r.piece.path.name, r.piece.path, r.piece.start_frame,
                                     v.frames, v.fps, r.info.audio is not None, first, r.frames,
-                                    r.piece.join, r.piece.overlap))
+                                    r.piece.join, r.overlap))
         first += r.frames
     total = first
-    parts = [AudioPart(r.audio_from, r.audio_start, p.first, p.frames, p.join, p.overlap)
+    parts = [AudioPart(r.audio_from, r.audio_start, p.first, p.frames, p.join)
              for r, p in zip(ready, placements, strict=True)]
     pcm = audio.film_track(parts, total, fmt.fps, seam_crossfade_frames)
     loudness = None

@@ -22,7 +22,6 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -30,8 +29,7 @@ from storyfilm.errors import FFmpegError, MediaError
 from storyfilm.media import probe
 from storyfilm.media.ffmpeg import CHANNELS, SAMPLE_RATE, ffmpeg_exe
 from storyfilm.storyboard import LOUDNESS_RANGE
-
-Join = Literal["cut", "continue", "crossfade", "fade"]
+from storyfilm.transitions import CUT, Join
 
 # The crossfade at a continuous join: one film frame, the length of the dropped seam frame's sound.
 SEAM_CROSSFADE_FRAMES = 1
@@ -49,20 +47,13 @@ class AudioPart:
     start: float
     first: int  # film frame where the part begins (inside the overlap with the previous part)
     frames: int
-    join: Join = "cut"  # how it joins the previous part
-    overlap: int = 0  # film frames shared with the previous part (crossfade, fade)
+    join: Join = CUT  # how it joins the previous part (a crossfade or fade shares frames with it)
 
 
 def samples_per_frame(fps: int) -> int:
     if SAMPLE_RATE % fps:
         raise MediaError(f"{fps} fps does not divide {SAMPLE_RATE} Hz: audio could not cut on frame boundaries")
     return SAMPLE_RATE // fps
-
-
-def equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fade out, fade in) gains over n samples whose powers sum to 1 at every sample."""
-    t = (np.arange(n, dtype=np.float64) + 0.5) / max(n, 1)
-    return np.cos(t * np.pi / 2).astype(np.float32), np.sin(t * np.pi / 2).astype(np.float32)
 
 
 def _excerpt(audio: np.ndarray | None, first: int, n: int) -> np.ndarray:
@@ -81,21 +72,6 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a.astype(np.float64) * b)) / energy if energy > 0 else 0.0
 
 
-def _head_tail(join: Join, n: int, correlated: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Gains for (the incoming part's first n samples, the outgoing part's last n samples) at a join."""
-    if correlated:  # the same sound on both sides (an extend echo): equal power would bump it by 3 dB
-        t = ((np.arange(n, dtype=np.float64) + 0.5) / n).astype(np.float32)
-        return t, 1 - t
-    if join == "fade":  # through silence: out over the first half, in over the second
-        half = n // 2
-        out_gain, _ = equal_power(half)
-        _, in_gain = equal_power(n - half)
-        return (np.concatenate([np.zeros(half, np.float32), in_gain]),
-                np.concatenate([out_gain, np.zeros(n - half, np.float32)]))
-    fade_out, fade_in = equal_power(n)
-    return fade_in, fade_out
-
-
 def film_track(parts: Sequence[AudioPart], total_frames: int, fps: int,
                seam_crossfade_frames: int = SEAM_CROSSFADE_FRAMES) -> np.ndarray:
     """The whole film's sound as float32 (samples, channels), exactly `total_frames` frames long."""
@@ -108,14 +84,13 @@ def film_track(parts: Sequence[AudioPart], total_frames: int, fps: int,
         audio = cache[part.source]
         start = round(part.start * SAMPLE_RATE)
         # a continuous join takes its crossfade from the incoming segment's pre-roll
-        pre = min(seam_crossfade_frames * spf, start) if part.join == "continue" and i else 0
+        pre = min(seam_crossfade_frames * spf, start) if part.join.continuous and i else 0
         chunk = _excerpt(audio, start - pre, pre + part.frames * spf)
-        head = pre or part.overlap * spf
+        head = pre or part.join.frames(fps) * spf
         at = part.first * spf - pre
         if head:
             outgoing = track[at:at + head]  # already in the track
-            head_gain, tail_gain = _head_tail(part.join, head, part.join != "fade" and
-                                              _correlation(outgoing, chunk[:head]) > CORRELATED)
+            head_gain, tail_gain = part.join.sound_gains(head, _correlation(outgoing, chunk[:head]) > CORRELATED)
             chunk[:head] *= head_gain[:, None]
             outgoing *= tail_gain[:, None]
         track[at:at + len(chunk)] += chunk

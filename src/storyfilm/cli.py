@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -109,6 +110,9 @@ def _prefect_defaults(quiet_console: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # The ephemeral server's 20 s start-up limit is not enough on a busy machine (timed out at load 10 on
+    # 2 cores, with a traceback instead of a film); the tests' harness waits 90 s too.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     if quiet_console:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
@@ -193,7 +197,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
     counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed", "refused")}
-    joins = [f"{s.id} {s.transition} {s.transition_duration:g} s" for s in the_plan.shots if s.overlap_frames]
+    joins = [f"{s.id} {s.transition}" for s in the_plan.shots if s.overlap_frames]
     if joins:
         out.print(f"transitions: {', '.join(joins)}")
     overlaps = (f" ({sum(s.duration for s in the_plan.shots)} s of shots, {the_plan.overlap_seconds:g} s overlapped "
@@ -275,18 +279,22 @@ def emulate(
         "--api-key", help="the only key accepted: KEY, or PROVIDER=KEY (repeatable); default: any key")] = None,
     credits: Annotated[Optional[int], typer.Option(  # noqa: UP045
         min=0, help="Apiframe credit balance (default: unlimited)")] = None,
+    drift: Annotated[str, typer.Option(help="colour drift per segment made from a start frame, like a real model's, "
+                                            "e.g. 'contrast=0.06,saturation=0.05,brightness=0.02,warmth=0.03'")] = "",
 ) -> None:
     """Serve the WaveSpeed, Apiframe and gateway APIs on loopback, rendering real video. Free."""
+    from storyfilm.drift import parse_drift
     from storyfilm.emulator import EmulatorConfig, serve_forever
     from storyfilm.emulator.state import parse_api_keys
 
     def announce(url: str) -> None:
         out.print(f"emulating WaveSpeed, Apiframe and the gateway at {url} (latency {latency:g} s"
-                  f"{', faults ' + faults if faults else ''}); stats at {url}/_emulator/stats; Ctrl-C stops")
+                  f"{', faults ' + faults if faults else ''}{', drift ' + drift if drift else ''}); "
+                  f"stats at {url}/_emulator/stats; Ctrl-C stops")
 
     try:
         config = EmulatorConfig(latency=latency, faults=faults, api_keys=parse_api_keys(api_key or []),
-                                apiframe_credits=credits)
+                                apiframe_credits=credits, drift=parse_drift(drift, source="--drift"))
         serve_forever(config, host, port, announce)
     except StoryfilmError as exc:
         _fail(exc)
@@ -345,12 +353,28 @@ def serve(
               + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)
     # Prefect 3.8.8's SIGTERM handler calls an async stop without awaiting it (harmless: sys.exit follows).
     warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        # Until Prefect's runner installs its SIGTERM handler, SIGTERM killed serve without pausing (seen when
+        # stopped seconds after it registered): leave through `finally`, as that handler does. A SystemExit raised
+        # in a signal handler is lost if it lands in a weakref callback (seen under load): the signal comes
+        # again a second later, to whichever handler is in place by then.
+        if stopping.is_set():
+            return
+        again = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+        again.daemon = True
+        again.start()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         # A module entrypoint: flow-run subprocesses import the installed package from any directory.
         film.serve(name=deployment, schedules=[schedule], parameters=parameters,
                    tags=["storyfilm"], global_limit=1, pause_on_shutdown=False,  # one run of a film at a time
                    print_starting_message=False, entrypoint_type=EntrypointType.MODULE_PATH)
     finally:
+        stopping.set()
         # Pausing here, not with Prefect's pause_on_shutdown: on a SIGTERM during a run, Prefect's
         # shutdown cancels its own pause request and the schedule stayed active (measured, 3.8.8).
         if not keep_schedule:

@@ -25,8 +25,10 @@
     │   ├── FFmpegError             ffmpeg exited non-zero (argv, returncode, stderr tail)
     │   ├── ProbeError              a file PyAV cannot read as media
     │   └── IncompatibleSegments    segments that cannot be joined as they are
-    └── EmulatorError               `storyfilm emulate`: the server could not start
-        └── FaultSpecError          a --faults spec that does not parse (names the item and what is allowed)
+    ├── EmulatorError               `storyfilm emulate`: the server could not start
+    │   └── FaultSpecError          a --faults spec that does not parse (names the item and what is allowed)
+    └── DriftSpecError              a drift spec (emulator --drift or config, STORYFILM_LOCAL_DRIFT) that does
+                                    not parse (names the item and what is allowed)
 """
 
 from __future__ import annotations
@@ -194,4 +196,8 @@ class EmulatorError(StoryfilmError):
 
 
 class FaultSpecError(EmulatorError):
+    pass
+
+
+class DriftSpecError(StoryfilmError):
     pass

@@ -86,7 +86,7 @@ def _film_place(film: FilmInfo, index: int) -> dict[str, Any]:
     p = film.placements[index]
     start, end = film.shot_span(index)
     return {"start": round(start / film.fps, 6), "end": round(end / film.fps, 6), "first_frame": p.first,
-            "frames": p.frames, "join": p.join, "overlap_frames": p.overlap,
+            "frames": p.frames, "join": p.join.name, "overlap_frames": p.overlap,
             "source_start_frame": p.source_start}
 
 
@@ -104,7 +104,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "audio": s.audio, "camera": s.camera, "chain": s.chain, "start": s.start.describe(),
             "continues": s.parent, "method": s.method if s.parent else None, "end_image": s.end_image,
             "references": list(s.references), "notes": list(s.notes),
-            "transition": {"type": s.transition, "duration": s.transition_duration} if s.overlap_frames else None,
+            "transition": s.transition.as_dict() if s.overlap_frames else None,
             "inputs": _inputs(s, plan, digests),
             "file": _rel(r.segment, film_dir), "segment_sha256": _sha256(Path(r.segment)),
             "last_frame": _rel(r.last_frame, film_dir),
@@ -156,11 +156,11 @@ def _clip(p: Placement, film: FilmInfo, index: int, film_dir: Path, metadata: di
 
 
 def _transition(p: Placement, fps: int) -> otio.schema.Transition:
-    kind = otio.schema.TransitionTypes.SMPTE_Dissolve if p.join == "crossfade" else otio.schema.TransitionTypes.Custom
+    kind = otio.schema.TransitionTypes.SMPTE_Dissolve if p.join.dissolve else otio.schema.TransitionTypes.Custom
     before = p.overlap // 2
-    return otio.schema.Transition(name=p.join, transition_type=kind, in_offset=_rt(before, fps),
+    return otio.schema.Transition(name=p.join.name, transition_type=kind, in_offset=_rt(before, fps),
                                   out_offset=_rt(p.overlap - before, fps),
-                                  metadata={"storyfilm": {"type": p.join, "frames": p.overlap}})
+                                  metadata={"storyfilm": {"type": p.join.name, "frames": p.overlap}})
 
 
 def timeline(plan: Plan, film: FilmInfo, film_dir: Path) -> otio.schema.Timeline:
@@ -171,11 +171,11 @@ def timeline(plan: Plan, film: FilmInfo, film_dir: Path) -> otio.schema.Timeline
     video = otio.schema.Track(name="Video", kind=otio.schema.TrackKind.Video)
     sound = otio.schema.Track(name="Audio", kind=otio.schema.TrackKind.Audio)
     for i, (p, s) in enumerate(zip(film.placements, plan.shots, strict=True)):
-        meta = {"shot": s.id, "prompt": s.prompt, "caption": s.caption, "join": p.join}
+        meta = {"shot": s.id, "prompt": s.prompt, "caption": s.caption, "join": p.join.name}
         if p.overlap:
             video.append(_transition(p, fps))
             sound.append(_transition(p, fps))
-        elif p.join == "continue" and film.seam_crossfade_frames and p.source_start:
+        elif p.join.continuous and film.seam_crossfade_frames and p.source_start:
             # the sound crossfades from the dropped seam frame's audio, ending at the cut
             pre = min(Fraction(film.seam_crossfade_frames, fps), Fraction(p.source_start) / p.source_fps)
             sound.append(otio.schema.Transition(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 from storyfilm.camera import resolve_camera
@@ -13,6 +13,7 @@ from storyfilm.errors import BudgetExceeded, PlanError, Problem
 from storyfilm.media.ffmpeg import VideoFormat
 from storyfilm.providers.specs import ENDPOINT_NAMES, Endpoint, Limits, ProviderSpec, endpoint_for, spec_for
 from storyfilm.storyboard import Storyboard, continues_from
+from storyfilm.transitions import CUT, Transition, transition
 
 KEY_VERSION = 1  # bump when what a key covers changes
 FPS = 24
@@ -61,8 +62,7 @@ class ShotPlan:
     camera: str
     caption: str | None
     method: Literal["extend", "frame"]
-    transition: str
-    transition_duration: float
+    transition: Transition  # how the shot joins the one before it
     start: Start
     end_image: str | None
     references: tuple[str, ...]
@@ -79,7 +79,7 @@ class ShotPlan:
     @property
     def overlap_frames(self) -> int:
         """Film frames this shot shares with the one before it (a crossfade or fade overlaps both)."""
-        return overlap_frames(self.transition, self.transition_duration)
+        return self.transition.frames(FPS)
 
     @property
     def fmt(self) -> VideoFormat:
@@ -251,13 +251,14 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         for found in _check_limits(board, spec, tier_name, endpoint, i, duration, resolution, aspect, refs, method,
                                    parent is not None, image is not None):
             limit_problems.setdefault(found, []).append(s.id)
-        transition = s.transition or d.transition
-        if i == 0 and transition is not None and transition.type != "cut":
+        written = s.transition or d.transition
+        joining = transition(written.type, written.duration) if written else CUT
+        if i == 0 and joining != CUT:
             if s.transition is not None:  # from defaults it simply does not apply to the first shot
                 problems.append(board.problem(("shots", 0, "transition", "type"),
-                                              f"the first shot has no shot before it to {transition.type} from; "
+                                              f"the first shot has no shot before it to {joining.name} from; "
                                               "remove its transition (it applies between a shot and the previous one)"))
-            transition = None
+            joining = CUT
         caption = s.caption if s.caption is not None else d.caption
         width, height = frame_size(resolution, aspect)
         fields = {
@@ -283,8 +284,7 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
             duration=duration, resolution=resolution, aspect_ratio=aspect, width=width, height=height,
             audio=bool(fields["audio"]), seed=fields["seed"],  # type: ignore[arg-type]
             camera=resolve_camera(str(fields["camera"]), str(fields["prompt"])), caption=caption, method=method,  # type: ignore[arg-type]
-            transition=transition.type if transition else "cut",
-            transition_duration=transition.duration if transition else 0.0,
+            transition=joining,
             start=start, end_image=end_image, references=refs, chain=chain,
             cost_usd=spec.price(tier_name, resolution, duration, endpoint), key=key, endpoint=endpoint,
             notes=_notes(spec, spec.limits(tier_name, endpoint), endpoint, fields["seed"], bool(fields["audio"])),
@@ -325,8 +325,7 @@ def _overlap_problems(board: Storyboard, shots: list[ShotPlan]) -> list[Problem]
         where = ("shots", culprit, "transition", "duration")
         if board.shots[culprit].transition is None:
             where = ("defaults", "transition", "duration")
-        parts = [f"{x.transition} {x.transition_duration:g} s" for x in (s, shots[i + 1] if after else None)
-                 if x is not None and x.overlap_frames]
+        parts = [str(x.transition) for x in (s, shots[i + 1] if after else None) if x is not None and x.overlap_frames]
         out.append(board.problem(where, f"{' + '.join(parts)} of transitions overlap shot '{s.id}', which is only "
                                         f"{s.duration} s long; shorten the transition(s) or lengthen the shot"))
     return out
@@ -338,10 +337,3 @@ def check_budget(plan: Plan, new_cost_usd: float | None = None) -> None:
     if plan.budget_usd is not None and cost > plan.budget_usd + 1e-9:
         raise BudgetExceeded(f"the plan's new spend is ${cost:.2f}, over the budget of ${plan.budget_usd:.2f}; "
                              "raise budget_usd (or --budget), lower resolutions/durations, or use a cheaper tier")
-
-
-def plan_summary(plan: Plan) -> dict[str, object]:
-    """Plain data for manifests and artifacts."""
-    return {"title": plan.title, "slug": plan.slug, "provider": plan.provider, "tier": plan.tier,
-            "duration": plan.duration, "cost_usd": plan.cost_usd, "budget_usd": plan.budget_usd,
-            "film": asdict(plan.film), "shots": [asdict(s) for s in plan.shots]}

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from storyfilm.audio import Join, LoudnessResult
+    from storyfilm.audio import LoudnessResult
     from storyfilm.seams import Seam
+    from storyfilm.transitions import Join
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Placement:
     first: int  # film frame where the piece begins (inside the overlap with the previous piece)
     frames: int  # film frames of this piece, overlaps included
     join: Join
-    overlap: int
+    overlap: int  # film frames shared with the previous piece (its join's)
 
     @property
     def cut(self) -> int:

@@ -22,7 +22,6 @@ import av
 import numpy as np
 from PIL import Image
 
-from storyfilm.audio import Join
 from storyfilm.media import probe
 from storyfilm.media.ffmpeg import SAMPLE_RATE
 from storyfilm.results import FilmInfo, Placement
@@ -47,7 +46,7 @@ class Seam:
     index: int  # the join into placement `index`
     before: str
     after: str
-    join: Join
+    join: str  # the join's name: cut, continue, crossfade or fade
     frame: int  # film frame of the first frame after the join (the transition's first frame)
     time: float  # s
     picture_change: float  # across the join (largest step inside a transition)
@@ -168,7 +167,7 @@ def _seam(container: av.container.InputContainer, pcm: np.ndarray | None, film: 
     if repeated:
         flags.append(f"{repeated} frame(s) shown twice at the join (picture change {change:.3f} while the "
                      f"shots around it move {motion:.2f})")
-    if p.join == "continue" and change > JUMP and change > JUMP_RATIO * motion:
+    if p.join.continuous and change > JUMP and change > JUMP_RATIO * motion:
         flags.append(f"the picture jumps at a continuous join (change {change:.1f} vs {motion:.1f} around it)")
 
     gap = step = 0.0
@@ -182,9 +181,9 @@ def _seam(container: av.container.InputContainer, pcm: np.ndarray | None, film: 
         after = _db(pcm[f1 * spf:f1 * spf + span])
         if gap > GAP_MS and prev.has_audio and p.has_audio:
             flags.append(f"{gap:.0f} ms of silence across the join")
-        if p.join == "continue" and step > CLICK_RATIO:
+        if p.join.continuous and step > CLICK_RATIO:
             flags.append(f"click at a continuous join (a step {step:.1f}x the largest around it)")
-    return Seam(index=index, before=prev.label, after=p.label, join=p.join, frame=f0, time=round(f0 / film.fps, 3),
+    return Seam(index=index, before=prev.label, after=p.label, join=p.join.name, frame=f0, time=round(f0 / film.fps, 3),
                 picture_change=round(change, 3), motion=round(motion, 3), repeated_frames=repeated,
                 audio_gap_ms=gap, audio_step=step, level_before_db=before, level_after_db=after, flags=tuple(flags))
 

@@ -38,7 +38,6 @@ from storyfilm.storyboard import ASSET_ROOTS_ENV, Storyboard, asset_location, lo
 
 if TYPE_CHECKING:
     from storyfilm.assemble import Piece
-    from storyfilm.audio import Join
     from storyfilm.generate import PollSettings, ShotRunner
     from storyfilm.providers import KeyLookup
 
@@ -300,11 +299,9 @@ def pieces(plan: Plan, results: Sequence[ShotResult]) -> list[Piece]:
     previous: str | None = None
     for s in plan.shots:
         r = by_id[s.id]
-        join: Join = ("continue" if s.parent is not None and s.parent == previous else "cut")
-        if s.overlap_frames:
-            join = "crossfade" if s.transition == "crossfade" else "fade"
         # A shot contributes exactly its planned seconds: hosts may deliver a frame more (121 frames for 5 s).
         out.append(Piece(Path(r.segment), start_frame=r.new_from_frame, label=s.id,
-                         frames=min(r.new_frames, round(s.duration * r.fps)), join=join, overlap=s.overlap_frames))
+                         frames=min(r.new_frames, round(s.duration * r.fps)),
+                         join=s.transition.join(continues_previous=s.parent is not None and s.parent == previous)))
         previous = s.id
     return out

@@ -6,7 +6,9 @@ Admin routes (no auth; loopback only):
     GET  /_emulator/faults   the global faults and how often each may still fire
     POST /_emulator/faults   {"faults": "SPEC"}: replace the global faults
     POST /_emulator/config   {"latency": S, "upload_ttl": S, "apiframe_credits": N | null, "price_factor": F,
-                              "host_encoder": true | false, "apiframe_result": "object" | "list" | "string"}:
+                              "host_encoder": true | false, "apiframe_result": "object" | "list" | "string",
+                              "drift": {"contrast": 0.06, "saturation": 0.05, "brightness": 0.02, "warmth": 0.03}
+                                       | "contrast=0.06,..." | null}:
                              until the next reset
 """
 
@@ -20,11 +22,12 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.requests import Request
 
+from storyfilm.drift import drift_from_mapping, parse_drift
 from storyfilm.emulator import apiframe, gateway, spoil, wavespeed
 from storyfilm.emulator.common import BadRequest, emulator, fault_header, json_object, retry_headers
 from storyfilm.emulator.files import Dropped, quiet_dropped_downloads
 from storyfilm.emulator.state import RESULT_SHAPES, Emulator, EmulatorConfig
-from storyfilm.errors import FaultSpecError
+from storyfilm.errors import DriftSpecError, FaultSpecError
 
 
 def create_app(config: EmulatorConfig | None = None) -> FastAPI:
@@ -120,10 +123,18 @@ async def set_config(request: Request) -> Response:
         if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool)):
             return JSONResponse({"error": "apiframe_credits must be an integer or null"}, status_code=400)
         changes["apiframe_credits"] = balance
+    if "drift" in body:
+        value = body["drift"]
+        try:
+            changes["drift"] = (parse_drift(value) if isinstance(value, str)
+                                else drift_from_mapping(value))  # type: ignore[arg-type]
+        except DriftSpecError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
     emu.config = replace(emu.config, **changes)  # type: ignore[arg-type]
     return JSONResponse({"latency": emu.config.latency, "upload_ttl": emu.config.upload_ttl,
                          "apiframe_credits": emu.config.apiframe_credits, "price_factor": emu.config.price_factor,
-                         "host_encoder": emu.config.host_encoder, "apiframe_result": emu.config.apiframe_result})
+                         "host_encoder": emu.config.host_encoder, "apiframe_result": emu.config.apiframe_result,
+                         "drift": emu.config.drift.as_dict()})
 
 
 # --- files ---

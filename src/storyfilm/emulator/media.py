@@ -5,6 +5,8 @@ Outputs are 24 fps at the requested resolution and aspect ratio, H.264 (+ AAC wh
   input image (fitted), and a last image makes the last frame that image.
 - extend: ONE file, the input video followed by exactly duration*24 new frames that continue from its last
   frame without repeating it; the audio is the input's (silence if it had none) then the new segment's.
+- with a drift configured (drift.py), footage made from a start frame (image-to-video from a frame, extend)
+  drifts in colour from that frame as a real model's does; text-to-video starts afresh.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from storyfilm.animatic import AnimaticSpec, audio_bed, camera_from_prompt, render, write_wav
+from storyfilm.drift import Drift
 from storyfilm.emulator.catalog import FPS, nearest_aspect, output_size
 from storyfilm.errors import ProbeError
-from storyfilm.media import ffmpeg, probe
+from storyfilm.media import ffmpeg, probe, rgb
 from storyfilm.media.ffmpeg import SAMPLE_RATE, VideoFormat
 
 MAX_INPUT_BYTES = 200 * 1024 * 1024
@@ -60,6 +63,7 @@ class RenderRequest:
     last_frame: bool = False  # also deliver the last frame as a PNG
     data_uris: bool = False  # images may be base64 data: URIs (the gateway [I]); videos and audio never
     host_encoder: bool = False  # encode the output as a host's encoder would, not in storyfilm's house format
+    drift: Drift | None = None  # colour drift of footage made from a start frame
 
     @property
     def urls(self) -> list[str]:
@@ -160,7 +164,7 @@ def _spec(req: RenderRequest, fmt: VideoFormat, frames: int, start: np.ndarray |
     return AnimaticSpec(fmt=fmt, frames=frames, prompt=req.prompt, seed=req.seed or 0,
                         camera="static" if req.camera_fixed else camera_from_prompt(req.prompt),
                         start=start, end=inputs.last_image, references=inputs.references, overlay=req.prompt,
-                        audio=audio, keyframes=keyframes)
+                        audio=audio, keyframes=keyframes, drift=req.drift)
 
 
 def render_job(req: RenderRequest, out_dir: Path, name: str) -> Rendered:
@@ -219,7 +223,8 @@ def _extend(req: RenderRequest, inputs: _Inputs, source: Path, tmp: Path, out: P
     new_frames = req.duration * FPS
     # The new segment starts ON the input's last frame; that copy is dropped below, so nothing repeats.
     segment = tmp / "segment.mp4"
-    last = render(_spec(req, fmt, new_frames + 1, probe.last_frame(original), inputs, audio=False, keyframes=(1,)),
+    # decoded without rounding bias, which would darken every extension by about a level
+    last = render(_spec(req, fmt, new_frames + 1, rgb.last_frame(original), inputs, audio=False, keyframes=(1,)),
                   segment)
     argv = ["-y", "-i", str(original), "-i", str(segment)]
     graph = ("[0:v]setpts=PTS-STARTPTS[a];[1:v]trim=start_frame=1,setpts=PTS-STARTPTS[b];"

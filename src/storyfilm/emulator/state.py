@@ -15,6 +15,7 @@ from typing import Literal
 
 from starlette.requests import Request
 
+from storyfilm.drift import Drift
 from storyfilm.emulator import catalog
 from storyfilm.emulator.faults import HEADER, PROVIDERS, FaultControl, strip_tags
 from storyfilm.emulator.files import FileStore
@@ -41,6 +42,7 @@ class EmulatorConfig:
     price_factor: float = 1.0  # the host's prices times this (a price rise, for budget rehearsals)
     host_encoder: bool = False  # outputs encoded as a host's would be (see media.py), not in the house format
     apiframe_result: ResultShape = "object"
+    drift: Drift = Drift()  # colour drift of footage made from a start frame (see drift.py); none by default
 
 
 def parse_api_keys(values: list[str]) -> dict[str, str]:
@@ -95,7 +97,8 @@ class Emulator:
         """Create a billable job and start rendering it."""
         faults = self.faults.job(provider, request.headers.get(HEADER), prompt)
         job = Job(id=new_id(provider), provider=provider, model=model, tier=tier,
-                  request=replace(render, prompt=strip_tags(render.prompt), host_encoder=self.config.host_encoder),
+                  request=replace(render, prompt=strip_tags(render.prompt), host_encoder=self.config.host_encoder,
+                                  drift=self.config.drift if self.config.drift.active else None),
                   body=body,
                   owner=key_owner(api_key), created=time.time(),
                   latency=faults.slow if faults.slow is not None else self.config.latency,

@@ -1,4 +1,8 @@
-"""The `local` provider: the offline animatic renderer behind the provider interface. Free."""
+"""The `local` provider: the offline animatic renderer behind the provider interface. Free.
+
+STORYFILM_LOCAL_DRIFT (e.g. `contrast=0.06,saturation=0.05`, see drift.py) makes every shot rendered from a
+start frame drift in colour as a real model's do, for rehearsing continuity offline.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from PIL import Image
 
 from storyfilm.animatic import AnimaticSpec, render
 from storyfilm.camera import resolve_camera
+from storyfilm.drift import Drift, drift_from_env
 from storyfilm.errors import ProviderError
-from storyfilm.media import probe
+from storyfilm.media import probe, rgb
 from storyfilm.providers.base import JobStatus, Output, ShotRequest
 from storyfilm.providers.factory import Setup
 from storyfilm.providers.specs import spec_for
@@ -35,8 +40,9 @@ class LocalProvider:
 
     spec = spec_for("local")
 
-    def __init__(self, work_dir: Path):
+    def __init__(self, work_dir: Path, drift: Drift | None = None):
         self.work_dir = Path(work_dir)
+        self.drift = drift if drift is not None else drift_from_env()  # raises DriftSpecError for a bad value
         self._done: dict[str, tuple[Path, Path, int]] = {}
 
     def prepare(self, request: ShotRequest) -> dict[str, Any]:
@@ -48,7 +54,7 @@ class LocalProvider:
         if request.start_image is not None:
             start = load_rgb(request.start_image)
         elif request.start_video is not None:
-            start = probe.last_frame(request.start_video)
+            start = rgb.last_frame(request.start_video)  # no rounding bias: it would drift
         continued = request.start_video is not None or request.continued
         lead = 1 if continued else 0
         spec = AnimaticSpec(
@@ -64,6 +70,7 @@ class LocalProvider:
             label=request.shot_id,
             audio=request.audio,
             keyframes=(1,) if lead else (),
+            drift=self.drift,
         )
         self.work_dir.mkdir(parents=True, exist_ok=True)
         video = self.work_dir / f"{job_id}.mp4"
