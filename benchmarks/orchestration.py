@@ -15,7 +15,8 @@ beyond HTTP. The client does everything it does against a real host: uploads, pr
 download, the extend echo cut, the last frame, the ledger, Prefect's task runs, then the assembly and exports.
 Each job's span (submit to completion) is read from the emulator's records; the critical path is the
 longest chain's sum of spans (with concurrency 1, the sum over all jobs, which then cannot overlap).
-Overhead = wall time - critical path. The shots are 5 s at 480p (the shortest image-to-video length and smallest size WaveSpeed makes).
+Overhead = wall time - critical path. The shots are 5 s at 480p (the shortest image-to-video length and the
+smallest size WaveSpeed makes).
 
 Polling: 0.1 s between status checks (STORYFILM_POLL_INTERVAL and _MAX_INTERVAL), so noticing a finished
 job costs at most 0.1 s. The defaults for real hosts (5 s, growing to 15 s) trade that for fewer calls.
