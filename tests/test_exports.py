@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from storyfilm import assets, session
-from storyfilm.exports import srt_time
+from storyfilm.exports import srt, srt_time
 from storyfilm.media import probe
 from storyfilm.plan import Plan
 from storyfilm.results import Film, ShotResult
@@ -159,6 +159,16 @@ def test_subtitles_are_timed_to_the_shots(made: Made) -> None:
     assert [(c[1], c[2]) for c in cues] == [(srt_time(frames[0][0], 24), srt_time(frames[1][1], 24)),
                                             (srt_time(frames[2][0], 24), srt_time(frames[2][1], 24))]
     assert cues[1][1:3] == ("00:00:03,750", "00:00:05,000")
+
+
+def test_subtitles_carry_no_control_characters_or_timing_lines(made: Made) -> None:
+    """A plan made without a storyboard (the Python API) may carry anything in a caption; film.srt still has
+    one clean text line per cue (storyboards refuse these characters before this)."""
+    hostile = ["a\x1b[2Jb\u202ec", "x --> y\n\nz", "\x00\x07", "fine"]
+    plan = replace(made.plan, shots=tuple(replace(s, caption=c) for s, c in zip(made.plan.shots, hostile, strict=True)))
+    text = srt(plan, made.film.info)
+    assert re.findall(r"(?m)^\d+\n\S+ --> \S+\n(.*)$", text) == ["a[2Jbc", "x -> y z", "fine"]
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e]", text)
 
 
 def test_the_contact_sheet_shows_each_shot_once(made: Made) -> None:

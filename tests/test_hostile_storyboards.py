@@ -5,6 +5,8 @@ Never another exception (no traceback for a user's file), and never a write outs
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 import string
@@ -13,6 +15,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +25,8 @@ from typer.testing import CliRunner
 from storyfilm import assets
 from storyfilm.cli import app
 from storyfilm.errors import StoryboardError
-from storyfilm.storyboard import load_storyboard, parse_storyboard
+from storyfilm.netpolicy import UrlPolicy
+from storyfilm.storyboard import load_storyboard, parse_storyboard, slugify, text_problem
 
 from .helpers import static_server, write_image, write_storyboard
 from .test_storyboard import BAD, GOOD
@@ -76,6 +80,134 @@ def test_one_field_of_a_good_storyboard_replaced(field: str, value: object) -> N
     data = yaml.safe_load(GOOD)
     data["shots"][1][field] = value
     survives(yaml.safe_dump(data, allow_unicode=True))
+
+
+# --- fuzzing round two: URL spellings, escapes, YAML 1.1 scalars, image modes -------------------------
+
+
+def spellings(n: int) -> st.SearchStrategy[str]:
+    """Ways to write the IPv4 address `n` that the system resolver accepts (inet_aton's forms, IPv6)."""
+    a, b, c, d = n.to_bytes(4, "big")
+    forms = [str(n), hex(n), f"0{n:o}", f"{a}.{b}.{c}.{d}", f"{a}.{(b << 16) | (c << 8) | d}",
+             f"{a}.{b}.{(c << 8) | d}", f"{hex(a)}.{hex(b)}.{c}.{d}", f"{a:#o}.{b}.{c}.{d}".replace("0o", "0"),
+             f"[::ffff:{a}.{b}.{c}.{d}]", f"[::ffff:{(a << 8) | b:x}:{(c << 8) | d:x}]", f"[64:ff9b::{a}.{b}.{c}.{d}]"]
+    return st.sampled_from(forms)
+
+
+ADDRESSES = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from(
+    [int(ipaddress.ip_address(a)) for a in ("127.0.0.1", "127.255.0.9", "10.0.0.1", "192.168.7.7", "172.20.0.1",
+                                           "169.254.169.254", "100.64.3.3", "0.0.0.0", "224.0.0.251", "8.8.8.8")]))
+
+
+@FUZZ
+@given(ADDRESSES.flatmap(lambda n: st.tuples(st.just(n), spellings(n))))
+def test_any_spelling_of_an_address_is_judged_as_that_address(case: tuple[int, str]) -> None:
+    number, host = case
+    addr = ipaddress.IPv4Address(number)
+    problem = UrlPolicy().static_problem(f"https://{host}/a.png", https_only=True)
+    public = addr.is_global and not addr.is_multicast
+    if public:
+        assert problem is None or "not a valid URL" in problem, (host, problem)  # httpx may refuse a spelling
+    else:
+        assert problem is not None, (host, str(addr))
+
+
+@FUZZ
+@given(st.sampled_from(["title", "prompt", "caption"]), st.text(max_size=40))
+def test_escaped_characters_never_reach_a_title_prompt_or_caption(field: str, text: str) -> None:
+    """Any text, in its escaped YAML form (a JSON string is a YAML double-quoted string)."""
+    quoted = json.dumps(text)
+    value = {f: quoted if f == field else "p" for f in ("title", "prompt")}
+    caption = f"    caption: {quoted}\n" if field == "caption" else ""
+    body = f"version: 1\ntitle: {value['title']}\nshots:\n  - id: a\n    prompt: {value['prompt']}\n{caption}"
+    try:
+        board = parse_storyboard(body, "fuzz.yaml")
+    except StoryboardError as exc:
+        assert "fuzz.yaml" in str(exc)
+        return
+    value = board.title if field == "title" else getattr(board.shots[0], field)
+    assert value is None or text_problem(value, newlines=field != "title") is None, repr(value)
+
+
+YAML_11 = ["yes", "no", "on", "off", "y", "n", "Yes", "NO", "~", "null", "1:30", "16:9", "190:20:30", "010", "0x1f",
+           "0o17", "0b101", "1_000", ".inf", "-.Inf", ".NaN", "2024-01-01", "2001-12-14t21:59:43.10-05:00", "+12",
+           "1e3", "true", "False", "<<", "=", "!!str 5", "0.", ".5", "12e03"]
+STRING_FIELDS = ["title", "prompt", "caption", "id", "aspect_ratio", "resolution", "camera", "method"]
+
+
+@FUZZ
+@given(st.sampled_from(STRING_FIELDS), st.sampled_from(YAML_11))
+def test_yaml_1_1_scalars_are_text_or_refused_with_a_hint(field: str, scalar: str) -> None:
+    shot = {"id": "a", "prompt": "p", field: "@"}
+    lines = "".join(f"    {k}: {scalar if v == '@' else v}\n" for k, v in shot.items())
+    head = f"version: 1\ntitle: {scalar if field == 'title' else 't'}\n"
+    body = head + "shots:\n  -" + lines[3:] if field != "title" else head + "shots:\n  - id: a\n    prompt: p\n"
+    try:
+        board = parse_storyboard(body, "fuzz.yaml")
+    except StoryboardError as exc:
+        message = str(exc)
+        assert "fuzz.yaml" in message
+        if "valid string" in message:
+            assert "quote it" in message, message
+        return
+    value = board.title if field == "title" else getattr(board.shots[0], field)
+    assert isinstance(value, str) or (value is None and scalar in ("~", "null")), (scalar, value)  # null: not given
+
+
+MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "I", "I;16", "I;16B", "LAB", "HSV", "F"]
+FORMATS = ["PNG", "JPEG", "TIFF", "WEBP", "BMP", "GIF"]
+
+
+def random_image(mode: str, w: int, h: int, seed: int):  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    if mode.startswith("I;16") or mode == "I":
+        return Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16)).convert(mode)
+    rgba = Image.fromarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8), mode="RGBA")
+    return rgba.convert(mode) if mode in ("LA", "RGBA", "PA") else rgba.convert("RGB").convert(mode)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(FORMATS), st.sampled_from(MODES), st.integers(1, 9), st.integers(1, 40), st.integers(1, 40),
+       st.integers(0, 2**16))
+def test_every_image_mode_pillow_opens_becomes_an_upright_8_bit_rgb_frame(fmt: str, mode: str, orientation: int,
+                                                                          w: int, h: int, seed: int) -> None:
+    """Whatever mode a format stores, with any EXIF orientation (even an invalid one): an upright RGB image
+    of the right size, or (32-bit float only) a clear refusal."""
+    from PIL import Image
+
+    from storyfilm.images import image_problem, to_rgb, upright_rgb
+
+    try:
+        img = random_image(mode, w, h, seed)
+    except (ValueError, OSError):
+        return  # Pillow has no conversion to this mode
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "still"
+        try:
+            img.save(path, format=fmt, exif=exif)
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # this format cannot store this mode
+        problem = image_problem(path)
+        try:
+            with Image.open(path) as saved:
+                saved.load()  # what a viewer sees: the pixels as loaded, turned by the orientation left
+                stored, loaded = saved.getexif().get(0x0112, 1), saved.size
+        except (OSError, ValueError, SyntaxError):  # Pillow cannot read back what it wrote (YCbCr TIFF)
+            assert problem is not None and "not an image Pillow can read" in problem
+            return
+        if problem is not None:
+            assert "floating-point" in problem, problem
+            return
+        out = upright_rgb(path, Path(tmp) / "upright.png")
+        with Image.open(out) as done:
+            assert done.mode in ("RGB", "L") and done.format in ("PNG", "JPEG", "WEBP")
+            assert done.getexif().get(0x0112, 1) == 1 or out == path and stored == 1
+            assert done.size == (loaded[::-1] if stored in (5, 6, 7, 8) else loaded), (fmt, mode, stored, done.size)
+            assert to_rgb(done).mode == "RGB"
 
 
 @pytest.mark.parametrize("text", [
@@ -181,7 +313,7 @@ def test_assets_that_are_not_usable_images(tmp_path: Path, kind: str) -> None:
     path = write_storyboard(tmp_path, f"version: 1\ntitle: t\nassets:\n  still: {ref}\n"
                                       "shots:\n  - id: a\n    image: still\n    prompt: p\n")
     with pytest.raises(StoryboardError) as info:
-        load_storyboard(path)
+        load_storyboard(path, roots=[Path("/dev")])  # the device's link leads out of the folder: allowed here
     message = str(info.value)
     assert message.startswith(f"{path}:4: assets.still: '{ref}' ") and ASSETS[kind] in message, message
 
@@ -217,19 +349,23 @@ def test_absurd_values(storyboard_dir: Path, line: str, value: str, field: str, 
 
 
 def test_https_assets_are_checked_like_host_outputs(tmp_path: Path) -> None:
-    """A storyboard from elsewhere cannot make us fetch an internal address or keep something not an image."""
+    """A storyboard from elsewhere cannot make us fetch an internal address or keep something not an image;
+    a loopback asset server is reached only when the user allows its network by name."""
     still = write_image(tmp_path / "still.png").read_bytes()
     with static_server({"/still.png": (200, {}, still), "/page": (200, {}, b"<html>hello</html>"),
                 "/bomb.png": (200, {}, png_header(100_000, 100_000)),
                 "/hop": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"")}) as base:
         board = parse_storyboard("version: 1\ntitle: t\nshots:\n  - id: a\n    prompt: p\n", "remote.yaml")
         cache = tmp_path / "cache"
-        assets._download(f"{base}/still.png", cache / "ok", board, "still")
+        with pytest.raises(StoryboardError, match=r"127\.0\.0\.1 \(loopback, this machine\) is not a public"):
+            assets._download(f"{base}/still.png", cache / "ok", board, "still", UrlPolicy())
+        allowed = UrlPolicy(networks=(ipaddress.ip_network("127.0.0.1/32"),))
+        assets._download(f"{base}/still.png", cache / "ok", board, "still", allowed)
         assert (cache / "ok").read_bytes() == still
         for route, words in (("/page", "not a PNG/JPEG/WebP image"), ("/bomb.png", "decompression bomb"),
                              ("/hop", "169.254.169.254 (link-local")):
             with pytest.raises(StoryboardError, match=re.escape(words)):
-                assets._download(f"{base}{route}", cache / "bad", board, "still")
+                assets._download(f"{base}{route}", cache / "bad", board, "still", allowed)
         assert sorted(p.name for p in cache.iterdir()) == ["ok"]
 
 
@@ -283,7 +419,8 @@ def test_the_cli_writes_only_under_output_slug(prefect_server: None, tmp_path: P
     assert result.exit_code == 0, result.output
     after = tree(project)
     added = set(after) - set(before)
-    assert added and all(p == "output" or p.startswith(f"output{os.sep}good-film") for p in added), added
+    folder = f"output{os.sep}{slugify('good film')}"  # a name with a space: good-film--<hash>
+    assert added and all(p == "output" or p == folder or p.startswith(folder + os.sep) for p in added), added
     assert {p: after[p] for p in before} == before  # nothing changed either
-    assert (project / "output" / "good-film" / "film.mp4").is_file()
+    assert (project / folder / "film.mp4").is_file()
     assert list(scratch.iterdir()) == []  # temporary files are cleaned up

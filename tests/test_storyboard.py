@@ -162,3 +162,98 @@ def test_inline_lines_point_into_nested_fields(storyboard_dir: Path) -> None:
     with pytest.raises(StoryboardError) as info:
         load_storyboard(write_storyboard(storyboard_dir, text))
     assert ":6: shots[0].transition.type (shot 'a')" in str(info.value)
+
+
+# --- YAML 1.2 scalars, strict types, merge keys ---------------------------------------------------------
+
+SHOT = "version: 1\ntitle: t\nshots:\n  - id: a\n    prompt: p\n"
+
+
+@pytest.mark.parametrize(("line", "field", "words"), [
+    ("    duration: true", "shots[0].duration", "true is a boolean, not a number"),
+    ("    seed: false", "shots[0].seed", "false is a boolean, not a number"),
+    ("    duration: '5'", "shots[0].duration", "a quoted value is text"),
+    ("    duration: 5.0", "shots[0].duration", "valid integer"),
+    ("    audio: yes", "shots[0].audio", "write true or false; 'yes' is text here"),
+    ("    cut: on", "shots[0].cut", "write true or false; 'on' is text here"),
+    ("    audio: 1", "shots[0].audio", "valid boolean"),
+    ("    caption: 42", "shots[0].caption", "YAML reads 42 as a number; to mean the text, quote it: '42'"),
+    ("    caption: null", "", ""),  # null is "not given": fine
+    ("    transition: {type: crossfade, duration: .nan}", "shots[0].transition.duration", "finite number"),
+    ("    transition: {type: crossfade, duration: true}", "shots[0].transition.duration", "boolean, not a number"),
+])
+def test_yaml_values_are_typed_strictly_with_a_hint(tmp_path: Path, line: str, field: str, words: str) -> None:
+    path = write_storyboard(tmp_path, SHOT + line + "\n")
+    if not field:
+        load_storyboard(path)
+        return
+    with pytest.raises(StoryboardError) as info:
+        load_storyboard(path)
+    assert f"{path}:6: {field}" in str(info.value) and words in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    ("version: true\ntitle: t\nshots: [{id: a, prompt: p}]", "version",
+     "true is a boolean; the version is the number 1"),
+    ("version: 1\ntitle: 2024\nshots: [{id: a, prompt: p}]", "title",
+     "YAML reads 2024 as a number; to mean the text, quote it"),
+    ("version: 1\ntitle: t\nshots: [{id: true, prompt: p}]", "shots[0].id", "quote it: 'true'"),
+    ("version: 1\ntitle: t\nbudget_usd: .inf\nshots: [{id: a, prompt: p}]", "budget_usd", "finite number"),
+    ("version: 1\ntitle: t\nloudness_lufs: .nan\nshots: [{id: a, prompt: p}]", "loudness_lufs", "finite number"),
+])
+def test_top_level_traps(tmp_path: Path, text: str, field: str, words: str) -> None:
+    with pytest.raises(StoryboardError) as info:
+        load_storyboard(write_storyboard(tmp_path, text))
+    assert f": {field}" in str(info.value) and words in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(("line", "attr", "value"), [
+    ("    id: on", "id", "on"), ("    id: no", "id", "no"), ("    aspect_ratio: 16:9", "aspect_ratio", "16:9"),
+    ("    aspect_ratio: 9:16", "aspect_ratio", "9:16"), ("    duration: 010", "duration", 10),
+    ("    seed: 0x10", "seed", 16), ("    seed: 0o17", "seed", 15),
+    ("    caption: 2024-01-01", "caption", "2024-01-01"), ("    caption: 1:30", "caption", "1:30"),
+    ("    caption: yes", "caption", "yes"), ("    audio: false", "audio", False),
+])
+def test_yaml_1_2_reads_what_was_written(tmp_path: Path, line: str, attr: str, value: object) -> None:
+    """YAML 1.1's booleans (on/no), base-60 numbers (16:9 = 969), octal (010 = 8) and dates are text or
+    decimal here."""
+    text = SHOT.replace("  - id: a\n", "  - " + line.strip() + "\n") if attr == "id" else SHOT + line + "\n"
+    board = load_storyboard(write_storyboard(tmp_path, text))
+    assert getattr(board.shots[0], attr) == value
+
+
+def test_merge_keys_and_overrides_work_as_yaml_defines_them(tmp_path: Path) -> None:
+    text = textwrap.dedent("""\
+        version: 1
+        title: t
+        defaults: &base {duration: 2, resolution: 480p, camera: static}
+        shots:
+          - &first
+            id: a
+            prompt: p
+            <<: *base
+            duration: 3
+          - <<: [*first, *base]
+            id: b
+            camera: push_in
+          - <<: *first
+            id: c
+            id: d
+        """)
+    with pytest.raises(StoryboardError, match=r":15: duplicate key 'id'"):
+        load_storyboard(write_storyboard(tmp_path, text))  # a mapping's own keys are still unique
+    board = load_storyboard(write_storyboard(tmp_path, text.replace("    id: d\n", "")))
+    a, b, c = board.shots
+    assert (a.id, a.duration, a.resolution, a.camera) == ("a", 3, "480p", "static")  # its own key wins
+    assert (b.id, b.duration, b.resolution, b.camera) == ("b", 3, "480p", "push_in")  # the first merge wins
+    assert (c.id, c.prompt, c.duration) == ("c", "p", 3)
+
+
+def test_asset_names_must_match_their_pattern_exactly(tmp_path: Path) -> None:
+    for name in ('"a\\nb"', '"a b"', '"../x"', '"é"'):
+        text = f"version: 1\ntitle: t\nassets:\n  {name}: https://example.com/a.png\nshots: [{{id: s, prompt: p}}]\n"
+        with pytest.raises(StoryboardError, match="must match"):
+            load_storyboard(write_storyboard(tmp_path, text))
+    text = "version: 1\ntitle: t\nshots: [{id: s, prompt: p, image: \"a\\nb\"}]\n"
+    with pytest.raises(StoryboardError, match=r"shots\[0\]\.image.*pattern"):
+        load_storyboard(write_storyboard(tmp_path, text))

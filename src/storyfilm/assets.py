@@ -6,8 +6,12 @@ import hashlib
 from pathlib import Path
 
 from storyfilm.errors import ProviderError
+from storyfilm.images import MAX_ASSET_BYTES, image_problem, upright_rgb
+from storyfilm.netpolicy import UrlPolicy, display_url
 from storyfilm.providers.http import HostClient
-from storyfilm.storyboard import MAX_ASSET_BYTES, Storyboard, asset_location, image_problem
+from storyfilm.storyboard import Storyboard, asset_location
+
+ASSET_DOWNLOAD_DEADLINE = 120.0  # seconds for one asset, every retry and redirect included
 
 
 def file_digest(path: Path) -> str:
@@ -27,30 +31,33 @@ def digests(board: Storyboard) -> dict[str, str]:
     return out
 
 
-def materialise(board: Storyboard, cache_dir: Path, names: set[str] | None = None) -> dict[str, Path]:
-    """Local paths for the assets (https ones downloaded once into cache_dir)."""
+def materialise(board: Storyboard, cache_dir: Path, names: set[str] | None = None, *,
+                policy: UrlPolicy | None = None) -> dict[str, Path]:
+    """Local files for the assets, as providers take them: https ones downloaded once into cache_dir (under
+    `policy`, STORYFILM_ALLOW_NETWORKS by default); any image that is not a plain upright RGB or grayscale
+    PNG/JPEG/WebP converted into cache_dir (see images.py)."""
     out: dict[str, Path] = {}
     for name, ref in board.assets.items():
         if names is not None and name not in names:
             continue
         loc = asset_location(ref, board.base_dir)
         if isinstance(loc, Path):
-            out[name] = loc
-            continue
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        dest = cache_dir / f"{name}-{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
-        if not dest.exists():
-            _download(ref, dest, board, name)
-        out[name] = dest
+            source = loc
+        else:
+            source = cache_dir / f"{name}-{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
+            if not source.exists():
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                _download(ref, source, board, name, policy or UrlPolicy.from_env())
+        out[name] = upright_rgb(source, cache_dir / f"{name}-{file_digest(source)[:12]}.png")
     return out
 
 
-def _download(url: str, dest: Path, board: Storyboard, name: str) -> None:
-    """An https asset, through the same checks as a host's output (every redirect's address, size, type),
-    then checked as an image: a storyboard from elsewhere cannot make us fetch an internal address."""
-    client = HostClient("asset", url, {"User-Agent": "storyfilm"})
+def _download(url: str, dest: Path, board: Storyboard, name: str, policy: UrlPolicy) -> None:
+    """An https asset under the URL policy (each redirect's address checked, the connection pinned to it),
+    within a size cap and a deadline, then checked as an image."""
+    client = HostClient("asset", url, {"User-Agent": "storyfilm"}, policy=policy)
     try:
-        client.download(url, dest, kind="image", max_bytes=MAX_ASSET_BYTES)
+        client.download(url, dest, kind="image", max_bytes=MAX_ASSET_BYTES, deadline=ASSET_DOWNLOAD_DEADLINE)
         problem = image_problem(dest)
     except ProviderError as exc:
         problem = f"cannot be downloaded: {exc.detail}"
@@ -58,4 +65,4 @@ def _download(url: str, dest: Path, board: Storyboard, name: str) -> None:
         client.close()
     if problem is not None:
         dest.unlink(missing_ok=True)
-        raise board.error([board.problem(("assets", name), f"{url} {problem}")])
+        raise board.error([board.problem(("assets", name), f"{display_url(url)} {problem}")])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -28,14 +29,42 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console()
 err = Console(stderr=True)
 
+
+def _finite(value: float | None) -> float | None:
+    # click's ranges let nan through (every comparison with nan is false) and inf past a lower bound
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number here; give a finite number")
+    return value
+
+
+def _networks(values: list[str] | None) -> list[str] | None:
+    from storyfilm.netpolicy import parse_networks
+
+    try:
+        parse_networks(values or [], "--allow-network")
+    except StoryfilmError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return values
+
+
 StoryboardArg = Annotated[Path, typer.Argument(help="storyboard YAML file", show_default=False)]
 ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa: UP045 (typer)
                                                     help="override the storyboard's provider")]
-BudgetOpt = Annotated[Optional[float], typer.Option("--budget", help="hard cap on new spend, USD")]  # noqa: UP045
+BudgetOpt = Annotated[Optional[float], typer.Option("--budget", min=0, callback=_finite,  # noqa: UP045
+                                                    help="hard cap on new spend, USD")]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
 LoudnessOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
-    "--loudness", min=-40, max=-5, help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 "
-                                        "broadcast); overrides the storyboard's loudness_lufs")]
+    "--loudness", min=-40, max=-5, callback=_finite,
+    help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 broadcast); overrides the "
+         "storyboard's loudness_lufs")]
+NetworkOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+    "--allow-network", callback=_networks, show_default=False,
+    help="asset URLs may also reach this private network, e.g. 10.0.0.0/8 or 192.168.1.20 (repeatable; "
+         "or STORYFILM_ALLOW_NETWORKS=a,b). Without it only public addresses are fetched from")]
+AssetRootOpt = Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
+    "--allow-assets-from", show_default=False,
+    help="assets may also be files under this folder (repeatable; or STORYFILM_ASSET_ROOTS=dir:dir). "
+         "Without it, only files inside the storyboard's folder")]
 LedgerOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--ledger", show_default=False,
     help="pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default: "
@@ -48,9 +77,30 @@ ConcurrencyOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
          "the limit storyfilm-<provider> that all runs share)")]
 
 
+def shown(text: object) -> str:
+    """`text` safe for a terminal and for rich: markup escaped, control and bidi characters made visible."""
+    from storyfilm.storyboard import text_problem
+
+    raw = str(text)
+    if text_problem(raw, newlines=True) is not None:
+        raw = "".join(c if c in "\n\t" or text_problem(c) is None else f"\\u{ord(c):04x}" for c in raw)
+    return escape(raw)
+
+
 def _fail(exc: StoryfilmError) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(exc)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _allow(networks: list[str] | None, roots: list[Path] | None) -> None:
+    """The user's opt-ins, put where every part of the run reads them (the flow, its subprocesses)."""
+    from storyfilm.netpolicy import ALLOW_NETWORKS_ENV
+    from storyfilm.storyboard import ASSET_ROOTS_ENV
+
+    for name, values, sep in ((ALLOW_NETWORKS_ENV, networks, ","),
+                              (ASSET_ROOTS_ENV, [str(r.resolve()) for r in roots or []], os.pathsep)):
+        if values:
+            os.environ[name] = sep.join([v for v in os.environ.get(name, "").split(sep) if v] + list(values))
 
 
 def _prefect_defaults(quiet_console: bool) -> None:
@@ -92,15 +142,25 @@ def progress_view(console: Console) -> FilmProgress | None:
 
 
 @app.command()
-def validate(storyboard: StoryboardArg) -> None:
-    """Check a storyboard file; print every problem with its line."""
-    from storyfilm.storyboard import load_storyboard
+def validate(storyboard: StoryboardArg, output: OutputOpt = Path("output"), ledger: LedgerOpt = None,
+             allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None) -> None:
+    """Check a storyboard without network or keys: its fields, its assets (files inside its folder, URLs
+    that may be fetched), the limits of the provider it declares, and its budget. Every problem is
+    printed with its line."""
+    from storyfilm import film_folder, session
+    from storyfilm.plan import check_budget
 
+    _allow(allow_network, allow_assets_from)
     try:
-        board = load_storyboard(storyboard)
+        # what `plan` does (its decisions: shots already paid for cost nothing), no provider, no key
+        seen = session.preview(storyboard, session.Options(output_dir=output, ledger=ledger))
+        film_folder.check(seen.film.film_dir, storyboard)
+        check_budget(seen.plan, seen.new_cost_usd)
     except StoryfilmError as exc:
         _fail(exc)
-    out.print(f"[green]ok[/] {storyboard}: '{board.title}', {len(board.shots)} shots, provider {board.provider}")
+    board, the_plan = seen.film.board, seen.plan
+    out.print(f"[green]ok[/] {shown(storyboard)}: '{shown(board.title)}', {len(board.shots)} shots; checked against "
+              f"{the_plan.provider} ({the_plan.tier})", highlight=False)
 
 
 @app.command()
@@ -113,18 +173,20 @@ def schema() -> None:
 
 @app.command()
 def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None) -> None:
+         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
+         allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None) -> None:
     """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
     from storyfilm import session
     from storyfilm.plan import check_budget
 
+    _allow(allow_network, allow_assets_from)
     try:
         seen = session.preview(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=output,
                                                            ledger=ledger, redo=tuple(redo or ())))
     except StoryfilmError as exc:
         _fail(exc)
     the_plan, states, new = seen.plan, seen.states, seen.new_cost_usd
-    table = Table(title=f"{the_plan.title} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
+    table = Table(title=f"{shown(the_plan.title)} — {the_plan.provider} ({the_plan.tier})", title_justify="left")
     for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "status", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
     for s in the_plan.shots:
@@ -159,6 +221,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
         loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
+        allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None,
         emulate: Annotated[bool, typer.Option("--emulate", help="rehearse for free: start the emulator in-process, "
                                                                 "point the provider at it, write to output/emulated/")]
         = False) -> None:
@@ -166,12 +229,15 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from storyfilm import film_folder
     from storyfilm.progress import listening
     from storyfilm.session import load_board
 
+    _allow(allow_network, allow_assets_from)
     view = progress_view(out)
     try:
-        load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
+        board = load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
+        film_folder.check((output / "emulated" if emulate else output) / board.slug, storyboard)
         ledger = _ledger_param(ledger)
         from storyfilm.flow import film
 
@@ -204,13 +270,15 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
 @app.command()
 def emulate(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8787,
-    latency: Annotated[float, typer.Option(min=0, help="seconds a job takes from submit to completed")] = 1.0,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on (0: any free port)")] = 8787,
+    latency: Annotated[float, typer.Option(min=0, max=3600, callback=_finite,
+                                           help="seconds a job takes from submit to completed")] = 1.0,
     faults: Annotated[str, typer.Option(help="faults to inject, e.g. 'submit-429,poll-503*2,moderation' "
                                               "(see storyfilm/emulator/faults.py)")] = "",
     api_key: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer)
         "--api-key", help="the only key accepted: KEY, or PROVIDER=KEY (repeatable); default: any key")] = None,
-    credits: Annotated[Optional[int], typer.Option(help="Apiframe credit balance (default: unlimited)")] = None,  # noqa: UP045
+    credits: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        min=0, help="Apiframe credit balance (default: unlimited)")] = None,
     drift: Annotated[str, typer.Option(help="colour drift per segment made from a start frame, like a real model's, "
                                             "e.g. 'contrast=0.06,saturation=0.05,brightness=0.02,warmth=0.03'")] = "",
 ) -> None:
@@ -243,6 +311,7 @@ def serve(
         "--timezone", help="IANA timezone of the cron, e.g. Europe/Berlin (default UTC)")] = None,
     provider: ProviderOpt = None, budget: BudgetOpt = None, output: OutputOpt = Path("output"),
     ledger: LedgerOpt = None, loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
+    allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None,
     name: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--name", help="deployment name (default: the storyboard's file name)")] = None,
     keep_schedule: Annotated[bool, typer.Option(
@@ -259,6 +328,7 @@ def serve(
     from storyfilm import _prefect, session
     from storyfilm.plan import check_budget
 
+    _allow(allow_network, allow_assets_from)  # the deployment's runs are subprocesses of this one: they inherit it
     try:
         planned = session.plan_film(storyboard, session.Options(provider=provider, budget_usd=budget,
                                                                 output_dir=output, ledger=ledger))
@@ -277,8 +347,8 @@ def serve(
     options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
                "ledger": ledger}
     parameters |= {k: v for k, v in options.items() if v is not None}
-    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{planned.board.title}') on {api_url}: cron '{schedule.cron}' "
-              f"({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
+    out.print(f"serving [bold]storyfilm/{deployment}[/] ('{shown(planned.board.title)}') on {api_url}: "
+              f"cron '{schedule.cron}' ({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
     out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"
               + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)
     # Prefect 3.8.8's SIGTERM handler calls an async stop without awaiting it (harmless: sys.exit follows).

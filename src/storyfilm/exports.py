@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
 from storyfilm.results import FilmInfo, Placement, ShotResult
 from storyfilm.seams import Seam
+from storyfilm.storyboard import text_problem
 
 TIMELINE = "timeline.otio"
 SUBTITLES = "film.srt"
@@ -227,9 +229,17 @@ def srt_time(frames: int, fps: int) -> str:
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
 
 
+def srt_text(caption: str) -> str:
+    """A caption as one SRT text line: no control or bidi characters (storyboards refuse them; a plan made
+    another way may still carry them), no line breaks (a blank line ends a cue), no `-->` (a timing line)."""
+    visible = "".join(c for c in caption if c.isspace() or text_problem(c) is None)
+    return re.sub(r"-{2,}>", "->", " ".join(visible.split()))
+
+
 def srt(plan: Plan, film: FilmInfo) -> str:
-    blocks = [f"{n}\n{srt_time(c.start, film.fps)} --> {srt_time(c.end, film.fps)}\n{' '.join(c.text.split())}\n"
-              for n, c in enumerate(cues(plan, film), 1)]
+    shown = [(c, text) for c in cues(plan, film) if (text := srt_text(c.text))]
+    blocks = [f"{n}\n{srt_time(c.start, film.fps)} --> {srt_time(c.end, film.fps)}\n{text}\n"
+              for n, (c, text) in enumerate(shown, 1)]
     return "\n".join(blocks)
 
 

@@ -15,6 +15,7 @@ top: `storyfilm plan` imports this module and stays light.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -25,13 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from storyfilm import assets as asset_store
+from storyfilm import film_folder
 from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
 from storyfilm.ledger import Ledger, existing_ledger
 from storyfilm.ledger_url import ledger_location
+from storyfilm.netpolicy import ALLOW_NETWORKS_ENV
 from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.results import Film, ShotResult
 from storyfilm.storage import Facts, gather
-from storyfilm.storyboard import Storyboard, asset_location, load_storyboard
+from storyfilm.storyboard import ASSET_ROOTS_ENV, Storyboard, asset_location, load_storyboard
 
 if TYPE_CHECKING:
     from storyfilm.assemble import Piece
@@ -71,7 +74,7 @@ class Options:
 
 _Signature = tuple[int, int, int] | None  # inode, size, mtime_ns
 _CACHED_BOARDS = 8
-_boards: OrderedDict[tuple[str, Path], tuple[_Signature, tuple[_Signature, ...], Storyboard]] = OrderedDict()
+_boards: OrderedDict[tuple[str, Path, str, str], tuple[_Signature, tuple[_Signature, ...], Storyboard]] = OrderedDict()
 _boards_lock = threading.Lock()
 
 
@@ -99,7 +102,9 @@ def load_board(path: str | Path) -> Storyboard:
     callers must not modify them.
     """
     p = Path(path)
-    key = (str(p), p.absolute())  # a relative path names another file from another working directory
+    # a relative path names another file from another working directory; the user's opt-ins (networks,
+    # asset folders) decide what the storyboard may name
+    key = (str(p), p.absolute(), os.environ.get(ALLOW_NETWORKS_ENV, ""), os.environ.get(ASSET_ROOTS_ENV, ""))
     signature = _signature(p)
     with _boards_lock:
         hit = _boards.get(key)
@@ -221,6 +226,7 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
         check_target(options.loudness_lufs)
     film = plan_film(path, options)
     plan = film.plan
+    film_folder.claim(film.film_dir, path)  # before the ledger is made: never another storyboard's folder
     ledger = Ledger(film.ledger_at)
     run_id = options.run_id or str(uuid.uuid4())
     decisions = decide_all(film, ledger, Host.of(spec_for(plan.provider)), run_id=run_id, resume=options.resume)

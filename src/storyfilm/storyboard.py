@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
-import warnings
+import unicodedata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,7 +21,8 @@ from pydantic import (
     field_validator,
 )
 
-from storyfilm.errors import Problem, StoryboardError
+from storyfilm.errors import ConfigurationError, Problem, StoryboardError
+from storyfilm.netpolicy import UrlPolicy, display_url
 from storyfilm.providers.specs import DEFAULT_PROVIDER, SPECS
 from storyfilm.yaml_lines import Path_, YamlProblem, line_of, load_with_lines
 
@@ -31,6 +35,7 @@ Camera = Literal["auto", "static", "push_in", "pull_out", "pan_left", "pan_right
 
 SHOT_ID = r"^[a-z0-9_-]{1,64}$"
 ASSET_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+ASSET_ROOTS_ENV = "STORYFILM_ASSET_ROOTS"  # folders besides the storyboard's that assets may come from
 MAX_FILE_BYTES = 5_000_000
 MAX_SHOTS = 5_000
 LOUDNESS_RANGE = (-40.0, -5.0)  # LUFS: quieter targets are inaudible on most devices, louder ones clip
@@ -48,8 +53,43 @@ ProviderName = Annotated[str, AfterValidator(_known_provider), WithJsonSchema({"
 Seconds = Annotated[int, Field(ge=1, le=60, description="Seconds of NEW footage (the provider sets the range)")]
 
 
+# Characters that change how text is shown rather than being text: control characters (ESC starts terminal
+# escape sequences), lone surrogates, line/paragraph separators, and the bidi embeddings, overrides and
+# isolates that make text read differently from what it is.
+_INVISIBLE = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def text_problem(text: str, *, newlines: bool = False) -> str | None:
+    """Why `text` cannot be shown as it is (in a terminal, subtitles, a file name), or None."""
+    for i, ch in enumerate(text):
+        if newlines and ch in "\n\t":
+            continue
+        if ch in _INVISIBLE or unicodedata.category(ch) in ("Cc", "Cs"):
+            name = unicodedata.name(ch, "a control character")
+            return (f"contains {name} (U+{ord(ch):04X}) at character {i + 1}; control characters and "
+                    "bidirectional overrides are not allowed here")
+    return None
+
+
+def _one_line(value: str) -> str:
+    if (problem := text_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _lines(value: str) -> str:
+    if (problem := text_problem(value, newlines=True)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+Lines = Annotated[str, AfterValidator(_lines)]  # newlines and tabs allowed
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=True)
+    # strict: YAML's `true` is not the number 1, a quoted "5" is not a number; finite numbers only
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, str_strip_whitespace=True)
 
 
 class Transition(_Strict):
@@ -62,19 +102,20 @@ class Transition(_Strict):
 class ShotFields(_Strict):
     """Fields a shot may set, and that `defaults` may set for every shot."""
 
-    prompt: str | None = Field(None, min_length=1, max_length=4000)
+    prompt: Lines | None = Field(None, min_length=1, max_length=4000)
     duration: Seconds | None = None
     resolution: Resolution | None = None
     aspect_ratio: AspectRatio | None = None
     audio: bool | None = Field(None, description="native audio generation")
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
-    image: str | None = Field(None, description="asset name: the first frame (image-to-video)")
-    end_image: str | None = Field(None, description="asset name: the target last frame")
-    references: list[str] | None = Field(None, max_length=9, description="asset names of reference images")
+    image: str | None = Field(None, pattern=ASSET_NAME, description="asset name: the first frame (image-to-video)")
+    end_image: str | None = Field(None, pattern=ASSET_NAME, description="asset name: the target last frame")
+    references: list[Annotated[str, Field(pattern=ASSET_NAME)]] | None = Field(
+        None, max_length=9, description="asset names of reference images")
     method: Method | None = Field(None, description="how a continued shot is generated")
     cut: bool | None = Field(None, description="start a new chain: continue nothing")
     transition: Transition | None = None
-    caption: str | None = Field(None, max_length=500, description="subtitle shown during the shot")
+    caption: Lines | None = Field(None, max_length=500, description="subtitle shown during the shot")
     camera: Camera | None = Field(None, description="camera move hint (auto: from the prompt)")
 
 
@@ -85,19 +126,27 @@ class Shot(ShotFields):
 
 class Storyboard(_Strict):
     version: Literal[1]
-    title: str = Field(min_length=1, max_length=200)
+    title: OneLine = Field(min_length=1, max_length=200)
     provider: ProviderName = DEFAULT_PROVIDER
     model: Tier = "standard"
     budget_usd: float | None = Field(None, ge=0, description="hard cap on new spend")
     loudness_lufs: float | None = Field(None, ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],
                                         description="normalise the film's loudness to this EBU R128 target "
                                                     "(-14 web, -16 podcasts, -23 broadcast); off when absent")
-    defaults: ShotFields = Field(default_factory=ShotFields)
-    assets: dict[str, str] = Field(default_factory=dict, description="name: path relative to this file, or https URL")
+    defaults: ShotFields = Field(default_factory=lambda: ShotFields.model_validate({}))
+    assets: dict[str, str] = Field(default_factory=dict,
+                                   description="name: a path inside this file's folder, or an https URL")
     shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS)
     _file: str = PrivateAttr(default="<storyboard>")
     _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: object) -> object:
+        if isinstance(value, bool):  # Literal[1] would take `true` (True == 1)
+            raise ValueError(f"{str(value).lower()} is a boolean; the version is the number 1")
+        return value
 
     def problem(self, path: Path_, message: str) -> Problem:
         """A problem located at `path` (a field of this storyboard), with its line in the source file."""
@@ -123,8 +172,8 @@ class Storyboard(_Strict):
     @classmethod
     def _asset_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name, ref in value.items():
-            if not re.match(ASSET_NAME, name):
-                raise ValueError(f"asset name '{name}' must match {ASSET_NAME}")
+            if not re.fullmatch(ASSET_NAME, name):
+                raise ValueError(f"asset name {name!r} must match {ASSET_NAME}")
             if not ref.strip():
                 raise ValueError(f"asset '{name}' has an empty path")
         return value
@@ -136,9 +185,18 @@ class Storyboard(_Strict):
         return slugify(stem)
 
 
+_PLAIN_SLUG = re.compile(r"[a-z0-9_]+(-[a-z0-9_]+)*")
+
+
 def slugify(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:60].strip("-") or "film"
+    """A folder name for `text`, different for different texts: a plain lower-case name is kept as it is
+    (lighthouse -> lighthouse); any other is transliterated to ASCII and given a short hash of the exact
+    text after a double dash, which no kept name contains (Café -> cafe--73473dcc, cafe -> cafe)."""
+    if len(text) <= 60 and _PLAIN_SLUG.fullmatch(text):
+        return text
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    base = re.sub(r"[^a-z0-9_]+", "-", ascii_text.lower()).strip("-")[:48].strip("-") or "film"
+    return f"{base}--{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def json_schema() -> dict[str, Any]:
@@ -213,62 +271,73 @@ def continues_from(board: Storyboard, index: int) -> str | None:
     return board.shots[index - 1].id
 
 
+def is_url(ref: str) -> bool:
+    return "://" in ref
+
 
 def asset_location(ref: str, base_dir: Path) -> str | Path:
-    """An asset reference as an https URL (str) or a local path."""
-    return ref if ref.startswith("https://") else (base_dir / ref)
+    """An asset reference as a URL (str) or a local path (links resolved: the file that was checked)."""
+    return ref if is_url(ref) else (base_dir / ref).resolve()
 
 
-MAX_ASSET_BYTES = 50_000_000
-MAX_ASSET_PIXELS = 40_000_000  # an 8K still is 33 Mpx; a bigger one is refused before anything decodes it
+def asset_roots(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """Folders besides a storyboard's own that its assets may come from (STORYFILM_ASSET_ROOTS, or
+    `--allow-assets-from`): never implied by the storyboard itself."""
+    value = (os.environ if env is None else env).get(ASSET_ROOTS_ENV, "")
+    return tuple(Path(p).resolve() for p in value.split(os.pathsep) if p.strip())
 
 
-def image_problem(path: Path) -> str | None:
-    """Why `path` cannot be an asset image, as a predicate ("is not an image ..."), or None."""
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > MAX_ASSET_PIXELS:
-                    return f"has {img.width}x{img.height} pixels; assets may have at most {MAX_ASSET_PIXELS}"
-                img.load()  # every pixel decodes (a truncated file fails here, not in the middle of a run)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        return f"is refused as a decompression bomb ({exc})"
-    except PermissionError:
-        return "is not readable (permission denied)"
-    except OSError as exc:
-        if exc.errno is not None:  # the file system's refusal, not the image's content
-            return f"cannot be read: {exc.strerror or exc}"
-        return f"is not an image Pillow can read (PNG, JPEG, WebP, ...): {exc}"
-    except (SyntaxError, ValueError) as exc:
-        return f"is not an image Pillow can read (PNG, JPEG, WebP, ...): {exc}"
-    return None
-
-
-def _asset_problems(board: Storyboard, base_dir: Path) -> list[tuple[Path_, str]]:
+def _asset_ref_problems(board: Storyboard, policy: UrlPolicy) -> list[tuple[Path_, str]]:
+    """What is wrong with each asset reference as written (no file is read, nothing is fetched)."""
     out: list[tuple[Path_, str]] = []
     for name, ref in board.assets.items():
         here: Path_ = ("assets", name)
-        if "://" in ref:
-            if not ref.startswith("https://"):
-                out.append((here, f"'{ref}': only https:// URLs or paths relative to the storyboard are allowed"))
+        if "\0" in ref:
+            out.append((here, "the path contains a NUL byte"))
+        elif (problem := text_problem(ref)) is not None:
+            out.append((here, f"the path {problem}"))
+        elif is_url(ref):
+            if not ref.lower().startswith("https://"):
+                out.append((here, f"'{display_url(ref)}': only https:// URLs or paths relative to the storyboard "
+                                  "are allowed"))
+            elif (problem := policy.static_problem(ref, https_only=True)) is not None:
+                out.append((here, problem))
+    return out
+
+
+def _asset_problems(board: Storyboard, base_dir: Path, roots: Sequence[Path]) -> list[tuple[Path_, str]]:
+    from storyfilm.images import MAX_ASSET_BYTES, image_problem
+
+    out: list[tuple[Path_, str]] = []
+    home = base_dir.resolve()
+    for name, ref in board.assets.items():
+        here: Path_ = ("assets", name)
+        if is_url(ref) or text_problem(ref) is not None:  # a URL, or a path refused as written
             continue
         path = base_dir / ref
         try:
-            size = path.stat().st_size  # follows links: a link to a device or a directory is not a file
+            real = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a link loop
+            out.append((here, f"'{ref}' cannot be read: {getattr(exc, 'strerror', None) or exc}"))
+            continue
+        if not any(real.is_relative_to(root) for root in (home, *roots)):
+            allowed = f"{home}" + "".join(f", {r}" for r in roots)
+            out.append((here, f"'{ref}' is outside the storyboard's folder (it is {real}); assets are paths "
+                              f"inside {allowed} (allow another folder with --allow-assets-from DIR)"))
+            continue
+        try:
+            size = real.stat().st_size  # follows links: a link to a device or a directory is not a file
         except FileNotFoundError:
             out.append((here, f"'{ref}' not found (looked for {path})"))
             continue
         except OSError as exc:
             out.append((here, f"'{ref}' cannot be read: {exc.strerror or exc}"))
             continue
-        if not path.is_file():
+        if not real.is_file():
             out.append((here, f"'{ref}' is not a file"))
         elif size > MAX_ASSET_BYTES:
             out.append((here, f"'{ref}' is {size} bytes; assets may be at most {MAX_ASSET_BYTES} bytes"))
-        elif (problem := image_problem(path)) is not None:
+        elif (problem := image_problem(real)) is not None:
             out.append((here, f"'{ref}' {problem}"))
     return out
 
@@ -283,14 +352,33 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _message(err: dict[str, Any], model: type[BaseModel] | None) -> str:
+def _hint(err: Mapping[str, Any], source: str | None) -> str:
+    """What YAML did to a value that made it the wrong type, and how to write it."""
+    kind, value = err["type"], err.get("input")
+    if source is not None and kind in ("string_type", "literal_error", "string_pattern_mismatch") \
+            and not isinstance(value, str):
+        what = "a boolean" if isinstance(value, bool) else "nothing (null)" if value is None else "a number"
+        return f" (YAML reads {source} as {what}; to mean the text, quote it: '{source}')"
+    if kind in ("int_type", "float_type") and isinstance(value, bool):
+        return f" ({str(value).lower()} is a boolean, not a number)"
+    if kind in ("int_type", "float_type") and isinstance(value, str):
+        return " (a quoted value is text: write the number without quotes)"
+    if kind == "bool_type" and isinstance(value, str):
+        return f" (write true or false; '{value}' is text here: storyboards are YAML 1.2)"
+    return ""
+
+
+def _message(err: Mapping[str, Any], model: type[BaseModel] | None, source: str | None) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         allowed = ", ".join(model.model_fields) if model else ""
         return f"unknown field (allowed here: {allowed})" if allowed else "unknown field"
     if kind == "missing":
         return "missing (required)"
-    return str(err["msg"])
+    message = str(err["msg"])
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    return message + _hint(err, source)
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -310,22 +398,26 @@ def _shot_label(board_data: Any, loc: tuple[Any, ...]) -> str:
         shots = board_data.get("shots")
         if isinstance(shots, list) and loc[1] < len(shots) and isinstance(shots[loc[1]], dict):
             sid = shots[loc[1]].get("id")
-            if isinstance(sid, str) and re.match(SHOT_ID, sid):
+            if isinstance(sid, str) and re.fullmatch(SHOT_ID, sid):
                 return f" (shot '{sid}')"
     return ""
 
 
-def parse_storyboard(text: str, file: str = "<storyboard>", base_dir: Path | None = None) -> Storyboard:
+def parse_storyboard(text: str, file: str = "<storyboard>", base_dir: Path | None = None, *,
+                     policy: UrlPolicy | None = None, roots: Sequence[Path] | None = None) -> Storyboard:
     """Validate storyboard text; raise StoryboardError listing every problem with its line.
 
-    With `base_dir`, local assets are checked too (they exist, are readable and are images).
+    Every check that needs no network is made: asset URLs are checked against `policy` (the private
+    networks the user allowed; STORYFILM_ALLOW_NETWORKS by default). With `base_dir`, local assets are
+    checked too: inside base_dir (or one of `roots`, STORYFILM_ASSET_ROOTS by default), readable images.
     """
     try:
-        data, lines = load_with_lines(text)
+        loaded = load_with_lines(text)
     except YamlProblem as exc:
         raise StoryboardError(file, [Problem("", str(exc), exc.line)]) from None
     except RecursionError:
         raise StoryboardError(file, [Problem("", "invalid YAML: nested too deeply")]) from None
+    data, lines = loaded.data, loaded.lines
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise StoryboardError(file, [Problem("", f"a storyboard is a mapping with version, title and shots; "
@@ -336,22 +428,29 @@ def parse_storyboard(text: str, file: str = "<storyboard>", base_dir: Path | Non
         problems = []
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])
-            problems.append(Problem(_field_name(loc) + _shot_label(data, loc), _message(err, _model_at(loc)),
+            source = loaded.plain.get(tuple(str(p) if isinstance(p, str) else p for p in loc))
+            problems.append(Problem(_field_name(loc) + _shot_label(data, loc), _message(err, _model_at(loc), source),
                                     line_of(lines, loc)))
         raise StoryboardError(file, problems) from None
     board._file, board._lines = file, lines
     if base_dir is not None:
         board._base_dir = base_dir
-    rule_problems = _rules(board)
+    try:
+        policy = UrlPolicy.from_env() if policy is None else policy
+        roots = asset_roots() if roots is None else roots
+    except ConfigurationError as exc:
+        raise StoryboardError(file, [Problem("", str(exc))]) from None
+    rule_problems = _rules(board) + _asset_ref_problems(board, policy)
     if base_dir is not None:
-        rule_problems += _asset_problems(board, base_dir)
+        rule_problems += _asset_problems(board, base_dir, roots)
     if rule_problems:
         raise board.error([board.problem(p, m) for p, m in rule_problems])
     return board
 
 
-def load_storyboard(path: str | Path) -> Storyboard:
-    """Read and validate a storyboard file."""
+def load_storyboard(path: str | Path, *, policy: UrlPolicy | None = None,
+                    roots: Sequence[Path] | None = None) -> Storyboard:
+    """Read and validate a storyboard file (see parse_storyboard)."""
     p = Path(path)
     try:
         if not p.is_file():
@@ -363,6 +462,6 @@ def load_storyboard(path: str | Path) -> Storyboard:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise StoryboardError(p, [Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    except OSError as exc:
-        raise StoryboardError(p, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
-    return parse_storyboard(text, str(p), p.parent)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise StoryboardError(p, [Problem("", f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
+    return parse_storyboard(text, str(p), p.parent, policy=policy, roots=roots)

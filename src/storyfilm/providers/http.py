@@ -7,8 +7,10 @@ Rules every provider gets from here:
   honours an idempotency key (its spec's `idempotency_header`): then a repeat returns the original job.
 - The API key goes with API calls only: downloads (output URLs are a CDN's) go through the same client and
   transport without it.
-- Downloads stream to disk under a size cap, refuse non-http(s) URLs and link-local/metadata addresses
-  (and private/loopback ones unless the host itself lives there), and check the bytes are what we expect.
+- Downloads stream to disk under a size cap and an overall deadline, go only where the URL policy allows
+  (netpolicy.py: no link-local/metadata addresses, private/loopback ones only if the host itself lives
+  there or the user allowed the network) and to the address it checked, and check the bytes are what we
+  expect.
 - An answer that cannot be read (not JSON, undecodable) is an UnexpectedResponse; job ids from a host are
   checked before they go into a URL.
 - No message, log line or exception contains the API key.
@@ -17,17 +19,15 @@ Rules every provider gets from here:
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import logging
 import random
 import re
-import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
@@ -41,6 +41,8 @@ from storyfilm.errors import (
     RateLimited,
     UnexpectedResponse,
 )
+from storyfilm.netpolicy import UrlPolicy
+from storyfilm.pinned import PinnedTransport
 from storyfilm.providers.base import JobStatus, Output, ShotRequest, seam_copy
 
 log = logging.getLogger("storyfilm.providers")
@@ -52,6 +54,8 @@ MAX_IMAGE_BYTES = 50_000_000
 # and an endless or lying download stops there instead of at MAX_VIDEO_BYTES.
 VIDEO_BYTES_PER_SECOND = 12_500_000
 VIDEO_BYTES_MARGIN = 16_000_000
+# A whole download (every retry and redirect) ends by then: a server trickling bytes cannot hold a run.
+DOWNLOAD_DEADLINE = {"video": 900.0, "image": 120.0}
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
 
@@ -130,46 +134,10 @@ def provider_message(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
-_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
-
-
-def _host_addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        return [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as exc:
-        raise DownloadError(f"cannot resolve {host}: {exc}") from None
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-
 def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that are not http(s), or that point at link-local/metadata (or private) addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise DownloadError(f"refusing a {parts.scheme or 'scheme-less'} URL from the host (only http/https)")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise DownloadError("refusing a URL without a host")
-    if host in _METADATA_HOSTS:
-        raise DownloadError(f"refusing a URL that points at a cloud metadata service ({host})")
-    for addr in _host_addresses(host):
-        if addr.is_link_local or addr.is_multicast or addr.is_unspecified or addr.is_reserved:
-            raise DownloadError(f"refusing a URL that points at {addr} (link-local/metadata/reserved)")
-        if not allow_private and (addr.is_private or addr.is_loopback):
-            raise DownloadError(f"refusing a URL that points at a private address ({addr})")
-
-
-def is_private_host(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
-        return True
-    try:
-        return any(a.is_private or a.is_loopback for a in _host_addresses(host))
-    except DownloadError:
-        return False
+    """Refuse URLs that are not http(s), or that point at link-local/metadata (or private) addresses
+    (the rules are netpolicy's)."""
+    UrlPolicy.from_env(host_private=allow_private).resolve(url)
 
 
 _MAGIC: dict[str, tuple[Callable[[bytes], bool], str]] = {
@@ -185,21 +153,28 @@ class HostClient:
     def __init__(self, provider: str, base_url: str, headers: Mapping[str, str], *,
                  secrets: Iterable[str] = (), retry: RetryPolicy | None = None,
                  transport: httpx.BaseTransport | None = None, timeout: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep, idempotency_header: str | None = None):
-        """`headers` go with every API call (auth), never with a download; `transport` carries both."""
+                 sleep: Callable[[float], None] = time.sleep, idempotency_header: str | None = None,
+                 policy: UrlPolicy | None = None):
+        """`headers` go with every API call (auth), never with a download; `transport` carries both (downloads
+        through the URL policy's pinned transport: netpolicy.py, pinned.py)."""
         self.provider = provider
         self.base_url = base_url.rstrip("/") + "/"
         self.secrets = tuple(s for s in secrets if s)
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.idempotency_header = idempotency_header
-        self.allow_private = is_private_host(self.base_url)
         self._api_headers = dict(headers)
+        # where outputs may come from: netpolicy's rules; the connection goes to the address that was checked
+        self._pinned = PinnedTransport(policy or UrlPolicy.for_host(self.base_url),
+                                       inner=transport or httpx.HTTPTransport())
+        self._downloads = httpx.Client(headers={"User-Agent": "storyfilm"}, transport=self._pinned,
+                                       follow_redirects=False, trust_env=False)
         self._http = httpx.Client(headers={"User-Agent": "storyfilm"}, transport=transport, follow_redirects=False,
                                   timeout=httpx.Timeout(timeout, connect=15.0))
 
     def close(self) -> None:
         self._http.close()
+        self._downloads.close()
 
     def url(self, path: str) -> str:
         return path if "://" in path else urljoin(self.base_url, path.lstrip("/"))
@@ -286,9 +261,11 @@ class HostClient:
     # --- downloads ------------------------------------------------------------------------------
 
     def download(self, url: str, dest: Path, *, kind: Literal["video", "image"], shot: str = "",
-                 max_bytes: int | None = None) -> Path:
-        """Stream `url` to `dest` (atomically), retrying drops and 429/5xx; check size and file type."""
+                 max_bytes: int | None = None, deadline: float | None = None) -> Path:
+        """Stream `url` to `dest` (atomically), retrying drops and 429/5xx, within `deadline` seconds in all
+        (DOWNLOAD_DEADLINE by default); check size and file type."""
         limit = max_bytes or (MAX_VIDEO_BYTES if kind == "video" else MAX_IMAGE_BYTES)
+        ends = time.monotonic() + (deadline or DOWNLOAD_DEADLINE[kind])
         check, what = _MAGIC[kind]
         tmp = dest.with_name(f".{dest.name}.partial")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +273,7 @@ class HostClient:
         while True:
             attempt += 1
             try:
-                self._stream_to(url, tmp, limit, shot)
+                self._stream_to(url, tmp, limit, shot, ends)
                 break
             except httpx.DecodingError as exc:
                 tmp.unlink(missing_ok=True)
@@ -320,15 +297,17 @@ class HostClient:
         tmp.replace(dest)
         return dest
 
-    def _stream_to(self, url: str, tmp: Path, limit: int, shot: str) -> None:
+    def _stream_to(self, url: str, tmp: Path, limit: int, shot: str, ends: float) -> None:
         current = url
         for _ in range(6):  # redirects, each hop checked
+            left = self._time_left(ends, shot)
             try:
-                check_url(current, allow_private=self.allow_private)
+                self._pinned.pin(current)
             except DownloadError as exc:
                 raise DownloadError(self._clean(str(exc)), provider=self.provider, shot=shot) from None
             # The output URL is a CDN's, not the API's: never send our API key there.
-            with self._http.stream("GET", current) as resp:
+            timeout = httpx.Timeout(min(60.0, left), connect=min(15.0, left))
+            with self._downloads.stream("GET", current, timeout=timeout) as resp:
                 if resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
                     current = urljoin(current, resp.headers["location"])
                     continue
@@ -344,7 +323,8 @@ class HostClient:
                                         provider=self.provider, shot=shot)
                 size = 0
                 with open(tmp, "wb") as f:
-                    for chunk in resp.iter_bytes(1 << 16):
+                    for chunk in resp.iter_bytes():  # as it arrives: a trickle meets the deadline
+                        self._time_left(ends, shot)
                         size += len(chunk)
                         if size > limit:
                             raise DownloadError(f"the output exceeded the {limit}-byte cap",
@@ -354,6 +334,12 @@ class HostClient:
                     raise _Retryable(f"connection dropped after {size} of {declared} bytes", None)
                 return
         raise DownloadError("too many redirects", provider=self.provider, shot=shot)
+
+    def _time_left(self, ends: float, shot: str) -> float:
+        left = ends - time.monotonic()
+        if left <= 0:
+            raise DownloadError("the download did not finish within its deadline", provider=self.provider, shot=shot)
+        return left
 
 
 class _Retryable(Exception):
