@@ -9,6 +9,7 @@ on stdin (a test starts the next run early).
 from __future__ import annotations
 
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,8 +19,13 @@ from storyfilm.plan import ShotPlan
 from storyfilm.results import ShotResult
 
 
+def log(message: str) -> None:
+    """What each shot does, on stderr with the time (tests read when a waiting run moved on)."""
+    print(f"{time.time():.3f} {message}", file=sys.stderr, flush=True)
+
+
 def run(board_path: Path, output: Path) -> Path:
-    job = session.prepare(board_path, session.Options(output_dir=output))
+    job = session.prepare(board_path, session.Options(output_dir=output, log=log))
     results: dict[str, ShotResult] = {}
 
     def chain(shots: list[ShotPlan]) -> None:

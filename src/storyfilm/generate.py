@@ -42,6 +42,7 @@ from storyfilm.media.house import copy_blockers
 from storyfilm.plan import ShotPlan
 from storyfilm.providers.base import JobStatus, Output, Provider, Quotes, ShotRequest
 from storyfilm.results import ShotResult
+from storyfilm.shot_claims import ClaimSettings, Lease, claimed
 from storyfilm.storage import gather, kept_paths, place, shot_paths
 
 Log = Callable[[str], None]
@@ -152,6 +153,8 @@ class ShotRunner:
     redo: frozenset[str] = frozenset()
     log: Log = field(default=lambda _msg: None)
     resume: bool = True  # False: unfinished jobs of earlier runs are not resumed (free rehearsals)
+    claims: ClaimSettings | None = None  # default: from the environment, waiting at the poll interval
+    _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)  # shot key -> held claim
 
     @property
     def host(self) -> Host:
@@ -169,10 +172,21 @@ class ShotRunner:
 
     def run(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None = None,
             decision: Decision | None = None) -> ShotResult:
-        """Carry out `decision` (by default, the one taken now) for the shot."""
+        """Carry out `decision` (by default, the one taken now) for the shot; a call to the host under a claim."""
         started = time.monotonic()
         if decision is None:
             decision = self.decide(shot)
+        if isinstance(decision, Reuse | Refuse):
+            return self._carry_out(shot, request, parent, decision, started)
+        settings = self.claims or ClaimSettings.from_env(self.poll.first)
+        with claimed(self.ledger, shot.key, shot.id, self.run_id, settings, self.log) as self._leases[shot.key]:
+            try:  # decided again: another run may have finished the shot, or died, while this one waited
+                return self._carry_out(shot, request, parent, self.decide(shot), started)
+            finally:
+                del self._leases[shot.key]
+
+    def _carry_out(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, decision: Decision,
+                   started: float) -> ShotResult:
         match decision:
             case Reuse():
                 return self._reuse(shot, decision)
@@ -205,8 +219,10 @@ class ShotRunner:
         if isinstance(self.provider, Quotes) and self.paid:
             cost = self.provider.quote(prepared, request) or cost
         self.budget.reserve(shot.id, cost)
+        lease = self._leases.get(shot.key)
         rec = self.ledger.intent(key=shot.key, shot_id=shot.id, provider=self.provider.spec.name, model=shot.tier,
-                                 run_id=self.run_id, prepared=prepared, cost_usd=cost)
+                                 run_id=self.run_id, prepared=prepared, cost_usd=cost,
+                                 claim=lease.claim if lease else None)
         try:
             job_id = self.provider.submit(prepared, request, rec.idempotency_key)
         except ProviderHTTPError as exc:

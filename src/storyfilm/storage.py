@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from storyfilm.assets import file_digest
@@ -39,10 +39,17 @@ class Facts:
 
 
 def gather(ledger: Ledger, shots_dir: Path, key: str) -> Facts:
-    """One ledger read, and one hash of each kept file of a finished shot."""
+    """One ledger read, and one hash of each kept file of a finished shot.
+
+    A result's paths are those of the run that kept it, perhaps on another machine (a shared ledger): they
+    are read as this run's shots/<id>.*, where this run keeps the shot.
+    """
     record = ledger.latest(key)
     if record is None or record.state != "done" or record.result is None:
         return Facts(record, None)
+    video, last = shot_paths(shots_dir, record.result["id"])
+    record = replace(record, result={**record.result, "segment": str(video), "last_frame": str(last)})
+    assert record.result is not None
     return Facts(record, files_state(shots_dir, ShotResult(**record.result)))
 
 
