@@ -27,7 +27,7 @@ from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, seams, session
+from storyfilm import _prefect, output_url, seams, session
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
@@ -193,7 +193,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     """
     logger = get_run_logger()
     job = session.prepare(storyboard, session.Options(
-        provider=provider, budget_usd=budget_usd, output_dir=Path(output_dir), redo=tuple(redo or ()),
+        provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
         ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
         # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
         resume=os.environ.get("STORYFILM_REHEARSAL") != "1", key_lookup=_secret, log=_log,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from PIL import Image
 
@@ -44,6 +44,9 @@ from storyfilm.providers.base import JobStatus, Output, Provider, Quotes, ShotRe
 from storyfilm.results import ShotResult
 from storyfilm.shot_claims import ClaimSettings, Lease, claimed
 from storyfilm.storage import gather, kept_paths, place, shot_paths
+
+if TYPE_CHECKING:
+    from storyfilm.outputs import Mirror
 
 Log = Callable[[str], None]
 
@@ -153,6 +156,7 @@ class ShotRunner:
     redo: frozenset[str] = frozenset()
     log: Log = field(default=lambda _msg: None)
     resume: bool = True  # False: unfinished jobs of earlier runs are not resumed (free rehearsals)
+    mirror: Mirror | None = None  # outputs at a URL: kept shots uploaded, files downloaded when used
     claims: ClaimSettings | None = None  # default: from the environment, waiting at the poll interval
     _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)  # shot key -> held claim
 
@@ -166,7 +170,7 @@ class ShotRunner:
 
     def decide(self, shot: ShotPlan) -> Decision:
         """What `run` would do with the shot now (reading the ledger and hashing the shot's kept files)."""
-        facts = gather(self.ledger, self.shots_dir, shot.key)
+        facts = gather(self.ledger, self.shots_dir, shot.key, self.mirror.has if self.mirror else None)
         return decide(facts.record, shot.id, redo=self.redo, run_id=self.run_id, host=self.host,
                       resume=self.resume, files=facts.files, now=time.time())
 
@@ -187,6 +191,8 @@ class ShotRunner:
 
     def _carry_out(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, decision: Decision,
                    started: float) -> ShotResult:
+        if self.mirror and parent and not isinstance(decision, Reuse):  # the parent's files, if only in the bucket
+            self.mirror.ensure(self.shots_dir, parent, segment=shot.method == "extend")
         match decision:
             case Reuse():
                 return self._reuse(shot, decision)
@@ -272,6 +278,8 @@ class ShotRunner:
                 result = self._fetch_and_keep(shot, request, parent, status, cost, started)
             except DownloadError as again:
                 raise self._unusable(again, shot, job_id) from None
+        if self.mirror:  # before "done": a done shot's files are in the bucket (or fetched again free)
+            self.mirror.keep(self.shots_dir, result)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
         place(self.shots_dir, result)
         self.log(f"{shot.id}: {result.duration:.2f} s of new footage from {name} in {result.seconds:.1f} s, "
@@ -306,7 +314,9 @@ class ShotRunner:
 
     def _reuse(self, shot: ShotPlan, reuse: Reuse) -> ShotResult:
         result = reuse.result
-        if reuse.restore:  # a finished version of the shot that a later one replaced under shots/
+        # a finished version that a later one replaced under shots/ (with outputs at a URL: put back, or
+        # downloaded, when it is used, by outputs.Mirror.ensure)
+        if reuse.restore and not self.mirror:
             place(self.shots_dir, result)
             self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in "
                      f"{kept_paths(self.shots_dir, result.key)[0].parent.name}/)")
@@ -324,6 +334,8 @@ class ShotRunner:
             raise DownloadError(f"the kept segment is missing and the host's copy cannot be fetched ({exc.detail}); "
                                 f"run with --redo {shot.id} to pay for it again", provider=rec.provider,
                                 shot=shot.id) from None
+        if self.mirror:
+            self.mirror.keep(self.shots_dir, fresh)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(fresh))
         place(self.shots_dir, fresh)
         return replace(fresh, reused=True)
