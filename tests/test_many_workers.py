@@ -95,3 +95,76 @@ def test_two_runs_of_one_film_at_once_pay_each_shot_once(emulator, pg_url: str, 
     assert max(lags) < INTERVAL + 5.0 < LEASE, lags
     print(f"\nshots made by A: {sorted(made['A'])}, by B: {sorted(made['B'])}; a waiter's lag after the holder's "
           f"result: {', '.join(f'{lag:.2f}' for lag in lags)} s (poll interval {INTERVAL} s)")
+
+
+def test_a_worker_killed_while_polling_is_finished_by_another_on_a_fresh_machine(
+        emulator, pg_url: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker A is SIGKILLed while its jobs are polled; B (an empty scratch folder, only the PostgreSQL URL and
+    the bucket shared) takes A's claims over once their lease runs out, resumes A's jobs and finishes the film.
+    Then a nightly run C on another fresh folder, nothing changed, submits nothing and downloads only the
+    segments its assembly joins."""
+    import signal
+    import time
+
+    import boto3
+
+    from storyfilm.ledger import Ledger
+
+    lease = 3.0  # how long A's death holds its shots up
+    env = worker_env(emulator.url, pg_url, monkeypatch, STORYFILM_CLAIM_LEASE=str(lease))
+    httpx.post(f"{emulator.url}/_emulator/config", json={"latency": 4.0}).raise_for_status()
+    board = write_storyboard(tmp_path, BOARD, "many.yaml")
+    url = f"s3://{bucket}/films"
+
+    def worker(name: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "run_film.py"), str(board), url],
+                                env={**env, "STORYFILM_SCRATCH": str(tmp_path / name)}, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=(tmp_path / f"{name}.log").open("w"), text=True,
+                                start_new_session=True)
+        return proc
+
+    a = worker("A")
+    deadline = time.monotonic() + 120
+    while emulator_stats(emulator.url)["submissions"] < 2 and a.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # both chains' first shots submitted: A is polling them
+    assert a.poll() is None, (tmp_path / "A.log").read_text()
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait(30)
+    in_flight = emulator_stats(emulator.url)["submissions"]
+
+    b = worker("B")
+    b.communicate(timeout=300)
+    assert b.returncode == 0, (tmp_path / "B.log").read_text()
+    assert emulator_stats(emulator.url)["submissions"] == SHOTS  # A's jobs resumed, not paid again
+    took_over = [m for _, m in events(tmp_path / "B.log") if "taking over its job" in m]
+    assert len(took_over) == in_flight, took_over
+
+    book = Ledger(pg_url)
+    done = {r.shot_id: r.result for r in book.records() if r.state == "done"}
+    book.close()
+    assert set(done) == {"a1", "a2", "b1"}
+    s3 = boto3.client("s3")
+
+    def digest_of(key: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(s3.get_object(Bucket=bucket, Key=f"films/many/{key}")["Body"].read()).hexdigest()
+
+    for result in done.values():
+        assert result is not None
+        assert digest_of(f"shots/.kept/{result['key'][:32]}.mp4") == result["sha256"]
+        assert digest_of(f"shots/.kept/{result['key'][:32]}.last.png") == result["last_frame_sha256"]
+    film_b = next((tmp_path / "B").rglob("film.mp4"))
+    assert digest_of("film.mp4") == file_digest(film_b)
+    assert digest_of("manifest.json") == file_digest(film_b.with_name("manifest.json"))
+
+    c = worker("C")  # the nightly run: nothing changed
+    c.communicate(timeout=300)
+    assert c.returncode == 0, (tmp_path / "C.log").read_text()
+    assert emulator_stats(emulator.url)["submissions"] == SHOTS
+    downloads = sorted(m.split("downloaded ", 1)[1].split(" ", 1)[0] for _, m in events(tmp_path / "C.log")
+                       if ": downloaded " in m)
+    assert downloads == sorted(f"shots/.kept/{r['key'][:32]}.mp4" for r in done.values() if r), downloads
+    assert digest_of("film.mp4") == file_digest(next((tmp_path / "C").rglob("film.mp4")))
+    print(f"\nA killed with {in_flight} jobs in flight; B took them over and finished; the nightly run downloaded "
+          f"{len(downloads)} segments (for its assembly) and no last frame")
