@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from storyfilm.assemble import Piece
     from storyfilm.generate import PollSettings, ShotRunner
     from storyfilm.outputs import Mirror
-    from storyfilm.providers import KeyLookup
+    from storyfilm.providers.factory import KeyLookup
 
 Log = Callable[[str], None]
 
