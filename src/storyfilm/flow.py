@@ -186,7 +186,8 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         storyboard: path of the storyboard YAML (relative to the run's working directory)
         provider: override the storyboard's provider
         budget_usd: hard cap on new spend, USD (overrides the storyboard's budget_usd)
-        output_dir: where films are written (shared storage when workers run on several machines)
+        output_dir: where films are written: a folder, or a URL such as s3://bucket/prefix (workers without
+            a lasting disk; credentials from the worker's AWS_* variables or profile)
         redo: regenerate these shots (and the shots chained after them) even if they are finished
         ledger: the pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default:
             the worker's STORYFILM_LEDGER_URL, else <output_dir>/<slug>/ledger.sqlite); a password belongs in
