@@ -40,14 +40,14 @@ def board(path: Path) -> Path:
 
 def run(repeat: int) -> list[Section]:
     import boto3
+    from tests.pgcluster import cluster
+    from tests.run_film import run as make_film
+    from tests.s3server import moto_server, s3_env
 
     from benchmarks.orchestration import cheap_renderer
     from storyfilm.emulator import EmulatorConfig, EmulatorServer
     from storyfilm.emulator import jobs as emulator_jobs
     from storyfilm.providers import SPECS
-    from tests.pgcluster import cluster
-    from tests.run_film import run as make_film
-    from tests.s3server import moto_server, s3_env
 
     section = Section("Many machines: overhead per shot of the PostgreSQL ledger and of a bucket")
     seconds: dict[str, list[float]] = {name: [] for name in SETUPS}
