@@ -261,7 +261,7 @@ def _reference_insets(spec: AnimaticSpec) -> list[tuple[Image.Image, Image.Image
     corner), each in a white frame: what a model was shown is seen in the shot. Overlays like the caption,
     so they are not on the first and last frames."""
     w, h = spec.fmt.width, spec.fmt.height
-    th, margin, border = max(8, h // 5), max(2, h // 40), max(1, h // 240)
+    th, margin, border = max(8, h // 7), max(2, h // 40), max(1, h // 240)
     right = w - margin
     out = []
     for ref in spec.references:

@@ -16,9 +16,13 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from storyfilm.providers.specs import ProviderSpec
 from storyfilm.storyboard import Storyboard
+
+if TYPE_CHECKING:
+    from storyfilm.plan import ShotPlan
 
 CLIP_SECONDS = 5  # the previous shot's last seconds sent as a reference clip
 MIN_CLIP_SECONDS = 2  # the hosts' shortest reference clip (S-003 line 42: each 2 to 15 s, 15 s in all)
@@ -82,3 +86,12 @@ def cast(board: Storyboard, index: int, spec: ProviderSpec, *, prompt: str, refe
             notes.append(f"reference-to-video is priced as {spec.name}'s text-to-video call, an estimate: no host "
                          "publishes whether reference media change the price")
     return Casting(names, final, refs, clip, tuple(notes), sends_images=carried and refs != references)
+
+
+def reference_inputs(shot: ShotPlan) -> dict[str, Any]:
+    """A `method: reference` shot's inputs beyond its references, for the manifest; nothing for other shots."""
+    if not shot.by_reference:
+        return {}
+    clip = {"shot": shot.parent, "last_seconds": shot.reference_clip_seconds} if shot.reference_clip_seconds else None
+    return {"reference_frame": {"shot": shot.parent, "as": "reference image 1"}, "reference_clip": clip,
+            "seam": "match cut"}

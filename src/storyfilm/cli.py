@@ -209,6 +209,10 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
         err.print(f"[yellow]refused[/] {escape(shot_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for note in the_plan.notes:
         out.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    for s in the_plan.shots:  # what is sent where it is more than the storyboard's prompt
+        if s.characters or s.by_reference:
+            sent = shown(s.prompt).replace("\n", "\n    ")
+            out.print(f"prompt of {s.id}:\n    {escape(sent)}", highlight=False, soft_wrap=True)
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:

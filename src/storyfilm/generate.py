@@ -95,7 +95,8 @@ def build_request(shot: ShotPlan, assets: Mapping[str, Path], parent: ShotResult
         start_image_url=seam.last_frame_url if seam and not seam.reused else None,
         start_video=Path(seam.segment) if seam and shot.method == "extend" else None,
         end_image=assets[shot.end_image] if shot.end_image else None,
-        references=((Path(by_reference.last_frame),) if by_reference else ()) + tuple(assets[r] for r in shot.references),
+        references=((Path(by_reference.last_frame),) if by_reference else ())
+        + tuple(assets[r] for r in shot.references),
         clip_from=(ClipSource(Path(by_reference.segment), shot.reference_clip_seconds)
                    if by_reference and shot.reference_clip_seconds else None),
     )
