@@ -204,11 +204,11 @@ shots:
 def test_too_many_references_name_the_characters(tmp_path: Path) -> None:
     keeper_images(tmp_path)
     images = ", ".join(["refs/keeper.png", "refs/coat.png", "refs/quay.png"])
-    text = f"""\
+    text = """\
 version: 1
 title: t
 provider: wavespeed
-defaults: {{duration: 5}}
+defaults: {duration: 5}
 characters:
 """ + "".join(f"  c{i}:\n    images: [{images}]\n    description: d{i}\n" for i in range(4)) + """\
 shots:
@@ -230,6 +230,16 @@ assets: {x1: refs/keeper.png, x2: refs/coat.png, x3: refs/quay.png, x4: refs/kee
     assert problem.field == "shots[1].characters (shot 'b')" and problem.line == 26
     assert problem.message.startswith("12 reference images (the previous shot's last frame, the references and the "
                                       "characters' images); wavespeed (standard) accepts at most 9")
+
+
+def test_a_prompt_made_too_long_by_descriptions_is_refused(tmp_path: Path) -> None:
+    path = board(tmp_path, description="A keeper. " * 99)
+    path.write_text(path.read_text().replace("The keeper climbs", "The keeper " + "slowly " * 500 + "climbs"))
+    with pytest.raises(StoryboardError) as caught:
+        planned(path)
+    (problem,) = caught.value.problems
+    assert problem.field == "shots[0].characters (shot 'a1')"
+    assert "the prompt with the characters' descriptions is" in problem.message and "at most 4000" in problem.message
 
 
 def test_plan_shows_the_prompt_as_sent_and_the_match_cut(tmp_path: Path) -> None:

@@ -67,4 +67,5 @@ def _download(url: str, dest: Path, board: Storyboard, name: str, policy: UrlPol
         client.close()
     if problem is not None:
         dest.unlink(missing_ok=True)
-        raise board.error([board.problem(board.asset_entries()[name][1], f"{display_url(url)} {problem}")])
+        where = board.asset_entries().get(name, (url, ("assets", name)))[1]  # a character's own image: its entry
+        raise board.error([board.problem(where, f"{display_url(url)} {problem}")])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from storyfilm.camera import resolve_camera
-from storyfilm.casting import Casting, cast
+from storyfilm.casting import MAX_PROMPT, Casting, cast
 from storyfilm.errors import BudgetExceeded, PlanError, Problem
 from storyfilm.media.ffmpeg import VideoFormat
 from storyfilm.providers.specs import ENDPOINT_NAMES, Endpoint, Limits, ProviderSpec, endpoint_for, spec_for
@@ -195,6 +195,10 @@ def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: En
     if aspect not in limits.aspect_ratios:
         out.append((where("aspect_ratio"), f"{aspect} is not offered by {named('aspect_ratios')}; allowed: "
                                            f"{', '.join(limits.aspect_ratios)}"))
+    if casting.names and len(casting.prompt) > MAX_PROMPT:
+        out.append((where("characters"), f"the prompt with the characters' descriptions is {len(casting.prompt)} "
+                                         f"characters; hosts take at most {MAX_PROMPT}: shorten the descriptions "
+                                         "or the prompt"))
     refs_at = where("characters") if casting.sends_images else where("references")
     if len(refs) > limits.max_references:
         what = " (the previous shot's last frame, the references and the characters' images)" \
