@@ -207,7 +207,6 @@ def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: En
     caps = spec.capabilities
     if refs and not caps.references:
         out.append((refs_at, f"{label} does not take reference images"))
-
     if continued and method == "extend" and not caps.extend:
         out.append((where("method"), f"{label} has no extend call; use `method: frame`"))
     if has_frames and not continued and not caps.image_to_video:

@@ -150,11 +150,14 @@ class _Inputs:
         clips = []
         for url in req.reference_videos:
             seconds = _media(self.paths[url], url, "video").duration
-            clips.append(rgb.last_frame(self.paths[url]))  # shown like a reference image: tests see it arrived
             if not lo <= seconds <= hi:
                 raise MediaFailure("invalid", f"reference video {short(url)} is {seconds:.2f} s; "
                                            f"allowed {lo:g}-{hi:g} s")
             total += seconds
+            try:  # its last frame is shown like a reference image: a test sees that the clip arrived
+                clips.append(rgb.last_frame(self.paths[url]))
+            except (ProbeError, ValueError):
+                raise MediaFailure("invalid", f"not a readable video: {short(url)}") from None
         if total > 15.0 + 1e-3:
             raise MediaFailure("invalid", f"reference videos last {total:.2f} s in total; at most 15 s")
         self.references += tuple(clips)
