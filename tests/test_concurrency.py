@@ -154,18 +154,35 @@ def test_limits_are_created_on_demand_and_tuned_only_when_asked(prefect_server: 
         ensure_limit(name, default=2)
 
 
-def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
     """Ephemeral mode: a Prefect limit would outlive the temporary server that holds its leases."""
     import logging
+    from types import SimpleNamespace
 
     from storyfilm import _prefect, flow
+    from storyfilm.plan import make_plan
+    from storyfilm.storyboard import load_storyboard
 
     def no_limits(*_args: object, **_kwargs: object) -> int:
         raise AssertionError("no Prefect limit without a server")
 
     monkeypatch.setattr(_prefect, "has_server", lambda: False)
     monkeypatch.setattr(_prefect, "ensure_limit", no_limits)
-    slot = flow._slot("wavespeed", None, logging.getLogger("test"))
-    held = [slot().acquire(blocking=False) for _ in range(3)]  # type: ignore[attr-defined]
-    assert held == [True, True, False]  # the spec's default_concurrency slots, then wait
-    assert slot() is slot()  # one counter for the whole run
+    three = HOSTED + "  - {id: z, cut: true, prompt: Three.}\n"
+    plan = make_plan(load_storyboard(write_storyboard(tmp_path, three)), {})
+    job = SimpleNamespace(plan=plan, generating=frozenset({"x", "y", "z"}))
+    slot = flow._slot(job, None, logging.getLogger("test"))  # type: ignore[arg-type]
+    held = [slot(shot) for shot in ("x", "y")]
+    for turn in held:
+        turn.__enter__()
+    gate = slot.__self__  # type: ignore[attr-defined]
+    assert gate.capacity == 2 and gate.free == 0  # the spec's default_concurrency slots for the whole run
+    third = slot("z")  # kept referenced: a collected context manager would give its slot back
+    waiter = threading.Thread(target=third.__enter__, daemon=True)
+    waiter.start()
+    time.sleep(0.1)
+    assert gate.waiting == ["z"]  # the third waits
+    held[0].__exit__(None, None, None)
+    waiter.join(5)
+    assert not gate.waiting and gate.free == 0

@@ -125,13 +125,15 @@ class ProgressArtifact:
 
 
 def publish_film(slug: str, title: str, summary: str, rows: Sequence[dict[str, Any]], film: Path,
-                 manifest: Path) -> None:
-    """The film's artifacts: summary, shot table, and links to the film and its manifest."""
+                 manifest: Path, timeline: Path | None = None) -> None:
+    """The film's artifacts: summary, shot table, and links to the film, its manifest and its timeline picture."""
     with reporting("publish the film's artifacts"):
         create_markdown_artifact(key=artifact_key("film", slug), markdown=summary, description=f"storyfilm: {title}")
         create_table_artifact(key=artifact_key("film", slug, "shots"), table=list(rows),
                               description=f"shots of {title}")
-        for what, path in (("film", film), ("manifest", manifest)):
+        for what, path in (("film", film), ("manifest", manifest), ("timeline", timeline)):
+            if path is None:
+                continue
             path = path.resolve()
             create_link_artifact(key=artifact_key("film", slug, what), link=path.as_uri(), link_text=str(path),
                                  description=f"{what} of {title}")

@@ -5,7 +5,8 @@
 - timeline.otio: an OpenTimelineIO timeline, one clip per shot referencing its segment file with the
   source range the film uses, and the transitions (editors open it through the OTIO adapters);
 - film.srt: the shots' captions, timed to the shots in the film;
-- contact_sheet.png: one labelled frame per shot.
+- contact_sheet.png: one labelled frame per shot;
+- timeline.png: where the run's time went (timeline_picture.py).
 
 Times follow the editorial convention: a shot starts at its cut, and the cut of a crossfade or fade is
 the middle of the transition (OpenTimelineIO's in_offset), so clips, subtitles and the contact sheet agree.
@@ -33,7 +34,9 @@ from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
 from storyfilm.results import FilmInfo, Placement, ShotResult
 from storyfilm.seams import Seam
+from storyfilm.shot_times import Span, span_fields
 from storyfilm.storyboard import text_problem
+from storyfilm.timeline_picture import write_timeline_png
 
 TIMELINE = "timeline.otio"
 SUBTITLES = "film.srt"
@@ -92,7 +95,8 @@ def _film_place(film: FilmInfo, index: int) -> dict[str, Any]:
 
 def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir: Path, *,
              seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None,
-             exports: Mapping[str, Path | None] | None = None) -> dict[str, Any]:
+             exports: Mapping[str, Path | None] | None = None, spans: Mapping[str, Span] | None = None
+             ) -> dict[str, Any]:
     by_id = {r.id: r for r in results}
     digests = asset_digests or {}
     shots = []
@@ -110,7 +114,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "last_frame": _rel(r.last_frame, film_dir),
             "frames_in_file": r.frames, "film_frames": r.new_frames, "seam_frames_dropped": r.new_from_frame,
             "has_audio": r.has_audio, "job_id": r.job_id, "cost_usd": r.cost_usd, "cache_key": r.key,
-            "reused": r.reused, "generation_seconds": r.seconds,
+            "reused": r.reused, "generation_seconds": r.seconds, **span_fields(spans or {}, s.id),
             "in_film": _film_place(film, i) if i < len(film.placements) else None,
         })
     flagged = [s for s in seams if s.flags]
@@ -303,13 +307,15 @@ def write_contact_sheet(plan: Plan, film: FilmInfo, film_dir: Path) -> Path:
 
 
 def write_all(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir: Path, *,
-              seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None) -> dict[str, Path | None]:
-    """Every export of a finished film; the manifest last, naming the others."""
+              seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None,
+              spans: Mapping[str, Span] | None = None) -> dict[str, Path | None]:
+    """Every export of a finished film; the manifest last, naming the others (`spans`: the shots' times)."""
     exports: dict[str, Path | None] = {
         "timeline": write_timeline(plan, film, film_dir),
         "subtitles": write_srt(plan, film, film_dir),
         "contact_sheet": write_contact_sheet(plan, film, film_dir),
+        "timeline_png": write_timeline_png(plan, spans or {}, film_dir),
     }
     exports["manifest"] = write_json(manifest(plan, results, film, film_dir, seams=seams, asset_digests=asset_digests,
-                                              exports=exports), film_dir / MANIFEST)
+                                              exports=exports, spans=spans), film_dir / MANIFEST)
     return exports
