@@ -290,7 +290,7 @@ class FilmJob:
 
     def finish(self, results: Sequence[ShotResult], log: Log | None = None) -> Film:
         """film.mp4 from the shots' new footage in storyboard order, its seams measured, its exports written."""
-        from storyfilm import exports, seams
+        from storyfilm import exports, seams, up_to_date
         from storyfilm.assemble import assemble
 
         target = self.loudness_lufs if self.loudness_lufs is not None else self.plan.loudness_lufs
@@ -301,7 +301,8 @@ class FilmJob:
             for s in seams.flagged(report):
                 log(f"seam {s.before} -> {s.after} at {s.time:.2f} s: {'; '.join(s.flags)}")
         written = exports.write_all(self.plan, results, info, self.film_dir, seams=report,
-                                    asset_digests=self.digests, spans=self.clock.spans())
+                                    asset_digests=self.digests, spans=self.clock.spans(),
+                                    inputs=up_to_date.inputs(self.plan, results, target))
         return Film(info, report, written)
 
 
