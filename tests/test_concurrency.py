@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from storyfilm.progress import Event, listening
 
 from .emu import stats
 from .helpers import write_storyboard
+from .test_timeline_picture import assert_bars, spans_in
 
 if TYPE_CHECKING:
     from storyfilm.emulator import EmulatorServer
@@ -68,9 +70,11 @@ def most_at_once(spans: dict[str, Span]) -> int:
 @pytest.mark.slow
 def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
     from storyfilm.flow import film
+    from storyfilm.plan import make_plan
+    from storyfilm.storyboard import load_storyboard
 
     board = write_storyboard(tmp_path, CHAINS)
     with slot_spans() as spans:
@@ -90,6 +94,21 @@ def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, 
     assert any(overlap(chain_spans[p], chain_spans[q]) for p, q in itertools.combinations("abc", 2))
     assert times["a2"][0] >= times["a1"][1]
     assert times["assemble"][0] >= max(end for name, (_, end) in times.items() if name != "assemble")
+
+    # The manifest's timestamps tell it too, and timeline.png draws them: a bar for every shot.
+    manifest = json.loads(Path(state.result()["manifest"]).read_text())
+    spans = spans_in(manifest)
+    assert set(spans) == {"a1", "a2", "b1", "c1"}
+    for span in spans.values():
+        assert span.queued <= span.started < span.finished
+    assert spans["a2"].queued == spans["a1"].finished  # ready when its parent was kept
+    assert most_at_once({k: (v.started.timestamp(), v.finished.timestamp()) for k, v in spans.items()}) == 2
+    picture = Path(state.result()["manifest"]).with_name("timeline.png")
+    assert manifest["exports"]["timeline_png"] == "timeline.png"
+    assert_bars(picture, make_plan(load_storyboard(board), {}), spans)
+    with get_client(sync_client=True) as client:
+        summary = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["film-board"])))
+    assert summary and picture.resolve().as_uri() in str(summary[0].data)  # linked from the Prefect summary
 
 
 HOSTED = """\
