@@ -228,10 +228,9 @@ def _up_to_date(storyboard: Path, provider: str | None, budget: float | None, ou
                                                                 ledger=ledger, loudness_lufs=loudness))
     if verdict.state == "run":
         return False
-    done = "up to date" if verdict.state == "up to date" else "up to date; subtitles and manifest rewritten for " \
-        "the new captions"
-    out.print(f"[green]film[/] {shown(verdict.film)} is {done} (every shot reused, nothing generated or assembled)",
-              highlight=False)
+    rewritten = "" if verdict.state == "up to date" else "; subtitles and manifest rewritten for the new captions"
+    out.print(f"[green]film[/] {shown(verdict.film)} is up to date ({verdict.shots} shots, {verdict.shots} reused, "
+              f"$0.00 spent; nothing generated or assembled{rewritten})", highlight=False)
     return True
 
 

@@ -70,6 +70,7 @@ class Verdict:
     state: Literal["up to date", "captions rewritten", "run"]
     film: Path
     why: str = ""  # why a run is needed
+    shots: int = 0
 
 
 def _manifest(film_dir: Path) -> dict[str, Any] | None:
@@ -99,9 +100,9 @@ def check(plan: Plan, decisions: Mapping[str, object], film_dir: Path, loudness_
     if not film_record.get("sha256") or _sha256(film) != film_record["sha256"]:
         return Verdict("run", film, "film.mp4 is missing or was changed")
     if made_from.get("captions_key") == captions_key(plan):
-        return Verdict("up to date", film)
+        return Verdict("up to date", film, shots=len(plan.shots))
     rewrite_captions(plan, recorded, film_dir)
-    return Verdict("captions rewritten", film)
+    return Verdict("captions rewritten", film, shots=len(plan.shots))
 
 
 def _spans(recorded: dict[str, Any]) -> list[tuple[int, int]]:
@@ -139,6 +140,9 @@ def before_run(path: str | Path, options: Any) -> Verdict:
     """`check` for a run of the storyboard at `path` with session.Options `options` (plan-only: nothing paid)."""
     from storyfilm import session
 
+    film_dir = options.output_dir / session.load_board(path).slug
+    if not (film_dir / MANIFEST).is_file():  # a first run: no need to read the ledger or hash kept files twice
+        return Verdict("run", film_dir / FILM, "no manifest")
     seen = session.preview(path, options)
     target = options.loudness_lufs if options.loudness_lufs is not None else seen.plan.loudness_lufs
     return check(seen.plan, seen.decisions, seen.film.film_dir, target)
