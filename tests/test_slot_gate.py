@@ -151,14 +151,14 @@ def test_a_waiter_that_gives_up_leaves_the_line() -> None:
         except BaseException as exc:  # noqa: BLE001 - recorded for the assertion below
             errors.append(exc)
 
-    original = gate._lock.wait_for
+    original = gate._lock.wait
 
-    def interrupted(predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+    def interrupted(timeout: float | None = None) -> bool:
         if stop.is_set():
             raise KeyboardInterrupt
-        return original(predicate, 0.01) or interrupted(predicate)
+        return original(0.01)
 
-    gate._lock.wait_for = interrupted  # type: ignore[method-assign]
+    gate._lock.wait = interrupted  # type: ignore[method-assign]
     thread = threading.Thread(target=waiter)
     thread.start()
     time.sleep(0.05)
@@ -166,6 +166,28 @@ def test_a_waiter_that_gives_up_leaves_the_line() -> None:
     stop.set()
     thread.join(5)
     assert errors and isinstance(errors[0], KeyboardInterrupt) and gate.waiting == []
-    gate._lock.wait_for = original  # type: ignore[method-assign]
+    gate._lock.wait = original  # type: ignore[method-assign]
     gate.release("x")
     assert gate.free == 1
+
+
+def test_the_first_slots_wait_for_every_shot_ready_at_the_start(plan: Plan) -> None:
+    """Roots arrive in storyboard order; the long chain's root, last of them, still goes first."""
+    urgency = urgencies(plan, {s.id for s in plan.shots})
+    gate = PriorityGate(1, urgency, successors(plan), first={"s1", "l1"}, settle=30)
+    granted: list[str] = []
+    threads = [threading.Thread(target=lambda n=n: (gate.acquire(n), granted.append(n))) for n in ("s1", "l1")]
+    threads[0].start()
+    time.sleep(0.2)
+    assert granted == [] and gate.waiting == ["s1"]  # a slot is free, but l1 is expected
+    threads[1].start()
+    threads[1].join(5)
+    assert granted == ["l1"]
+    gate.release("l1", hand_on=False)
+    threads[0].join(5)
+    assert granted == ["l1", "s1"]
+
+    late = PriorityGate(1, urgency, successors(plan), first={"s1", "l1"}, settle=0.2)
+    start = time.monotonic()
+    late.acquire("s1")  # l1 never comes: s1 goes after the settling time
+    assert time.monotonic() - start >= 0.2

@@ -34,7 +34,7 @@ from storyfilm.providers import spec_for
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
 from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
-from storyfilm.slot_gate import PriorityGate, successors, urgencies
+from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
 
 # Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
@@ -97,7 +97,8 @@ def _slot(job: FilmJob, concurrency: int | None, logger: RunLogger) -> Slot:
         slots = _prefect.ensure_limit(name, default=spec.default_concurrency, override=concurrency)
         logger.info("at most %d %s shot(s) at once (Prefect concurrency limit '%s')", slots, job.plan.provider,
                     name)
-    gate = PriorityGate(slots, urgencies(job.plan, job.generating), successors(job.plan))
+    gate = PriorityGate(slots, urgencies(job.plan, job.generating), successors(job.plan),
+                        first=ready_at_start(job.plan, job.generating))
     if not server:
         return gate.turn
 
@@ -229,6 +230,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
             futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
         results = _collect(plan, futures)
         made = assemble_film(run, results)
+    run.progress.flush()
     info, picture = made.info, made.exports.get("timeline_png")
     _prefect.publish_film(plan.slug, plan.title, summary_markdown(plan, results, info, made.manifest, picture)
                           + "\n" + seams.markdown(made.seams), shot_rows(plan, results), info.path, made.manifest,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -44,6 +45,11 @@ def urgencies(plan: Plan, generating: Collection[str]) -> dict[str, Urgency]:
     return {s.id: (-ahead[s.id], s.index) for s in plan.shots if s.id in ahead}
 
 
+def ready_at_start(plan: Plan, generating: Collection[str]) -> set[str]:
+    """The generating shots that continue no generating shot: ready as soon as the run starts."""
+    return {s.id for s in plan.shots if s.id in generating and (s.parent is None or s.parent not in generating)}
+
+
 def successors(plan: Plan) -> dict[str, list[str]]:
     """The shots continuing directly from each shot."""
     out: dict[str, list[str]] = {s.id: [] for s in plan.shots}
@@ -60,7 +66,8 @@ class PriorityGate:
     """
 
     def __init__(self, capacity: int, urgency: Mapping[str, Urgency],
-                 next_of: Mapping[str, Sequence[str]] | None = None):
+                 next_of: Mapping[str, Sequence[str]] | None = None, *, first: Collection[str] = (),
+                 settle: float = 2.0):
         if capacity < 1:
             raise ValueError(f"a gate needs at least one slot, not {capacity}")
         self.capacity = capacity
@@ -71,6 +78,12 @@ class PriorityGate:
         self._kept: set[str] = set()  # names a finished predecessor kept its slot for
         self._arrivals = itertools.count()
         self._lock = threading.Condition()
+        # The shots ready at the start arrive within moments of each other, in storyboard order: the first
+        # slots wait for all of them (at most `settle` seconds after the first), or a long chain that comes
+        # last in the storyboard would start behind short ones.
+        self._pending = set(first)
+        self._settle = settle
+        self._deadline: float | None = None
 
     def _key(self, name: str) -> Urgency:
         return self._urgency.get(name, (float("inf"), 0))
@@ -88,13 +101,22 @@ class PriorityGate:
 
     def acquire(self, name: str) -> None:
         with self._lock:
+            self._pending.discard(name)
+            if self._deadline is None:
+                self._deadline = time.monotonic() + self._settle
             if name in self._kept:
                 self._kept.discard(name)
                 return
             entry = (self._key(name), next(self._arrivals), name)
             heapq.heappush(self._waiting, entry)
+            self._lock.notify_all()
             try:
-                self._lock.wait_for(lambda: self._free > 0 and self._waiting[0] is entry)
+                while True:
+                    if self._pending and time.monotonic() >= self._deadline:
+                        self._pending.clear()  # the others are late: go without them
+                    if self._free > 0 and self._waiting[0] is entry and not self._pending:
+                        break
+                    self._lock.wait(max(0.0, self._deadline - time.monotonic()) if self._pending else None)
             except BaseException:
                 self._waiting.remove(entry)
                 heapq.heapify(self._waiting)
