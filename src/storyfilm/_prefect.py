@@ -119,7 +119,8 @@ class ProgressArtifact:
         self._last: Future[None] | None = None
         self.id: UUID | None = None
         with reporting("create the progress artifact"):
-            self.id = create_progress_artifact(progress=0.0, key=key, description=description)
+            created = create_progress_artifact(progress=0.0, key=key, description=description)
+            self.id = created if isinstance(created, UUID) else None  # a coroutine only when called from async code
 
     def _update(self, percent: float) -> None:
         if self.id is not None:
