@@ -59,8 +59,14 @@ def analyse(manifest: dict[str, Any], slots: int = SLOTS) -> dict[str, float]:
     span = max(_t(s["finished_at"]) for s in shots) - min(_t(s["started_at"]) for s in shots)
     bound = max(max(chains.values()), sum(took.values()) / slots)
     waited = sum(_t(s["started_at"]) - _t(s["queued_at"]) for s in shots)
-    return {"span": span, "bound": bound, "ratio": span / bound, "longest": max(chains.values()),
-            "total": sum(took.values()), "per_shot": median(took.values()), "waited": waited, "shots": len(shots)}
+    longest = max(chains, key=chains.__getitem__)
+    first = min(_t(s["started_at"]) for s in shots)
+    long_root = min(_t(s["started_at"]) for s in shots if s["chain"] == longest) - first
+    gaps = [_t(b["started_at"]) - _t(a["finished_at"]) for a, b in zip(shots, shots[1:], strict=False)
+            if b["continues"] == a["id"] and b["chain"] == longest]
+    return {"long_root": long_root, "long_gaps": sum(gaps), "span": span, "bound": bound, "ratio": span / bound,
+            "longest": max(chains.values()), "total": sum(took.values()), "per_shot": median(took.values()),
+            "waited": waited, "shots": len(shots)}
 
 
 def measure(latency: float, repeat: int, quick: bool = False) -> dict[str, Any]:
@@ -123,10 +129,13 @@ def run(latency: float, repeat: int, quick: bool = False) -> list[Section]:
             return median(r[key] for r in runs)
 
         rows.append((name, f"{m('span'):.1f}", f"{m('longest'):.1f}", f"{m('total') / SLOTS:.1f}", f"{m('bound'):.1f}",
-                     f"**{m('ratio'):.3f}**", f"{m('per_shot'):.2f}", f"{m('waited'):.1f}"))
+                     f"**{m('ratio'):.3f}**", f"{m('per_shot'):.2f}", f"{m('waited'):.1f}",
+                     f"{m('long_root'):.1f}", f"{m('long_gaps'):.1f}"))
     section.add(*table(("film", "generation s (first slot taken to last shot kept)", "longest chain s",
                         f"all generation / {SLOTS} slots s", "lower bound s", "ratio to the bound",
-                        "one shot s (median)", "waited for a slot s (sum)"), rows), "")
+                        "one shot s (median)", "waited for a slot s (sum)",
+                        "long chain's first shot started after s", "long chain: parent kept to next started s (sum)"),
+                       rows), "")
     section.add(f"Medians of {repeat} run(s) per film, from the manifests' `started_at` / `finished_at` (a shot's "
                 "generation: slot taken to segment kept). The last row hands slots out first come, first served, "
                 "as runs did before the gate: short chains take the slots while the long chain's next shot waits. "

@@ -67,7 +67,7 @@ class PriorityGate:
 
     def __init__(self, capacity: int, urgency: Mapping[str, Urgency],
                  next_of: Mapping[str, Sequence[str]] | None = None, *, first: Collection[str] = (),
-                 settle: float = 2.0):
+                 settle: float = 5.0):
         if capacity < 1:
             raise ValueError(f"a gate needs at least one slot, not {capacity}")
         self.capacity = capacity
