@@ -2,7 +2,8 @@
 
 One row per chain (its shots in order). Each shot this run generated is a bar from taking its provider
 slot to its segment being kept, labelled with its id; the time it spent ready but waiting for a slot is
-the hatched grey stretch before it. Under the rows, a strip shows how many shots generated at once.
+the hatched grey stretch before it (waiting for a slot, or for its task run to start after the
+shot before it: Prefect's hand-over). Under the rows, a strip shows how many shots generated at once.
 Reused shots generated nothing: they are named in their row's label, not drawn. Times are seconds from
 the first shot being ready.
 """
@@ -104,8 +105,8 @@ def timeline_picture(plan: Plan, spans: Mapping[str, Span]) -> Image.Image:
         draw.text((_PAD, 10), f"Timeline of {plan.title}: every shot reused, nothing generated", font=big, fill=_INK)
     else:
         draw.text((_PAD, 10), f"Timeline of {plan.title}: {len(made)} shot(s) generated in {where.total:.1f} s"
-                  + (f", {reused} reused" if reused else "") + f"; {sum(s.waited for s in made):.1f} s waited for "
-                  "a slot in all", font=big, fill=_INK)
+                  + (f", {reused} reused" if reused else "") + f"; {sum(s.waited for s in made):.1f} s ready but "
+                  "waiting in all", font=big, fill=_INK)
     step = _tick(where.total)
     for k in range(int(where.total / step) + 1):
         gx = where.x(k * step)
@@ -141,8 +142,8 @@ def timeline_picture(plan: Plan, spans: Mapping[str, Span]) -> Image.Image:
             if n:
                 draw.rectangle((where.x(ta), y + strip - round(strip * n / peak), where.x(tb), y + strip),
                                fill=(120, 160, 220))
-    draw.text((_PAD, height - _PAD - 12), "bars: generating (slot taken to segment kept); hatched: ready, waiting "
-              "for a slot", font=small, fill=_DIM)
+    draw.text((_PAD, height - _PAD - 12), "bars: generating (slot taken to segment kept); hatched: ready (the shot "
+              "before kept), waiting for a slot or for its task to start", font=small, fill=_DIM)
     return img
 
 
