@@ -222,6 +222,23 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
         _fail(exc)
 
 
+def _up_to_date(storyboard: Path, provider: str | None, budget: float | None, output: Path, ledger: str | None,
+                redo: list[str] | None, loudness: float | None) -> bool:
+    """Whether film.mp4 is already what this run would make (decided before Prefect starts: nothing to show there)."""
+    from storyfilm import session, up_to_date
+
+    if redo:
+        return False
+    verdict = up_to_date.before_run(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=output,
+                                                                ledger=ledger, loudness_lufs=loudness))
+    if verdict.state == "run":
+        return False
+    rewritten = "" if verdict.state == "up to date" else "; subtitles and manifest rewritten for the new captions"
+    out.print(f"[green]film[/] {shown(verdict.film)} is up to date ({verdict.shots} shots, {verdict.shots} reused, "
+              f"$0.00 spent; nothing generated or assembled{rewritten})", highlight=False)
+    return True
+
+
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
@@ -244,6 +261,9 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         board = load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
         film_folder.check((output / "emulated" if emulate else output) / board.slug, storyboard)
         ledger = _ledger_param(ledger)
+        if _up_to_date(storyboard, provider, budget, output / "emulated" if emulate else output, ledger, redo,
+                       loudness):
+            return
         from storyfilm.flow import film
 
         started = time.monotonic()
