@@ -1,8 +1,8 @@
 """Run every benchmark and write benchmarks/results.md.
 
     python -m benchmarks                      # everything (about 10 minutes on 2 cores), writes benchmarks/results.md
-    python -m benchmarks --only lastframe     # some of: assembly, lastframe, orchestration, startup, before_after,
-                                              # ledger
+    python -m benchmarks --only lastframe     # some of: assembly, lastframe, orchestration, critical_path,
+                                              # startup, rerun, before_after, ledger
     python -m benchmarks --quick              # tiny inputs, one run each: checks that everything works (~1 min)
 
 Run it from the repository root after `pip install -e ".[dev]"` (MoviePy comes with the dev extra). The
@@ -16,12 +16,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchmarks import assembly, before_after, lastframe, ledger, orchestration, startup
+from benchmarks import assembly, before_after, critical_path, lastframe, ledger, orchestration, rerun, startup
 from benchmarks.common import ROOT, Section, load, log, machine, table
 
 RESULTS = ROOT / "benchmarks" / "results.md"
 NOTES_MARKER = "<!-- notes below this line are kept when `python -m benchmarks` rewrites this file -->"
-PARTS = ("assembly", "lastframe", "orchestration", "startup", "before_after", "ledger")
+PARTS = ("assembly", "lastframe", "orchestration", "critical_path", "startup", "rerun", "before_after", "ledger")
 
 
 def _commit() -> str:
@@ -39,7 +39,9 @@ def sections(parts: list[str], repeat: int, quick: bool) -> list[Section]:
         "assembly": lambda: assembly.run([2, 6] if quick else [10, 30], 1 if quick else repeat, quick=quick),
         "lastframe": lambda: lastframe.run(1 if quick else max(repeat, 5), (1, 3) if quick else lastframe.LENGTHS),
         "orchestration": lambda: orchestration.run(0.5 if quick else 2.0, 1 if quick else repeat, quick=quick),
+        "critical_path": lambda: critical_path.run(0.5 if quick else 4.0, 1, quick=quick),
         "startup": lambda: startup.run(1 if quick else repeat),
+        "rerun": lambda: rerun.run(1 if quick else repeat, shots=6 if quick else rerun.SHOTS),
         "before_after": lambda: before_after.run(repeat=1 if quick else max(repeat, 5), segments=6 if quick else 30),
         "ledger": lambda: ledger.run(1 if quick else repeat, shots=20 if quick else 100),
     }

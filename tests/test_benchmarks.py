@@ -81,7 +81,8 @@ def test_every_part_of_python_m_benchmarks_runs(tmp_path: Path) -> None:
     headings = [line for line in proc.stdout.splitlines() if line.startswith("## ")]
     assert [h.split(":")[0].split(",")[0] for h in headings] == [
         "## Targets (issue 9)", "## Assembly", "## Assembly with transitions and loudness", "## Last-frame extraction",
-        "## Orchestration", "## Start-up", "## Before and after"], headings
+        "## Orchestration", "## Critical path first", "## Start-up", "## Unchanged rerun",
+        "## Before and after"], headings
     assert RESULTS.read_bytes() == before
 
 

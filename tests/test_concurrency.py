@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from storyfilm.progress import Event, listening
 
 from .emu import stats
 from .helpers import write_storyboard
+from .test_timeline_picture import assert_bars, spans_in
 
 if TYPE_CHECKING:
     from storyfilm.emulator import EmulatorServer
@@ -68,9 +70,11 @@ def most_at_once(spans: dict[str, Span]) -> int:
 @pytest.mark.slow
 def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 
     from storyfilm.flow import film
+    from storyfilm.plan import make_plan
+    from storyfilm.storyboard import load_storyboard
 
     board = write_storyboard(tmp_path, CHAINS)
     with slot_spans() as spans:
@@ -90,6 +94,21 @@ def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, 
     assert any(overlap(chain_spans[p], chain_spans[q]) for p, q in itertools.combinations("abc", 2))
     assert times["a2"][0] >= times["a1"][1]
     assert times["assemble"][0] >= max(end for name, (_, end) in times.items() if name != "assemble")
+
+    # The manifest's timestamps tell it too, and timeline.png draws them: a bar for every shot.
+    manifest = json.loads(Path(state.result()["manifest"]).read_text())
+    spans = spans_in(manifest)
+    assert set(spans) == {"a1", "a2", "b1", "c1"}
+    for span in spans.values():
+        assert span.queued <= span.started < span.finished
+    assert spans["a2"].queued == spans["a1"].finished  # ready when its parent was kept
+    assert most_at_once({k: (v.started.timestamp(), v.finished.timestamp()) for k, v in spans.items()}) == 2
+    picture = Path(state.result()["manifest"]).with_name("timeline.png")
+    assert manifest["exports"]["timeline_png"] == "timeline.png"
+    assert_bars(picture, make_plan(load_storyboard(board), {}), spans)
+    with get_client(sync_client=True) as client:
+        summary = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["film-board"])))
+    assert summary and picture.resolve().as_uri() in str(summary[0].data)  # linked from the Prefect summary
 
 
 HOSTED = """\
@@ -154,18 +173,35 @@ def test_limits_are_created_on_demand_and_tuned_only_when_asked(prefect_server: 
         ensure_limit(name, default=2)
 
 
-def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
     """Ephemeral mode: a Prefect limit would outlive the temporary server that holds its leases."""
     import logging
+    from types import SimpleNamespace
 
     from storyfilm import _prefect, flow
+    from storyfilm.plan import make_plan
+    from storyfilm.storyboard import load_storyboard
 
     def no_limits(*_args: object, **_kwargs: object) -> int:
         raise AssertionError("no Prefect limit without a server")
 
     monkeypatch.setattr(_prefect, "has_server", lambda: False)
     monkeypatch.setattr(_prefect, "ensure_limit", no_limits)
-    slot = flow._slot("wavespeed", None, logging.getLogger("test"))
-    held = [slot().acquire(blocking=False) for _ in range(3)]  # type: ignore[attr-defined]
-    assert held == [True, True, False]  # the spec's default_concurrency slots, then wait
-    assert slot() is slot()  # one counter for the whole run
+    three = HOSTED + "  - {id: z, cut: true, prompt: Three.}\n"
+    plan = make_plan(load_storyboard(write_storyboard(tmp_path, three)), {})
+    job = SimpleNamespace(plan=plan, generating=frozenset({"x", "y", "z"}))
+    slot = flow._slot(job, None, logging.getLogger("test"))  # type: ignore[arg-type]
+    held = [slot(shot) for shot in ("x", "y")]
+    for turn in held:
+        turn.__enter__()
+    gate = slot.__self__  # type: ignore[attr-defined]
+    assert gate.capacity == 2 and gate.free == 0  # the spec's default_concurrency slots for the whole run
+    third = slot("z")  # kept referenced: a collected context manager would give its slot back
+    waiter = threading.Thread(target=third.__enter__, daemon=True)
+    waiter.start()
+    time.sleep(0.1)
+    assert gate.waiting == ["z"]  # the third waits
+    held[0].__exit__(None, None, None)
+    waiter.join(5)
+    assert not gate.waiting and gate.free == 0

@@ -5,10 +5,12 @@ Only this module, flow.py and cli.py import Prefect. Nothing here knows about fi
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,35 +106,50 @@ def reporting(what: str) -> Iterator[None]:
 
 
 class ProgressArtifact:
-    """A progress artifact that advances by one step per call, from any thread."""
+    """A progress artifact that advances by one step per call, from any thread.
+
+    The API call is made on a thread of its own (in order): a shot's task returns, and the next shot of its
+    chain starts, without waiting for it. `flush` waits for the calls made so far."""
 
     def __init__(self, key: str, steps: int, description: str):
         self._steps = max(1, steps)
         self._done = 0
         self._lock = threading.Lock()
+        self._calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storyfilm-progress")
+        self._last: Future[None] | None = None
         self.id: UUID | None = None
         with reporting("create the progress artifact"):
             created = create_progress_artifact(progress=0.0, key=key, description=description)
             self.id = created if isinstance(created, UUID) else None  # a coroutine only when called from async code
 
+    def _update(self, percent: float) -> None:
+        if self.id is not None:
+            with reporting("update the progress artifact"):
+                update_progress_artifact(self.id, progress=percent)
+
     def advance(self) -> float:
-        with self._lock:  # held over the update so the server sees the values in order
+        with self._lock:
             self._done = min(self._steps, self._done + 1)
             percent = round(100.0 * self._done / self._steps, 1)
-            if self.id is not None:
-                with reporting("update the progress artifact"):
-                    update_progress_artifact(self.id, progress=percent)
+            # the caller's context: the API it reports to (ephemeral mode keeps it in a context variable)
+            self._last = self._calls.submit(contextvars.copy_context().run, self._update, percent)
         return percent
+
+    def flush(self) -> None:
+        if self._last is not None:
+            self._last.result()
 
 
 def publish_film(slug: str, title: str, summary: str, rows: Sequence[dict[str, Any]], film: Path,
-                 manifest: Path) -> None:
-    """The film's artifacts: summary, shot table, and links to the film and its manifest."""
+                 manifest: Path, timeline: Path | None = None) -> None:
+    """The film's artifacts: summary, shot table, and links to the film, its manifest and its timeline picture."""
     with reporting("publish the film's artifacts"):
         create_markdown_artifact(key=artifact_key("film", slug), markdown=summary, description=f"storyfilm: {title}")
         create_table_artifact(key=artifact_key("film", slug, "shots"), table=list(rows),
                               description=f"shots of {title}")
-        for what, path in (("film", film), ("manifest", manifest)):
+        for what, path in (("film", film), ("manifest", manifest), ("timeline", timeline)):
+            if path is None:
+                continue
             path = path.resolve()
             create_link_artifact(key=artifact_key("film", slug, what), link=path.as_uri(), link_text=str(path),
                                  description=f"{what} of {title}")

@@ -192,8 +192,9 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "status", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
     for s in the_plan.shots:
-        table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", s.start.describe()
-                      + (f" ({s.method})" if s.parent else ""), f"{s.duration} s",
+        start = (f"references from '{s.parent}' (match cut)" if s.by_reference else
+                 s.start.describe() + (f" ({s.method})" if s.parent else ""))
+        table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", start, f"{s.duration} s",
                       f"{s.resolution} {s.aspect_ratio}", s.camera, states[s.id], f"${s.cost_usd:.2f}")
     out.print(table)
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
@@ -211,12 +212,33 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
         err.print(f"[yellow]refused[/] {escape(shot_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for note in the_plan.notes:
         out.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    for s in the_plan.shots:  # what is sent where it is more than the storyboard's prompt
+        if s.characters or s.by_reference:
+            sent = shown(s.prompt).replace("\n", "\n    ")
+            out.print(f"prompt of {s.id}:\n    {escape(sent)}", highlight=False, soft_wrap=True)
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:
         check_budget(the_plan, new)
     except StoryfilmError as exc:
         _fail(exc)
+
+
+def _up_to_date(storyboard: Path, provider: str | None, budget: float | None, output: Path, ledger: str | None,
+                redo: list[str] | None, loudness: float | None) -> bool:
+    """Whether film.mp4 is already what this run would make (decided before Prefect starts: nothing to show there)."""
+    from storyfilm import session, up_to_date
+
+    if redo:
+        return False
+    verdict = up_to_date.before_run(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=output,
+                                                                ledger=ledger, loudness_lufs=loudness))
+    if verdict.state == "run":
+        return False
+    rewritten = "" if verdict.state == "up to date" else "; subtitles and manifest rewritten for the new captions"
+    out.print(f"[green]film[/] {shown(verdict.film)} is up to date ({verdict.shots} shots, {verdict.shots} reused, "
+              f"$0.00 spent; nothing generated or assembled{rewritten})", highlight=False)
+    return True
 
 
 @app.command()
@@ -244,6 +266,9 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         where = output_url.under(output_url.target(output), "emulated") if emulate else output_url.target(output)
         film_folder.check(output_url.split(where)[0] / board.slug, storyboard)
         ledger = _ledger_param(ledger)
+        # (outputs at a URL: the scratch folder may hold an older film than the bucket, so the run decides)
+        if isinstance(where, Path) and _up_to_date(storyboard, provider, budget, where, ledger, redo, loudness):
+            return
         from storyfilm.flow import film
 
         started = time.monotonic()

@@ -5,7 +5,8 @@
 - timeline.otio: an OpenTimelineIO timeline, one clip per shot referencing its segment file with the
   source range the film uses, and the transitions (editors open it through the OTIO adapters);
 - film.srt: the shots' captions, timed to the shots in the film;
-- contact_sheet.png: one labelled frame per shot.
+- contact_sheet.png: one labelled frame per shot;
+- timeline.png: where the run's time went (timeline_picture.py).
 
 Times follow the editorial convention: a shot starts at its cut, and the cut of a crossfade or fade is
 the middle of the transition (OpenTimelineIO's in_offset), so clips, subtitles and the contact sheet agree.
@@ -29,11 +30,14 @@ import numpy as np
 import opentimelineio as otio
 from PIL import Image, ImageDraw, ImageFont
 
+from storyfilm.casting import reference_inputs
 from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
 from storyfilm.results import FilmInfo, Placement, ShotResult
 from storyfilm.seams import Seam
+from storyfilm.shot_times import Span, span_fields
 from storyfilm.storyboard import text_problem
+from storyfilm.timeline_picture import write_timeline_png
 
 TIMELINE = "timeline.otio"
 SUBTITLES = "film.srt"
@@ -79,7 +83,8 @@ def _inputs(s: ShotPlan, plan: Plan, digests: Mapping[str, str]) -> dict[str, An
 
     return {"start_image": asset(s.start.asset), "end_image": asset(s.end_image),
             "references": [asset(r) for r in s.references],
-            "continues": {"shot": s.parent, "cache_key": plan.shot(s.parent).key} if s.parent else None}
+            "continues": {"shot": s.parent, "cache_key": plan.shot(s.parent).key} if s.parent else None,
+            **reference_inputs(s)}
 
 
 def _film_place(film: FilmInfo, index: int) -> dict[str, Any]:
@@ -92,7 +97,8 @@ def _film_place(film: FilmInfo, index: int) -> dict[str, Any]:
 
 def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir: Path, *,
              seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None,
-             exports: Mapping[str, Path | None] | None = None) -> dict[str, Any]:
+             exports: Mapping[str, Path | None] | None = None, spans: Mapping[str, Span] | None = None,
+             inputs: Mapping[str, str] | None = None) -> dict[str, Any]:
     by_id = {r.id: r for r in results}
     digests = asset_digests or {}
     shots = []
@@ -103,14 +109,14 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "seed": s.seed, "duration": s.duration, "resolution": s.resolution, "aspect_ratio": s.aspect_ratio,
             "audio": s.audio, "camera": s.camera, "chain": s.chain, "start": s.start.describe(),
             "continues": s.parent, "method": s.method if s.parent else None, "end_image": s.end_image,
-            "references": list(s.references), "notes": list(s.notes),
+            "references": list(s.references), "characters": list(s.characters), "notes": list(s.notes),
             "transition": s.transition.as_dict() if s.overlap_frames else None,
             "inputs": _inputs(s, plan, digests),
             "file": _rel(r.segment, film_dir), "segment_sha256": _sha256(Path(r.segment)),
             "last_frame": _rel(r.last_frame, film_dir),
             "frames_in_file": r.frames, "film_frames": r.new_frames, "seam_frames_dropped": r.new_from_frame,
             "has_audio": r.has_audio, "job_id": r.job_id, "cost_usd": r.cost_usd, "cache_key": r.key,
-            "reused": r.reused, "generation_seconds": r.seconds,
+            "reused": r.reused, "generation_seconds": r.seconds, **span_fields(spans or {}, s.id),
             "in_film": _film_place(film, i) if i < len(film.placements) else None,
         })
     flagged = [s for s in seams if s.flags]
@@ -120,7 +126,8 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "provider": plan.provider,
         "model": plan.tier,
-        "film": {"file": _rel(film.path, film_dir), "duration": round(film.duration, 6), "frames": film.frames,
+        "film": {"file": _rel(film.path, film_dir), "sha256": _sha256(film.path), "inputs": dict(inputs or {}),
+                 "duration": round(film.duration, 6), "frames": film.frames,
                  "fps": film.fps, "width": film.width, "height": film.height,
                  "planned_duration": round(plan.duration, 6), "normalised_segments": film.normalised,
                  "assembly": {"seconds": film.seconds, "copied_frames": film.copied_frames,
@@ -192,9 +199,12 @@ def timeline(plan: Plan, film: FilmInfo, film_dir: Path) -> otio.schema.Timeline
     return tl
 
 
+def write_otio(tl: otio.schema.Timeline, path: Path) -> Path:
+    return _write_atomic(path, otio.adapters.write_to_string(tl, "otio_json").encode())
+
+
 def write_timeline(plan: Plan, film: FilmInfo, film_dir: Path) -> Path:
-    text = otio.adapters.write_to_string(timeline(plan, film, film_dir), "otio_json")
-    return _write_atomic(film_dir / TIMELINE, text.encode())
+    return write_otio(timeline(plan, film, film_dir), film_dir / TIMELINE)
 
 
 # --- subtitles -------------------------------------------------------------------------------------
@@ -209,11 +219,15 @@ class Cue:
 
 def cues(plan: Plan, film: FilmInfo) -> list[Cue]:
     """One cue per captioned shot, from its cut to the next; consecutive equal captions become one cue."""
+    return cues_in(plan, [film.shot_span(i) for i in range(len(film.placements))])
+
+
+def cues_in(plan: Plan, spans: Sequence[tuple[int, int]]) -> list[Cue]:
+    """The cues of the shots at `spans` (film frames [start, end) of each shot from cut to cut)."""
     out: list[Cue] = []
-    for i, s in enumerate(plan.shots):
+    for s, (start, end) in zip(plan.shots, spans, strict=False):
         if not s.caption:
             continue
-        start, end = film.shot_span(i)
         if out and out[-1].text == s.caption and out[-1].end == start:
             out[-1] = Cue(out[-1].start, end, s.caption)
         else:
@@ -237,16 +251,24 @@ def srt_text(caption: str) -> str:
 
 
 def srt(plan: Plan, film: FilmInfo) -> str:
-    shown = [(c, text) for c in cues(plan, film) if (text := srt_text(c.text))]
-    blocks = [f"{n}\n{srt_time(c.start, film.fps)} --> {srt_time(c.end, film.fps)}\n{text}\n"
+    return srt_of(cues(plan, film), film.fps)
+
+
+def srt_of(cues: Sequence[Cue], fps: int) -> str:
+    shown = [(c, text) for c in cues if (text := srt_text(c.text))]
+    blocks = [f"{n}\n{srt_time(c.start, fps)} --> {srt_time(c.end, fps)}\n{text}\n"
               for n, (c, text) in enumerate(shown, 1)]
     return "\n".join(blocks)
 
 
 def write_srt(plan: Plan, film: FilmInfo, film_dir: Path) -> Path | None:
+    return write_cues(cues(plan, film), film.fps, film_dir)
+
+
+def write_cues(cues: Sequence[Cue], fps: int, film_dir: Path) -> Path | None:
     """film.srt, or None (and no stale file) when no shot has a caption."""
     path = film_dir / SUBTITLES
-    text = srt(plan, film)
+    text = srt_of(cues, fps)
     if not text:
         path.unlink(missing_ok=True)
         return None
@@ -303,13 +325,16 @@ def write_contact_sheet(plan: Plan, film: FilmInfo, film_dir: Path) -> Path:
 
 
 def write_all(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir: Path, *,
-              seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None) -> dict[str, Path | None]:
-    """Every export of a finished film; the manifest last, naming the others."""
+              seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None,
+              spans: Mapping[str, Span] | None = None, inputs: Mapping[str, str] | None = None
+              ) -> dict[str, Path | None]:
+    """Every export of a finished film; the manifest last, naming the others (`spans`: the shots' times)."""
     exports: dict[str, Path | None] = {
         "timeline": write_timeline(plan, film, film_dir),
         "subtitles": write_srt(plan, film, film_dir),
         "contact_sheet": write_contact_sheet(plan, film, film_dir),
+        "timeline_png": write_timeline_png(plan, spans or {}, film_dir),
     }
     exports["manifest"] = write_json(manifest(plan, results, film, film_dir, seams=seams, asset_digests=asset_digests,
-                                              exports=exports), film_dir / MANIFEST)
+                                              exports=exports, spans=spans, inputs=inputs), film_dir / MANIFEST)
     return exports

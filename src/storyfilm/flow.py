@@ -11,10 +11,9 @@ artifacts (the UI), and progress events (`storyfilm.progress`, the CLI's progres
 # 'ProviderName' could no longer be resolved there to validate the parameters.
 
 import os
-import threading
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from logging import Logger, LoggerAdapter
 from pathlib import Path
@@ -35,12 +34,14 @@ from storyfilm.providers import spec_for
 from storyfilm.report import shot_rows, spent_usd, summary_markdown
 from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
+from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
 
 # Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
 # `storyfilm-<provider>` (tune it with `prefect gcl update` or `--concurrency`); local shots, and every
-# shot without a server, are bounded in-process (why: ProviderSpec.bounded_in_process).
-Slot = Callable[[], AbstractContextManager[object]]
+# shot without a server, are bounded in-process (why: ProviderSpec.bounded_in_process). Either way a
+# local gate orders this run's waiting shots, the most generation still ahead of them first (slot_gate.py).
+Slot = Callable[[str], AbstractContextManager[object]]
 RunLogger = Logger | LoggerAdapter[Logger]
 
 
@@ -88,16 +89,28 @@ def _tags(plan: Plan) -> tuple[str, str]:
     return f"provider:{plan.provider}", f"film:{plan.slug}"
 
 
-def _slot(provider: str, concurrency: int | None, logger: RunLogger) -> Slot:
-    """How a shot of `provider` takes its turn (see ProviderSpec.bounded_in_process)."""
-    spec = spec_for(provider)
-    if spec.bounded_in_process or not _prefect.has_server():
-        semaphore = threading.BoundedSemaphore(concurrency or spec.default_concurrency)
-        return lambda: semaphore
-    name = _prefect.limit_name(provider)
-    limit = _prefect.ensure_limit(name, default=spec.default_concurrency, override=concurrency)
-    logger.info("at most %d %s shot(s) at once (Prefect concurrency limit '%s')", limit, provider, name)
-    return lambda: _prefect.limit_slot(name)
+def _slot(job: FilmJob, concurrency: int | None, logger: RunLogger) -> Slot:
+    """How a shot of the film's provider takes its turn (see ProviderSpec.bounded_in_process)."""
+    spec = spec_for(job.plan.provider)
+    server = not spec.bounded_in_process and _prefect.has_server()
+    slots = concurrency or spec.default_concurrency
+    if server:
+        name = _prefect.limit_name(job.plan.provider)
+        slots = _prefect.ensure_limit(name, default=spec.default_concurrency, override=concurrency)
+        logger.info("at most %d %s shot(s) at once (Prefect concurrency limit '%s')", slots, job.plan.provider,
+                    name)
+    gate = PriorityGate(slots, urgencies(job.plan, job.generating), successors(job.plan),
+                        first=ready_at_start(job.plan, job.generating))
+    if not server:
+        return gate.turn
+
+    @contextmanager
+    def gated_limit_slot(shot_id: str) -> Iterator[None]:
+        # this run asks the server for slots in its order of urgency, at most `slots` of them at once
+        with gate.turn(shot_id), _prefect.limit_slot(name):
+            yield
+
+    return gated_limit_slot
 
 
 def _report(result: ShotResult) -> None:
@@ -116,7 +129,9 @@ def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> Shot
             _report(result)
         else:
             emit(Event("shot-waiting", shot_id))
-            with run.slot():
+            run.job.clock.mark(shot_id, "queued")
+            with run.slot(shot_id):
+                run.job.clock.mark(shot_id, "started")
                 emit(Event("shot-started", shot_id))
                 result = run.job.make_shot(shot_id, parent)
                 _report(result)  # still in the slot: watchers see the slot's whole span
@@ -204,7 +219,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         resume=os.environ.get("STORYFILM_REHEARSAL") != "1", key_lookup=_secret, log=_log,
         on_plan=lambda plan: _prefect.add_flow_run_tags(*_tags(plan))))
     plan = job.plan
-    run = FilmRun(job=job, slot=_slot(plan.provider, concurrency, logger),
+    run = FilmRun(job=job, slot=_slot(job, concurrency, logger),
                   progress=_prefect.ProgressArtifact(_prefect.artifact_key("film", plan.slug, "progress"),
                                                      steps=len(plan.shots) + 1,  # + assembly
                                                      description=f"shots of {plan.title} finished, then assembly"))
@@ -221,10 +236,11 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
             futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
         results = _collect(plan, futures)
         made = assemble_film(run, results)
-    info = made.info
-    _prefect.publish_film(plan.slug, plan.title,
-                          summary_markdown(plan, results, info, made.manifest) + "\n" + seams.markdown(made.seams),
-                          shot_rows(plan, results), info.path, made.manifest)
+    run.progress.flush()
+    info, picture = made.info, made.exports.get("timeline_png")
+    _prefect.publish_film(plan.slug, plan.title, summary_markdown(plan, results, info, made.manifest, picture)
+                          + "\n" + seams.markdown(made.seams), shot_rows(plan, results), info.path, made.manifest,
+                          picture)
     spent = spent_usd(results)
     logger.info("done: %s (%.2f s), %d of %d shots reused, $%.2f spent", info.path, info.duration,
                 sum(r.reused for r in results), len(results), spent)

@@ -33,9 +33,11 @@ def shot_rows(plan: Plan, results: Sequence[ShotResult]) -> list[dict[str, str |
     return rows
 
 
-def summary_markdown(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, manifest: Path) -> str:
+def summary_markdown(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, manifest: Path,
+                     timeline: Path | None = None) -> str:
     reused = sum(r.reused for r in results)
     film_path, manifest_path = film.path.resolve(), manifest.resolve()
+    picture = timeline.resolve() if timeline else None
     rows = "\n".join(
         f"| {row['shot']} | {row['start']} | {row['seconds']:.2f} s | {row['status']} | "
         f"{row['generation_s']} s | ${row['cost_usd']:.2f} |" for row in shot_rows(plan, results))
@@ -43,6 +45,8 @@ def summary_markdown(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, 
         f"# {plan.title}\n\n"
         f"**Film:** [{film_path}]({film_path.as_uri()})  \n"
         f"**Manifest:** [{manifest_path}]({manifest_path.as_uri()})  \n"
+        + (f"**Timeline:** [{picture}]({picture.as_uri()}) (where the time went: shots per chain, waits for a "
+           "provider slot shaded)  \n" if picture else "") +
         f"**Duration:** {film.duration:.3f} s ({film.frames} frames, {film.width}x{film.height} @ {film.fps} fps; "
         f"planned {plan.duration:.0f} s)  \n"
         f"**Shots:** {len(results)} in {len(plan.chains)} chain(s)  \n"

@@ -33,6 +33,7 @@ from storyfilm.ledger_url import ledger_location
 from storyfilm.netpolicy import ALLOW_NETWORKS_ENV
 from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
 from storyfilm.results import Film, ShotResult
+from storyfilm.shot_times import ShotClock
 from storyfilm.storage import Facts, gather
 from storyfilm.storyboard import ASSET_ROOTS_ENV, Storyboard, asset_location, load_storyboard
 
@@ -88,7 +89,7 @@ def _signature(path: Path) -> _Signature:
 
 
 def _asset_signatures(board: Storyboard) -> tuple[_Signature, ...]:
-    return tuple(_signature(loc) for ref in board.assets.values()
+    return tuple(_signature(loc) for ref in board.asset_refs().values()
                  if isinstance(loc := asset_location(ref, board.base_dir), Path))
 
 
@@ -260,6 +261,15 @@ class FilmJob:
     assets: Mapping[str, Path]  # local files of the assets the shots use
     decisions: Mapping[str, Decision]  # taken in `prepare`
     loudness_lufs: float | None = None  # overrides the storyboard's
+    clock: ShotClock = field(init=False)  # when each shot was ready, took its slot, was kept
+
+    def __post_init__(self) -> None:
+        self.clock = ShotClock({s.id: s.parent for s in self.plan.shots})
+
+    @property
+    def generating(self) -> frozenset[str]:
+        """The shots this run asks the host for (resumes and refusals included: they take a slot too)."""
+        return frozenset(shot_id for shot_id, d in self.decisions.items() if not isinstance(d, Reuse))
 
     @property
     def new_cost_usd(self) -> float:
@@ -275,14 +285,19 @@ class FilmJob:
 
         shot = self.plan.shot(shot_id)
         decision = self.decisions[shot_id]
-        # A reuse is carried out as decided (its files were hashed then). Anything else is decided again now:
-        # waiting for a provider slot may take minutes, and another run of this film may have moved on.
-        return self.runner.run(shot, build_request(shot, self.assets, parent), parent,
-                               decision if isinstance(decision, Reuse) else None)
+        if isinstance(decision, Reuse):  # carried out as decided (its files were hashed then); no time span
+            return self.runner.run(shot, build_request(shot, self.assets, parent), parent, decision)
+        self.clock.mark(shot_id, "queued")  # no-ops where the flow marked them (it holds a provider slot)
+        self.clock.mark(shot_id, "started")
+        # Decided again now: waiting for a provider slot may take minutes, and another run may have moved on.
+        result = self.runner.run(shot, build_request(shot, self.assets, parent), parent)
+        if not result.reused:
+            self.clock.mark(shot_id, "finished")
+        return result
 
     def finish(self, results: Sequence[ShotResult], log: Log | None = None) -> Film:
         """film.mp4 from the shots' new footage in storyboard order, its seams measured, its exports written."""
-        from storyfilm import exports, seams
+        from storyfilm import exports, seams, up_to_date
         from storyfilm.assemble import assemble
 
         target = self.loudness_lufs if self.loudness_lufs is not None else self.plan.loudness_lufs
@@ -297,7 +312,8 @@ class FilmJob:
             for s in seams.flagged(report):
                 log(f"seam {s.before} -> {s.after} at {s.time:.2f} s: {'; '.join(s.flags)}")
         written = exports.write_all(self.plan, results, info, self.film_dir, seams=report,
-                                    asset_digests=self.digests)
+                                    asset_digests=self.digests, spans=self.clock.spans(),
+                                    inputs=up_to_date.inputs(self.plan, results, target))
         if mirror:
             mirror.publish(self.film_dir, [info.path, *written.values()])
         return Film(info, report, written)
@@ -315,6 +331,7 @@ def pieces(plan: Plan, results: Sequence[ShotResult]) -> list[Piece]:
         # A shot contributes exactly its planned seconds: hosts may deliver a frame more (121 frames for 5 s).
         out.append(Piece(Path(r.segment), start_frame=r.new_from_frame, label=s.id,
                          frames=min(r.new_frames, round(s.duration * r.fps)),
-                         join=s.transition.join(continues_previous=s.parent is not None and s.parent == previous)))
+                         join=s.transition.join(continues_previous=s.exact_seam and s.parent == previous,
+                                                match=s.by_reference and s.parent == previous)))
         previous = s.id
     return out
