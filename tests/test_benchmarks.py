@@ -82,7 +82,7 @@ def test_every_part_of_python_m_benchmarks_runs(tmp_path: Path) -> None:
     assert [h.split(":")[0].split(",")[0] for h in headings] == [
         "## Targets (issue 9)", "## Assembly", "## Assembly with transitions and loudness", "## Last-frame extraction",
         "## Orchestration", "## Critical path first", "## Start-up", "## Unchanged rerun",
-        "## Before and after"], headings
+        "## Before and after", "## Ledger"], headings
     assert RESULTS.read_bytes() == before
 
 
