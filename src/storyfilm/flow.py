@@ -125,8 +125,8 @@ def _waiting_for_slot(run: FilmRun, shot_id: str) -> Iterator[None]:
     provider = run.job.plan.provider
     emit(Event("shot-waiting", shot_id))
     started = time.monotonic()
-    notice = threading.Timer(1.0, logger.info, (f"{shot_id}: waiting for a {provider} slot (the provider's "
-                                                 "concurrency limit is taken by other shots)",))
+    notice = threading.Timer(1.0, logger.info, (f"{shot_id}: waiting for a {provider} slot (its concurrency "
+                                                 "limit)",))
     notice.start()
     try:
         with run.slot():

@@ -46,4 +46,4 @@ def markdown_link(label: str, path: Path, output_dir: Path, base: str | None) ->
     url = public_url(path, output_dir, base)
     if url is not None:
         return f"[{label}]({url})"
-    return f"{label}: `{path.resolve()}`"
+    return f"`{path.resolve()}`"

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -112,17 +113,24 @@ def _money_lines(report: RunReport) -> str:
 
 
 def _shot_table(report: RunReport) -> str:
-    lines = ["| | shot | start | status | film | waited | generation | cost | next run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    nxt = any(o.next_run for o in report.outcomes)  # said only when the run stopped
+    lines = ["| | shot | start | status | film | waited | generation | cost |" + (" next run |" if nxt else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if nxt else "")]
     for s, o in zip(report.plan.shots, report.outcomes, strict=True):
         r = o.result
         picture = f"![{s.id}]({report.thumbnails[s.id]})" if s.id in report.thumbnails else ""
-        status = f"**{o.status}**" + (f": {_cell(o.reason)}" if o.reason else "")
+        status = f"**{o.status}**" + (f": {_cell(_short(o.reason, s.id))}" if o.reason else "")
         lines.append(f"| {picture} | {s.id} | {s.start.describe()} | {status} | "
                      f"{(r.duration if r else s.duration):.2f} s | {o.waited_s:.1f} s | "
-                     f"{f'{r.seconds:.1f} s' if r else ''} | {_money(r.cost_usd if r and not r.reused else 0.0)} | "
-                     f"{_cell(o.next_run)} |")
+                     f"{f'{r.seconds:.1f} s' if r else ''} | {_money(r.cost_usd if r and not r.reused else 0.0)} |"
+                     + (f" {_cell(_short(o.next_run, s.id))} |" if nxt else ""))
     return "\n".join(lines) + "\n"
+
+
+def _short(text: str, shot_id: str, limit: int = 90) -> str:
+    """A reason cut to fit a table cell (the whole text is in the table artifact and the failure above)."""
+    text = re.sub(rf"^shot '{re.escape(shot_id)}'( \[[^\]]*\])?:\s*", "", " ".join(text.split()))
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def _cell(text: str) -> str:
@@ -136,7 +144,8 @@ def summary_markdown(report: RunReport, extra: str = "") -> str:
     total = len(report.outcomes)
     parts = [_heading(report), ""]
     if report.error:
-        parts += [f"> **Why it failed:** {_cell(report.error)}", ""]
+        first, *rest = report.error.splitlines()
+        parts += [f"> **Why it failed:** {_cell(first)}"] + [f"> - {_cell(line)}" for line in rest] + [""]
     parts += [f"**{label}:** {link}  " for label, link in report.links.items()]
     if film is not None:
         parts.append(f"**Duration:** {film.duration:.3f} s ({film.frames} frames, {film.width}x{film.height} @ "

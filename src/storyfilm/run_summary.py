@@ -29,9 +29,12 @@ def film_files(made: Film) -> dict[str, Path]:
 
 
 def public_links(made: Film, output_dir: Path, base: str | None) -> dict[str, str]:
-    """Label -> http(s) URL of each file of the film (empty without a public base URL)."""
+    """Label -> http(s) URL of the film and its manifest (empty without a public base URL): link artifacts of
+    their own; the summary links every file."""
     out: dict[str, str] = {}
     for label, path in film_files(made).items():
+        if label not in ("Film", "Manifest"):
+            continue
         url = public_url(path, output_dir, base)
         if url is not None:
             out[label] = url
