@@ -199,7 +199,7 @@ def test_a_finished_rehearsal_shows_its_film_pictures_and_working_links(ui_serve
             assert sheet.evaluate("img => img.complete && img.naturalWidth") > 300  # decoded, not a broken icon
             thumbs = page.locator("img[alt='dawn'], img[alt='boats'], img[alt='lamp']")
             assert thumbs.count() == 3
-            assert all(thumbs.nth(i).evaluate("img => img.naturalWidth") == 160 for i in range(3))
+            assert all(thumbs.nth(i).evaluate("img => img.naturalWidth") == 120 for i in range(3))
             link = page.locator(f"a[href='{film_url}']")
             assert link.count() == 1
             page.screenshot(path=str(shots_dir / "summary.png"), full_page=True)
@@ -233,8 +233,8 @@ def test_a_run_failing_on_one_shot_of_five_says_what_is_done_paid_and_next(
     table = {row["shot"]: row for row in json.loads(artifacts["film-storm-shots"].data)}
     assert [table[s]["status"] for s in ("quay", "rope", "ship", "deck")] == ["generated"] * 4
     assert table["storm"]["status"].startswith("failed: ") and "content policy violation" in table["storm"]["status"]
-    assert all(table[s]["next run"] == "reuse (kept, not paid again)" for s in ("quay", "rope", "ship", "deck"))
-    assert table["storm"]["next run"].startswith("stop: the host's moderation refused this shot")
+    assert all(table[s]["next run"] == "reuse (not paid again)" for s in ("quay", "rope", "ship", "deck"))
+    assert table["storm"]["next run"] == "stop: refused by moderation; edit the prompt or --redo"
 
     billed = emulator_stats(emulator.url)
     assert billed["submissions"] == 5
@@ -257,7 +257,7 @@ def test_a_run_failing_on_one_shot_of_five_says_what_is_done_paid_and_next(
     page = open_artifact(browser, ui_server, artifacts["film-storm"].id)
     try:
         page.get_by_text("Why it failed").wait_for(timeout=30_000)
-        assert page.locator("img[alt='quay']").evaluate("img => img.naturalWidth") == 160
+        assert page.locator("img[alt='quay']").evaluate("img => img.naturalWidth") == 120
         page.screenshot(path=str(shots_dir / "failed-run.png"), full_page=True)
     finally:
         page.close()

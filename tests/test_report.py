@@ -74,20 +74,20 @@ def test_a_failed_run_says_which_shots_are_kept_which_failed_and_why_and_what_co
     plan = make_plan(load_storyboard(write_storyboard(tmp_path, BOARD)), {})
     first = result("first", plan.shots[0].key, reused=False, cost=0.96, seconds=30.0)
     why = "shot 'other' [wavespeed]: job j-9 failed: content policy violation | <flagged>"
-    outcomes = [ShotOutcome("first", "generated", first, next_run="reuse (kept, not paid again)"),
+    outcomes = [ShotOutcome("first", "generated", first, next_run="reuse (not paid again)"),
                 ShotOutcome("second", "waiting", next_run="generate ($0.96)"),
-                ShotOutcome("other", "failed", reason=why, next_run="stop: the host's moderation refused this shot")]
+                ShotOutcome("other", "failed", reason=why, next_run="stop: refused by moderation")]
     report = RunReport(plan, outcomes, error="1 shot(s) failed; 1 finished shot(s) are kept:\n  " + why)
     md = summary_markdown(report)
     assert md.startswith("# Report Film: FAILED\n")
     assert "> **Why it failed:** 1 shot(s) failed; 1 finished shot(s) are kept:" in md
     assert "> - shot 'other' [wavespeed]: job j-9 failed: content policy violation \\| &lt;flagged&gt;" in md
     assert "**Committed this run:** $0.96 for 1 generated shot(s)" in md
-    # in the table the shot's own name is not repeated, and a | or < in a host's message cannot break it
-    assert "| **failed**: job j-9 failed: content policy violation \\| &lt;flagged&gt; |" in md
-    assert md.count("| next run |") == 1 and "| stop: the host's moderation refused this shot |" in md
+    # the UI does not wrap table cells: the reason is in the list above, the table says what comes next
+    assert "| other | text-to-video | **failed** | 2.00 s | 0.0 s |  | $0.00 | stop: refused by moderation |" in md
+    assert md.count("| next run |") == 1 and "| **waiting** | 2.00 s | 0.0 s |  | $0.00 | generate ($0.96) |" in md
     assert progress_description(report) == "failed after 1 of 3 shots: 1 failed"
-    blocked = RunReport(plan, [outcomes[0], ShotOutcome("second", "not started", reason="it continues 'first'"),
+    blocked = RunReport(plan, [outcomes[0], ShotOutcome("second", "not started", reason="'first' failed"),
                                outcomes[2]], error="x")
     assert progress_description(blocked) == "failed after 1 of 3 shots: 1 failed, 1 not started"
     assembly = RunReport(plan, [ShotOutcome(o.id, "generated", first) for o in outcomes], error="ffmpeg failed")

@@ -201,7 +201,7 @@ def _outcomes(plan: Plan, futures: dict[str, PrefectFuture[Any]], run: FilmRun) 
             out[shot.id] = ShotOutcome(shot.id, "failed", reason=str(state.message or state.name),
                                        waited_s=waited)
         elif shot.parent and out[shot.parent].status in ("failed", "not started"):
-            out[shot.id] = ShotOutcome(shot.id, "not started", reason=f"it continues '{shot.parent}', which "
+            out[shot.id] = ShotOutcome(shot.id, "not started", reason=f"'{shot.parent}' "
                                        f"{'failed' if out[shot.parent].status == 'failed' else 'did not start'}")
         else:
             out[shot.id] = ShotOutcome(shot.id, "waiting", reason=str(state.message or ""))
@@ -213,7 +213,7 @@ def _failure(outcomes: list[ShotOutcome]) -> ProviderError:
     kept = len(outcomes) - len(bad)
     return ProviderError(f"{sum(o.status == 'failed' for o in bad)} shot(s) failed; {kept} finished shot(s) are "
                          "kept and will be reused on the next run:\n  "
-                         + "\n  ".join(o.reason if o.status == "failed" else f"shot '{o.id}': {o.status}: {o.reason}"
+                         + "\n  ".join(o.reason if o.status == "failed" else f"shot '{o.id}': {o.status} ({o.reason})"
                                         for o in bad))
 
 

@@ -16,19 +16,21 @@ from storyfilm.storage import gather
 
 
 def describe(decision: Decision, cost_usd: float) -> str:
+    """A few words (a table cell): the log and the run's error say the rest."""
     match decision:
         case Reuse():
-            return "reuse (kept, not paid again)"
+            return "reuse (not paid again)"
         case Resume(step="refetch"):
-            return f"download job {decision.job_id} again (not paid again)"
+            return "download again (not paid again)"
         case Resume():
-            return f"resume job {decision.job_id} (not paid again)"
+            return "resume its job (not paid again)"
         case Replay():
-            return "resume the recorded submit (billed once)"
+            return "resume its submit (billed once)"
         case Submit():
             return f"generate (${cost_usd:.2f})"
         case Refuse():
-            return f"stop: {decision.reason}"
+            return ("stop: refused by moderation; edit the prompt or --redo" if decision.moderation
+                    else "stop: its submit may have reached the host; see the error")
         case _:
             assert_never(decision)
 

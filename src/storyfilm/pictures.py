@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-THUMB_WIDTH = 160
+THUMB_WIDTH = 120
 SHEET_WIDTH = 720
 SHEET_MAX_BYTES = 90_000  # of the JPEG; base64 adds a third: the summary stays well under 200 KB
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,7 +24,7 @@ class ShotOutcome:
     id: str
     status: ShotStatus
     result: ShotResult | None = None
-    reason: str = ""  # failed: why; not started: which shot failed before it
+    reason: str = ""  # failed: why; not started: which shot before it failed (a few words)
     waited_s: float = 0.0  # for a provider slot (not part of the generation time)
     next_run: str = ""  # what the next run will do with the shot
 
@@ -119,18 +118,13 @@ def _shot_table(report: RunReport) -> str:
     for s, o in zip(report.plan.shots, report.outcomes, strict=True):
         r = o.result
         picture = f"![{s.id}]({report.thumbnails[s.id]})" if s.id in report.thumbnails else ""
-        status = f"**{o.status}**" + (f": {_cell(_short(o.reason, s.id))}" if o.reason else "")
+        # the UI does not wrap table cells: a failure's reason is in the list above the table
+        status = f"**{o.status}**" + (f": {_cell(o.reason)}" if o.reason and o.status == "not started" else "")
         lines.append(f"| {picture} | {s.id} | {s.start.describe()} | {status} | "
                      f"{(r.duration if r else s.duration):.2f} s | {o.waited_s:.1f} s | "
                      f"{f'{r.seconds:.1f} s' if r else ''} | {_money(r.cost_usd if r and not r.reused else 0.0)} |"
-                     + (f" {_cell(_short(o.next_run, s.id))} |" if nxt else ""))
+                     + (f" {_cell(o.next_run)} |" if nxt else ""))
     return "\n".join(lines) + "\n"
-
-
-def _short(text: str, shot_id: str, limit: int = 90) -> str:
-    """A reason cut to fit a table cell (the whole text is in the table artifact and the failure above)."""
-    text = re.sub(rf"^shot '{re.escape(shot_id)}'( \[[^\]]*\])?:\s*", "", " ".join(text.split()))
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def _cell(text: str) -> str:
