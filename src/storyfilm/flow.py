@@ -64,9 +64,11 @@ def _secret(name: str) -> str | None:
     from prefect.blocks.system import Secret
 
     try:
-        return Secret.load(name).get()
+        block = Secret.load(name)
+        value = block.get() if isinstance(block, Secret) else None  # a coroutine only when called from async code
     except (ValueError, RuntimeError):
         return None
+    return value if isinstance(value, str) else None
 
 
 def _log(message: str) -> None:
@@ -238,7 +240,9 @@ Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],
                                   description=f"film loudness, LUFS, {LOUDNESS_RANGE[0]:g} to {LOUDNESS_RANGE[1]:g}")]
 
 
-@flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
+# ignore: Prefect's ThreadPoolTaskRunner does not match the decorator's type (TaskRunner is invariant in its future)
+@flow(name="storyfilm", flow_run_name=_run_name,
+      task_runner=ThreadPoolTaskRunner(max_workers=32),  # type: ignore[arg-type]
       validate_parameters=True)
 def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budget | None = None,
          output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
@@ -295,7 +299,8 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     futures: dict[str, PrefectFuture[Any]] = {}
     with tags(*_tags(plan)):
         for shot in plan.shots:
-            futures[shot.id] = generate_shot.submit(  # type: ignore[call-overload]  # wait_for: Prefect's kwarg
+            # ignore: `wait_for` is a keyword of Prefect's submit that its overloads' stubs leave out
+            futures[shot.id] = generate_shot.submit(  # type: ignore[call-overload]
                 shot.id, run, wait_for=[futures[shot.parent]] if shot.parent else None)
         outcomes = _outcomes(plan, futures, run)
         made: Film | None = None
