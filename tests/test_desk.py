@@ -153,7 +153,7 @@ def artifacts_of_run(env: dict[str, str], run_id: Any) -> dict[str, Any]:
 def open_artifact(browser: Any, env: dict[str, str], artifact_id: Any) -> Any:
     """The artifact's page in the Prefect UI, once its markdown (and its pictures) rendered."""
     base = env["PREFECT_API_URL"].removesuffix("/api")
-    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page = browser.new_page(viewport={"width": 1440, "height": 1300})
     page.goto(f"{base}/artifacts/artifact/{artifact_id}", wait_until="networkidle")
     page.wait_for_selector("img[alt='contact sheet'], h1", timeout=30_000)
     return page

@@ -63,8 +63,8 @@ def test_a_finished_run_says_what_was_made_reused_waited_for_and_paid(tmp_path: 
     assert "**Shots:** 3 in 2 chain(s): 2 generated, 1 reused, 0 failed, 0 not started, 0 waiting" in md
     assert ("**Committed this run:** $2.25 for 2 generated shot(s); $2.00 of reused shots was paid by earlier runs "
             "(estimate for every shot $0.00, budget $9.00)") in md
-    assert "| ![second](data:image/jpeg;base64,AAAA) | second | last frame of 'first' | **generated** | 2.00 s | " \
-           "12.5 s | 65.2 s | $0.75 |" in md
+    thumb = "![second](data:image/jpeg;base64,AAAA)"
+    assert f"| {thumb} | second | **generated** | 2.00 s | 12.5 s | 65.2 s | $0.75 |" in md
     assert "next run" not in md and "Why it failed" not in md
     assert progress_description(report) == "finished: 3 of 3 shots, film assembled"
     assert md.rstrip().endswith("KB, pictures included._")
@@ -84,7 +84,7 @@ def test_a_failed_run_says_which_shots_are_kept_which_failed_and_why_and_what_co
     assert "> - shot 'other' [wavespeed]: job j-9 failed: content policy violation \\| &lt;flagged&gt;" in md
     assert "**Committed this run:** $0.96 for 1 generated shot(s)" in md
     # the UI does not wrap table cells: the reason is in the list above, the table says what comes next
-    assert "| other | text-to-video | **failed** | 2.00 s | 0.0 s |  | $0.00 | stop: refused by moderation |" in md
+    assert "| other | **failed** | 2.00 s | 0.0 s |  | $0.00 | stop: refused by moderation |" in md
     assert md.count("| next run |") == 1 and "| **waiting** | 2.00 s | 0.0 s |  | $0.00 | generate ($0.96) |" in md
     assert progress_description(report) == "failed after 1 of 3 shots: 1 failed"
     blocked = RunReport(plan, [outcomes[0], ShotOutcome("second", "not started", reason="'first' failed"),

@@ -113,14 +113,15 @@ def _money_lines(report: RunReport) -> str:
 
 def _shot_table(report: RunReport) -> str:
     nxt = any(o.next_run for o in report.outcomes)  # said only when the run stopped
-    lines = ["| | shot | start | status | film | waited | generation | cost |" + (" next run |" if nxt else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|" if nxt else "")]
+    # no start column (the table artifact has it): the UI does not wrap cells, and this one must fit
+    lines = ["| | shot | status | film | waited | generation | cost |" + (" next run |" if nxt else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if nxt else "")]
     for s, o in zip(report.plan.shots, report.outcomes, strict=True):
         r = o.result
         picture = f"![{s.id}]({report.thumbnails[s.id]})" if s.id in report.thumbnails else ""
         # the UI does not wrap table cells: a failure's reason is in the list above the table
         status = f"**{o.status}**" + (f": {_cell(o.reason)}" if o.reason and o.status == "not started" else "")
-        lines.append(f"| {picture} | {s.id} | {s.start.describe()} | {status} | "
+        lines.append(f"| {picture} | {s.id} | {status} | "
                      f"{(r.duration if r else s.duration):.2f} s | {o.waited_s:.1f} s | "
                      f"{f'{r.seconds:.1f} s' if r else ''} | {_money(r.cost_usd if r and not r.reused else 0.0)} |"
                      + (f" {_cell(o.next_run)} |" if nxt else ""))
