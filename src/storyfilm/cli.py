@@ -285,6 +285,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     except KeyboardInterrupt:
         err.print("interrupted: finished shots are kept and will be reused on the next run")
         raise typer.Exit(130) from None
+    assert isinstance(result, dict)  # a failed run raised its error above
     out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
               f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")
     out.print(f"manifest {result['manifest']}")

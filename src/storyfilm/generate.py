@@ -113,6 +113,7 @@ def wait_for_job(provider: Provider, job_id: str, shot_id: str, settings: PollSe
     deadline = time.monotonic() + settings.timeout
     name = provider.spec.name
     unread = 0
+    last_said: tuple[str, float | None] | None = None
     while True:
         status: JobStatus | None = None
         try:
@@ -138,7 +139,8 @@ def wait_for_job(provider: Provider, job_id: str, shot_id: str, settings: PollSe
             raise JobTimeout(f"job {job_id} still {state} after {settings.timeout:.0f} s; it is recorded: "
                              "run again to resume polling it (it will not be submitted again)",
                              provider=name, shot=shot_id)
-        if log and status is not None:
+        if log and status is not None and (said := (status.state, status.progress)) != last_said:  # changes only
+            last_said = said
             pct = f" {status.progress:.0f}%" if status.progress is not None else ""
             log(f"{shot_id}: job {job_id} {status.state}{pct}")
         time.sleep(interval)
