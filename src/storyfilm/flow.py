@@ -27,7 +27,7 @@ from prefect.runtime.flow_run import get_id as flow_run_id
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, seams, session
+from storyfilm import _prefect, continuity_report, seams, session
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
@@ -217,11 +217,14 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         made = assemble_film(run, results)
     info = made.info
     _prefect.publish_film(plan.slug, plan.title,
-                          summary_markdown(plan, results, info, made.manifest) + "\n" + seams.markdown(made.seams),
+                          summary_markdown(plan, results, info, made.manifest) + "\n" + seams.markdown(made.seams)
+                          + "\n" + continuity_report.markdown(made.continuity, made.exports.get("continuity")),
                           shot_rows(plan, results), info.path, made.manifest)
     spent = spent_usd(results)
     logger.info("done: %s (%.2f s), %d of %d shots reused, $%.2f spent", info.path, info.duration,
                 sum(r.reused for r in results), len(results), spent)
     return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
             "manifest": str(made.manifest), "shots": len(results), "flagged_seams": len(made.flagged),
-            "reused": sum(r.reused for r in results), "spent_usd": spent}
+            "reused": sum(r.reused for r in results), "spent_usd": spent,
+            "continuity": continuity_report.lines(made.continuity),
+            "flagged_chains": sum(c.flagged for c in made.continuity)}
