@@ -124,6 +124,8 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
         summary = str(artifacts["film-flow-test"].data)
         assert (film_dir / "film.mp4").resolve().as_uri() in summary and "| gulls |" in summary
         assert "**Cache hits:** 0 of 4 shots reused" in summary and "**Spent this run:** $0.00" in summary
+        # the continuity section, with its picture linked
+        assert "## Continuity" in summary and (film_dir / "continuity.png").resolve().as_uri() in summary
         table = json.loads(artifacts["film-flow-test-shots"].data)
         assert [row["shot"] for row in table] == ["opening", "boats", "pier", "gulls"]
         assert all(row["status"] == "generated" and row["job"].startswith("local-") for row in table)
@@ -158,5 +160,8 @@ def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr + proc.stdout
     check_film(tmp_path / "output" / "teaser" / "film.mp4", 12.0)
     # not a terminal (a pipe, a log, CI): no progress bars, no log noise; just the result
-    assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest"]
+    assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest", "continuity"]
+    # one line per chain: each hop's colour difference from the chain's anchor (the local renderer does not drift)
+    continuity = proc.stdout.splitlines()[2]
+    assert continuity.startswith("continuity chain sunrise: 2 shot(s), ΔE00 per hop 0.0 ") and continuity.endswith("holds")
     assert proc.stderr == ""
