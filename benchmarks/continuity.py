@@ -24,18 +24,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from benchmarks.common import ROOT, Section, load, log, machine, median, table
+from storyfilm import session
 from storyfilm.animatic import AnimaticSpec, render, title_card
 from storyfilm.colour_hold import METHODS, hold_segment
 from storyfilm.continuity import ciede2000, frame_stats, sample, srgb_to_lab
 from storyfilm.drift import parse_drift
 from storyfilm.media import ffmpeg, probe, rgb
 from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.plan import ShotPlan
+from storyfilm.results import ShotResult
 
 sys.path.insert(0, str(ROOT))
 from tests.chains import render_chain  # noqa: E402 - the chains the tests check, made as the runner will
@@ -158,19 +162,29 @@ shots:
 """
 
 
+def _shots(board: Path, output: Path) -> dict[str, ShotResult]:
+    """Every shot of the film as the flow makes them: chains concurrently, the shots of a chain in order."""
+    job = session.prepare(board, session.Options(output_dir=output))
+    results: dict[str, ShotResult] = {}
+
+    def chain(shots: list[ShotPlan]) -> None:
+        for shot in shots:
+            results[shot.id] = job.make_shot(shot.id, results[shot.parent] if shot.parent else None)
+
+    with ThreadPoolExecutor(len(job.plan.chains)) as pool:
+        list(pool.map(chain, job.plan.chains))
+    return results
+
+
 def hiding(repeat: int, work: Path, latency: float = 20.0) -> Section:
     """Two chains (3 and 2 shots, 5 s at 480x480) on WaveSpeed through the emulator over loopback HTTP, each job
     taking `latency` s as a host's would (real ones take minutes), run as the flow runs them (the session,
     chains concurrently), with and without `color: hold`, interleaved in one process."""
     import os
-    from concurrent.futures import ThreadPoolExecutor
 
     import httpx
 
-    from storyfilm import session
     from storyfilm.emulator import EmulatorConfig, EmulatorServer
-    from storyfilm.plan import ShotPlan
-    from storyfilm.results import ShotResult
 
     section = Section(f"Does the hold hide behind generation? Two chains on the emulator, {latency:g} s per job")
     probe.save_png(np.asarray(Image.new("RGB", (480, 480), (40, 60, 90))), work / "harbour.png")
@@ -190,15 +204,7 @@ def hiding(repeat: int, work: Path, latency: float = 20.0) -> Section:
                 board = folder / "hiding.yaml"
                 board.write_text(HIDING_BOARD.format(color=color, tag=f"{r}-{name}"))
                 started = time.perf_counter()
-                job = session.prepare(board, session.Options(output_dir=folder / "out"))
-                results: dict[str, ShotResult] = {}
-
-                def chain(shots: list[ShotPlan]) -> None:
-                    for shot in shots:
-                        results[shot.id] = job.make_shot(shot.id, results[shot.parent] if shot.parent else None)
-
-                with ThreadPoolExecutor(len(job.plan.chains)) as pool:
-                    list(pool.map(chain, job.plan.chains))
+                results = _shots(board, folder / "out")
                 walls[name].append(time.perf_counter() - started)
                 holds += [float(x.hold["seconds"]) for x in results.values() if x.hold]
     plain, held = median(walls["not held"]), median(walls["held"])

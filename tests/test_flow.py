@@ -163,5 +163,6 @@ def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> No
     assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest", "continuity"]
     # one line per chain: each hop's colour difference from the chain's anchor (the local renderer does not drift)
     continuity = proc.stdout.splitlines()[2]
-    assert continuity.startswith("continuity chain sunrise: 2 shot(s), ΔE00 per hop 0.0 ") and continuity.endswith("holds")
+    assert continuity.startswith("continuity chain sunrise: 2 shot(s), ΔE00 per hop 0.0 ")
+    assert continuity.endswith("holds")
     assert proc.stderr == ""
