@@ -278,7 +278,7 @@ def _replace_section(path: Path, markdown: str) -> None:
     title = markdown.split("\n", 1)[0]
     parts = head.split("\n## ")
     kept = [parts[0]] + ["## " + p for p in parts[1:] if not ("## " + p).startswith(title.split(" (")[0].split("?")[0])]
-    body = "\n".join(p.rstrip("\n") + "\n" for p in kept) + "\n" + markdown.rstrip("\n") + "\n"
+    body = "\n".join(p.rstrip("\n") + "\n" for p in kept) + "\n" + markdown.rstrip("\n") + "\n\n"
     path.write_text(body + NOTES_MARKER + notes)
 
 
