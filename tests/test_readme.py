@@ -126,6 +126,10 @@ def lint(r: Readme, command: list[str]) -> None:
     assert "All checks passed!" in r.run(command)
 
 
+def typecheck(r: Readme, command: list[str]) -> None:
+    assert "Success: no issues found" in r.run(command)
+
+
 def plan_on_a_host(r: Readme, command: list[str]) -> None:
     before = files_under(r.repo / "output")
     said = " ".join(r.run(command).split())  # rich wraps long lines in a pipe
@@ -238,6 +242,7 @@ def serve(r: Readme, command: list[str]) -> None:
 RUN: dict[str, Step] = {
     "storyfilm run storyboards/lighthouse.yaml": run_local_film,
     "ruff check .": lint,
+    "mypy": typecheck,
     "storyfilm plan storyboards/lighthouse.yaml --provider wavespeed": plan_on_a_host,
     "storyfilm run storyboards/lighthouse.yaml --provider apiframe --emulate": rehearse_on_apiframe,
     "prefect server start": start_server,
@@ -276,6 +281,7 @@ def test_every_readme_command_is_run_or_skipped_with_a_reason() -> None:
     assert [" ".join(c) for c, step, _ in plan if step] == [  # what runs, in this order
         "storyfilm run storyboards/lighthouse.yaml",
         "ruff check .",
+        "mypy",
         "storyfilm plan storyboards/lighthouse.yaml --provider wavespeed",
         "storyfilm run storyboards/lighthouse.yaml --provider apiframe --emulate",
         "prefect server start",

@@ -112,7 +112,8 @@ class ProgressArtifact:
         self._lock = threading.Lock()
         self.id: UUID | None = None
         with reporting("create the progress artifact"):
-            self.id = create_progress_artifact(progress=0.0, key=key, description=description)
+            created = create_progress_artifact(progress=0.0, key=key, description=description)
+            self.id = created if isinstance(created, UUID) else None  # a coroutine only when called from async code
 
     def advance(self) -> float:
         with self._lock:  # held over the update so the server sees the values in order

@@ -245,7 +245,8 @@ def _overlay_layers(spec: AnimaticSpec) -> list[tuple[Image.Image, Image.Image, 
         small = _font(max(10, h // 36))
         origin = (int(w * 0.03), int(h * 0.03))
         draw.text(origin, spec.label, font=small, fill=(255, 255, 255, 220))
-        left, top_, right, bottom = draw.textbbox(origin, spec.label, font=small)
+        # ints at run time for an integer origin; typed as floats
+        left, top_, right, bottom = map(int, draw.textbbox(origin, spec.label, font=small))
         boxes.append((max(0, left - 2), max(0, top_ - 2), min(w, right + 2), min(h, bottom + 2)))
     pieces = []
     for box in boxes:

@@ -92,7 +92,9 @@ def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
                 on_progress(f"normalising {piece.label or piece.path.name}: {'; '.join(diffs)}")
             dst = work_dir / f"norm-{i:04d}.mp4"
             ffmpeg.run(ffmpeg.normalize_args(piece.path, dst, fmt, start_frame=piece.start_frame, frames=want))
-            frames = probe.probe(dst).video.frames  # type: ignore[union-attr]
+            made = probe.probe(dst).video
+            assert made is not None  # normalize_args maps the video stream
+            frames = made.frames
             ready.append(_Ready(piece, dst, 0, frames, frames, frozenset(probe.keyframe_indices(dst)), info,
                                 piece.path, audio_start, overlap))
             normalised.append(piece.label or piece.path.name)
@@ -300,6 +302,7 @@ def _write(sources: Sequence[tuple[Path, int, int]], pcm: np.ndarray, fmt: Video
                 vs = src.streams.video[0]
                 if vs.codec_context.extradata != extradata:
                     raise MediaError(f"{path}: H.264 parameter sets differ from the film's; cannot copy")
+                assert vs.time_base is not None  # MP4 streams always have one
                 src_ticks = Fraction(1, fmt.fps) / vs.time_base
                 first_pts = vs.start_time or 0
                 base = first_pts + start * src_ticks

@@ -184,9 +184,10 @@ def normalise(pcm: np.ndarray, target: float, ceiling: float = TRUE_PEAK_CEILING
             break
         limited = True
         limit = 10 ** ((ceiling - margin) / 20)
-        out, _ = _filter(out, f"alimiter=limit={limit:.6f}:level=false:latency=true:attack=5:release=50",
-                         output=True)
-        assert out is not None
+        limited_pcm, _ = _filter(out, f"alimiter=limit={limit:.6f}:level=false:latency=true:attack=5:release=50",
+                                 output=True)
+        assert limited_pcm is not None
+        out = limited_pcm
         now = measure(out)
         if now.true_peak > ceiling:  # overs between samples: limit lower next round
             margin += now.true_peak - ceiling + 0.1

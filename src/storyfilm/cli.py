@@ -344,7 +344,7 @@ def serve(
         ledger = _ledger_param(ledger)
     except StoryfilmError as exc:
         _fail(exc)
-    from prefect.deployments.runner import EntrypointType
+    from prefect.types.entrypoint import EntrypointType
 
     from storyfilm.flow import film
 

@@ -38,11 +38,11 @@ import av
 import numpy as np
 from PIL import Image, ImageFilter
 
-from storyfilm.assemble import copy_blockers
 from storyfilm.continuity import ColourStats, frame_stats, lab_to_srgb, srgb_to_lab
 from storyfilm.errors import MediaError
 from storyfilm.media import ffmpeg, probe, rgb
 from storyfilm.media.ffmpeg import VideoFormat
+from storyfilm.media.house import copy_blockers
 
 Method = Literal["meanstd", "histogram"]
 METHODS: tuple[Method, ...] = ("meanstd", "histogram")

@@ -36,6 +36,7 @@ class FilmProgress:
     def _set(self, key: str | None, **fields: object) -> None:
         row = self._rows.get(key or "")
         if row is not None:
+            # ignore: rich's update() names each keyword's type; callers pass those (description, completed, ...)
             self.progress.update(row, **fields)  # type: ignore[arg-type]
 
     def _start(self, key: str) -> None:

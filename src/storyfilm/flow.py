@@ -58,9 +58,11 @@ def _secret(name: str) -> str | None:
     from prefect.blocks.system import Secret
 
     try:
-        return Secret.load(name).get()
+        block = Secret.load(name)
+        value = block.get() if isinstance(block, Secret) else None  # a coroutine only when called from async code
     except (ValueError, RuntimeError):
         return None
+    return value if isinstance(value, str) else None
 
 
 def _log(message: str) -> None:
@@ -170,7 +172,9 @@ Concurrency = Annotated[int, Field(ge=1, le=64, description="shots of the provid
 Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1], description="film loudness, LUFS")]
 
 
-@flow(name="storyfilm", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=32),
+# ignore: Prefect's ThreadPoolTaskRunner does not match the decorator's type (TaskRunner is invariant in its future)
+@flow(name="storyfilm", flow_run_name=_run_name,
+      task_runner=ThreadPoolTaskRunner(max_workers=32),  # type: ignore[arg-type]
       validate_parameters=True)
 def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budget | None = None,
          output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
@@ -212,6 +216,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     with tags(*_tags(plan)):
         for shot in plan.shots:
             parent = futures[shot.parent] if shot.parent else None
+            # ignore: a parent future stands for its ShotResult (Prefect passes the result); the stubs do not say so
             futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
         results = _collect(plan, futures)
         made = assemble_film(run, results)

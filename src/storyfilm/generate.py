@@ -380,6 +380,6 @@ def _same_size(image: Path, width: int, height: int) -> bool:
     """The host's last frame is an image of the video's size (read from its header: a bomb is not decoded)."""
     try:
         with Image.open(image) as img:
-            return img.size == (width, height)
+            return bool(img.size == (width, height))
     except (OSError, ValueError, Image.DecompressionBombError):
         return False

@@ -254,6 +254,7 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
                  else Start("image", asset=image) if image is not None else Start("text"))
         refs = tuple(s.references if s.references is not None else (d.references or []))
         end_image = s.end_image if s.end_image is not None else d.end_image
+        # ignore: pick() returns a field of the storyboard models, where duration is an int
         duration = int(pick("duration", 5))  # type: ignore[call-overload]
         resolution = str(pick("resolution", "720p"))
         aspect = str(pick("aspect_ratio", "16:9"))
@@ -289,10 +290,11 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         else:
             chain = chains[parent]
         chains[s.id] = chain
+        # ignore (method): one of the storyboard model's Literal values, read back through the fields mapping
         shots.append(ShotPlan(
             id=s.id, index=i, prompt=str(fields["prompt"]), provider=provider_name, tier=tier_name,
             duration=duration, resolution=resolution, aspect_ratio=aspect, width=width, height=height,
-            audio=bool(fields["audio"]), seed=fields["seed"],  # type: ignore[arg-type]
+            audio=bool(fields["audio"]), seed=fields["seed"],
             camera=resolve_camera(str(fields["camera"]), str(fields["prompt"])), caption=caption, method=method,  # type: ignore[arg-type]
             transition=joining, color=s.color if s.color is not None else d.color,
             start=start, end_image=end_image, references=refs, chain=chain,
@@ -333,7 +335,7 @@ def _overlap_problems(board: Storyboard, shots: list[ShotPlan]) -> list[Problem]
         if s.overlap_frames + after <= s.duration * FPS:
             continue
         culprit = i if s.overlap_frames else i + 1
-        where = ("shots", culprit, "transition", "duration")
+        where: tuple[str | int, ...] = ("shots", culprit, "transition", "duration")
         if board.shots[culprit].transition is None:
             where = ("defaults", "transition", "duration")
         parts = [str(x.transition) for x in (s, shots[i + 1] if after else None) if x is not None and x.overlap_frames]

@@ -39,7 +39,7 @@ from storyfilm.storyboard import ASSET_ROOTS_ENV, Storyboard, asset_location, lo
 if TYPE_CHECKING:
     from storyfilm.assemble import Piece
     from storyfilm.generate import PollSettings, ShotRunner
-    from storyfilm.providers import KeyLookup
+    from storyfilm.providers.factory import KeyLookup
 
 Log = Callable[[str], None]
 

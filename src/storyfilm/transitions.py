@@ -11,7 +11,7 @@ the previous shot's picture.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class _Overlap(_Mix):
         """Film frames this shot shares with the one before it."""
         return max(1, round(self.duration * fps))
 
-    def join(self, continues_previous: bool) -> Join:
+    def join(self, continues_previous: bool) -> Self:
         return self
 
     def as_dict(self) -> dict[str, object]:
@@ -117,7 +117,8 @@ class Fade(_Overlap):
     def picture(self, a: np.ndarray, b: np.ndarray, p: float, black: np.ndarray) -> np.ndarray:
         src, w = (a, 1 - 2 * p) if p < 0.5 else (b, 2 * p - 1)
         mixed = black.astype(np.float32) + (src.astype(np.float32) - black) * w
-        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        out: np.ndarray = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        return out
 
     def sound_gains(self, n: int, same_sound: bool) -> tuple[np.ndarray, np.ndarray]:
         """Through silence: out over the first half, in over the second (the sounds never meet)."""

@@ -127,9 +127,11 @@ async def set_config(request: Request) -> Response:
         value = body["drift"]
         try:
             changes["drift"] = (parse_drift(value) if isinstance(value, str)
+                                # ignore: a JSON value; drift_from_mapping checks it (DriftSpecError)
                                 else drift_from_mapping(value))  # type: ignore[arg-type]
         except DriftSpecError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+    # ignore: every value in `changes` was checked above against its EmulatorConfig field
     emu.config = replace(emu.config, **changes)  # type: ignore[arg-type]
     return JSONResponse({"latency": emu.config.latency, "upload_ttl": emu.config.upload_ttl,
                          "apiframe_credits": emu.config.apiframe_credits, "price_factor": emu.config.price_factor,

@@ -149,6 +149,7 @@ def parse_item(item: str) -> Fault:
         retry_after = 1.0 if status == 429 else None
         if value is not None:
             retry_after = None if value == "none" else _seconds(value, item)
+        # ignore: `stage` is a str checked against _HTTP_STAGES above, which mypy cannot narrow to the Literal
         return Fault(stage=stage, status=status, retry_after=retry_after, count=count,  # type: ignore[arg-type]
                      provider=provider)
     if value is not None and name not in ("slow", "poll-slow"):
@@ -156,15 +157,16 @@ def parse_item(item: str) -> Fault:
     if name == "download-drop":
         return Fault(stage="download", drop=True, count=count, provider=provider)
     if stage in ANSWERS and rest in ANSWERS[stage]:
+        # ignore: `stage` and `rest` are strs checked against ANSWERS above (mypy cannot narrow them to the Literals)
         return Fault(stage=stage, answer=rest, count=count, provider=provider)  # type: ignore[arg-type]
     if stage == "output" and rest in _OUTPUTS:
-        return Fault(stage="job", output=rest, count=count, provider=provider)  # type: ignore[arg-type]
+        return Fault(stage="job", output=rest, count=count, provider=provider)
     if name == "poll-slow":
         if value is None:
             raise FaultSpecError(f"fault '{item}': poll-slow needs seconds, e.g. poll-slow=2")
         return Fault(stage="poll", slow=_seconds(value, item), count=count, provider=provider)
     if name in _OUTCOMES:
-        return Fault(stage="job", outcome=name, count=count, provider=provider)  # type: ignore[arg-type]
+        return Fault(stage="job", outcome=name, count=count, provider=provider)
     if name == "slow":
         if value is None:
             raise FaultSpecError(f"fault '{item}': slow needs seconds, e.g. slow=30")
@@ -268,6 +270,7 @@ class FaultControl:
             if value is None and (taken := self.book.take("job", provider, kind=kind)) is not None:
                 value = getattr(taken, kind)
             chosen[kind] = value
+        # ignore: `chosen` holds each field's value by name, read from Faults of the same field types
         return JobFaults(FaultBook([f for f in own if f.stage in ("poll", "download")]), **chosen)  # type: ignore[arg-type]
 
     def request(self, stage: Stage, provider: str, header: str | None, job: JobFaults | None = None) -> Fault | None:

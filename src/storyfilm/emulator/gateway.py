@@ -7,6 +7,7 @@ vocabulary, the error shapes and `last_frame_url` are inferred [I] (see the refe
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter
@@ -114,9 +115,9 @@ def validate(body: dict[str, object]) -> tuple[str, RenderRequest] | tuple[str, 
     except ValueError as exc:
         return "", str(exc)
     # Images may be data: URIs: the upstream (Ark) takes base64 images and new-api style gateways pass them on [I].
-    common = {"prompt": given.prompt, "duration": duration, "resolution": resolution,
-              "audio": True if extra.generate_audio is None else extra.generate_audio,  # default [I]
-              "seed": extra.seed, "camera_fixed": camera_fixed, "last_frame": last_frame, "data_uris": True}
+    request = partial(RenderRequest, prompt=given.prompt, duration=duration, resolution=resolution,
+                      audio=True if extra.generate_audio is None else extra.generate_audio,  # default [I]
+                      seed=extra.seed, camera_fixed=camera_fixed, last_frame=last_frame, data_uris=True)
     if given.last_image and not given.image:
         return "", "last_image must be used with image"
     if extra.operation == "extend_video":
@@ -124,14 +125,13 @@ def validate(body: dict[str, object]) -> tuple[str, RenderRequest] | tuple[str, 
         # like the upstream does (the original followed by the new segment).
         if len(given.videos) != 1 or given.image or given.images or given.audios:
             return "", "extend_video takes exactly one video in `videos` and no image, images or audios"
-        return tier, RenderRequest(kind="extend", aspect_ratio=None, video=given.videos[0],
-                                   last_image=given.last_image, **common)  # type: ignore[arg-type]
+        return tier, request(kind="extend", aspect_ratio=None, video=given.videos[0], last_image=given.last_image)
     if given.image and (given.images or given.videos or given.audios):
         return "", "image/last_image (first/last frames) cannot be combined with images, videos or audios references"
-    return tier, RenderRequest(
+    return tier, request(
         kind="image" if given.image else "text", aspect_ratio=given.aspect_ratio, image=given.image,
         last_image=given.last_image, reference_images=tuple(given.images), reference_videos=tuple(given.videos),
-        reference_audios=tuple(given.audios), reference_video_seconds=(2.0, 15.0), **common)  # type: ignore[arg-type]
+        reference_audios=tuple(given.audios), reference_video_seconds=(2.0, 15.0))
 
 
 def task(job: Job, base: str) -> dict[str, object]:

@@ -215,11 +215,13 @@ def _extend(req: RenderRequest, inputs: _Inputs, source: Path, tmp: Path, out: P
     # Seedance matches the input's aspect ratio; the resolution is the requested one.
     fmt = VideoFormat(*output_size(req.resolution, nearest_aspect(info.video.width, info.video.height)), FPS)
     original = source
-    if (info.video.width, info.video.height, info.video.fps, info.video.sar) != (fmt.width, fmt.height, FPS, 1):
+    if (info.video.width, info.video.height) != (fmt.width, fmt.height) or info.video.fps != FPS or info.video.sar != 1:
         original = tmp / "original.mp4"
         ffmpeg.run(["-y", "-i", str(source), "-map", "0:v:0", "-vf", _cover_filter(fmt), "-an",
                     *ffmpeg.x264_args(fmt, [0]), str(original)])
-    n0 = _media(original, req.video or "", "video").video.frames  # type: ignore[union-attr]
+    again = _media(original, req.video or "", "video").video
+    assert again is not None  # checked above, re-encoded with its video
+    n0 = again.frames
     new_frames = req.duration * FPS
     # The new segment starts ON the input's last frame; that copy is dropped below, so nothing repeats.
     segment = tmp / "segment.mp4"

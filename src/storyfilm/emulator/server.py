@@ -56,7 +56,8 @@ class EmulatorServer:
 
     @property
     def emulator(self) -> Emulator:
-        return self.app.state.emulator  # type: ignore[no-any-return]
+        emulator: Emulator = self.app.state.emulator  # Starlette's app.state is untyped
+        return emulator
 
     def start(self, timeout: float = 15.0) -> EmulatorServer:
         self._thread.start()

@@ -72,8 +72,12 @@ class Emulator:
         self.initial = config
         self.config = config
         self.faults = FaultControl(config.faults)  # parses now: a bad spec fails before the server starts
-        self._tmp = None if config.work_dir else tempfile.TemporaryDirectory(prefix="storyfilm-emulator-")
-        root = Path(config.work_dir or self._tmp.name)  # type: ignore[union-attr]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if config.work_dir:
+            root = Path(config.work_dir)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="storyfilm-emulator-")
+            root = Path(self._tmp.name)
         self.files = FileStore(root / "uploads")
         self.store = JobStore(root / "outputs", workers=config.render_workers)
         self._lock = threading.Lock()

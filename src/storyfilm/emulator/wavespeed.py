@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter
@@ -123,17 +124,17 @@ def validate(tier: str, kind: Literal["text", "image", "extend"], body: dict[str
     if aspect is not None and aspect not in ASPECT_RATIOS[tier]:
         return f"invalid parameter aspect_ratio: {aspect!r}; allowed {', '.join(ASPECT_RATIOS[tier])}"
     audio = given.generate_audio if kind != "extend" or tier in AUDIO_SWITCH_ON_EXTEND else True
-    common = {"prompt": given.prompt, "duration": given.duration, "resolution": given.resolution,
-              "audio": audio, "seed": None}
+    request = partial(RenderRequest, prompt=given.prompt, duration=given.duration, resolution=given.resolution,
+                      audio=audio, seed=None)
     if isinstance(given, TextToVideo):
         counts = (len(given.reference_images), len(given.reference_videos), len(given.reference_audios))
         for n, cap, name in zip(counts, MAX_REFERENCES[tier], _REFERENCE_KEYS, strict=True):
             if n > cap:
                 return f"invalid parameter {name}: {n} given; at most {cap}"
-        return RenderRequest(kind="text", aspect_ratio=given.aspect_ratio,
-                             reference_images=tuple(given.reference_images),
-                             reference_videos=tuple(given.reference_videos),
-                             reference_audios=tuple(given.reference_audios), **common)  # type: ignore[arg-type]
+        return request(kind="text", aspect_ratio=given.aspect_ratio,
+                       reference_images=tuple(given.reference_images),
+                       reference_videos=tuple(given.reference_videos),
+                       reference_audios=tuple(given.reference_audios))
     if isinstance(given, ImageToVideo):
         if given.images is not None and given.image is not None:
             return "invalid parameter: give either image (and last_image) or the legacy images[], not both"
@@ -142,11 +143,9 @@ def validate(tier: str, kind: Literal["text", "image", "extend"], body: dict[str
         image = given.images[0] if given.images else given.image
         if image is None:
             return "missing required parameter: image"
-        return RenderRequest(kind="image", aspect_ratio=given.aspect_ratio, image=image,
-                             last_image=given.last_image, **common)  # type: ignore[arg-type]
+        return request(kind="image", aspect_ratio=given.aspect_ratio, image=image, last_image=given.last_image)
     assert isinstance(given, VideoExtend)
-    return RenderRequest(kind="extend", aspect_ratio=None, video=given.video, last_image=given.last_image,
-                         **common)  # type: ignore[arg-type]
+    return request(kind="extend", aspect_ratio=None, video=given.video, last_image=given.last_image)
 
 
 def _lengths(durations: tuple[int, ...]) -> str:

@@ -11,6 +11,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from storyfilm.errors import FFmpegError
@@ -34,7 +35,7 @@ def ffmpeg_exe() -> str:
         return override
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
 def run(argv: Sequence[str], *, timeout: float | None = None) -> None:
@@ -65,7 +66,8 @@ def finish_encoder(proc: subprocess.Popen[bytes]) -> None:
     stderr = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
     if proc.wait() != 0:
-        raise FFmpegError(list(map(str, proc.args)), proc.returncode, stderr)  # type: ignore[arg-type]
+        args = proc.args if isinstance(proc.args, list | tuple) else [proc.args]
+        raise FFmpegError([str(a) for a in args], proc.returncode, stderr)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def normalize_args(src: Path, dst: Path, fmt: VideoFormat, *, start_frame: int =
             "-movflags", "+faststart", str(dst)]
 
 
-def cut_args(src: Path, dst: Path, fmt: VideoFormat, start_frame: int, fps: float) -> list[str]:
+def cut_args(src: Path, dst: Path, fmt: VideoFormat, start_frame: int, fps: float | Fraction) -> list[str]:
     """Re-encode a segment from frame `start_frame` on (video and audio), frame-accurately, in the house format.
 
     Frame-accurate cuts need a re-encode: a stream-copied cut starts at a keyframe or hides a pre-roll

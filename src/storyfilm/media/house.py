@@ -46,7 +46,9 @@ def house_parameter_sets(fmt: VideoFormat) -> str:
         ffmpeg.run(["-y", "-f", "lavfi", "-i", f"color=black:size={fmt.width}x{fmt.height}:rate={fmt.fps}:d=0.1",
                     "-c:v", "libx264", "-preset", "ultrafast", str(src)])
         ffmpeg.run(ffmpeg.normalize_args(src, dst, fmt))
-        return probe.probe(dst).video.extradata_sha  # type: ignore[union-attr]
+        made = probe.probe(dst).video
+        assert made is not None  # normalize_args maps the video stream
+        return made.extradata_sha
 
 
 def copy_blockers(info: MediaInfo, fmt: VideoFormat) -> list[str]:

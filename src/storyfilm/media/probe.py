@@ -179,10 +179,13 @@ def frames_from(container: av.container.InputContainer, first: int, fps: int) ->
     Indices come from timestamps, so the file must have constant frame timing (our own encodes do).
     """
     vs = container.streams.video[0]
+    assert vs.time_base is not None  # MP4 streams always have one
     ticks = Fraction(1, fps) / vs.time_base
     start_pts = vs.start_time or 0
     container.seek(int(start_pts + max(first, 0) * ticks), stream=vs, backward=True)
     for frame in container.decode(vs):
+        if frame.pts is None:  # cannot be placed; our own encodes stamp every frame
+            continue
         index = round((frame.pts - start_pts) / ticks)
         if index >= first:
             yield index, frame
