@@ -161,8 +161,11 @@ def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> No
     check_film(tmp_path / "output" / "teaser" / "film.mp4", 12.0)
     # not a terminal (a pipe, a log, CI): no progress bars, no log noise; just the result
     assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest", "continuity"]
-    # one line per chain: each hop's colour difference from the chain's anchor (the local renderer does not drift)
-    continuity = proc.stdout.splitlines()[2]
-    assert continuity.startswith("continuity chain sunrise: 2 shot(s), ΔE00 per hop 0.0 ")
-    assert continuity.endswith("holds")
-    assert proc.stderr == ""
+    # one line per chain: each hop's colour difference from the chain's anchor, as the manifest has them (the
+    # teaser's camera pushes in and pans: the colours of its frames change, and the chain may be flagged)
+    chain = json.loads((tmp_path / "output" / "teaser" / "manifest.json").read_text())["continuity"]["chains"][0]
+    hops = " ".join(f"{h['delta_e']:.1f}{'!' if h['flagged'] else ''}" for h in chain["hops"])
+    assert proc.stdout.splitlines()[2].startswith(f"continuity chain sunrise: 2 shot(s), ΔE00 per hop {hops}; ")
+    warning = "1 chain(s) drift in colour: see continuity.png beside the film (a moving camera changes the " \
+              "colours too), and `color: hold` in the README\n"
+    assert proc.stderr == (warning if chain["flagged"] else "")
