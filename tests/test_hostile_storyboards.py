@@ -59,9 +59,9 @@ json_like = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=20,
 )
-FIELDS = ["version", "title", "provider", "model", "budget_usd", "defaults", "assets", "shots"]
+FIELDS = ["version", "title", "provider", "model", "budget_usd", "defaults", "assets", "characters", "shots"]
 SHOT_FIELDS = ["id", "prompt", "duration", "resolution", "aspect_ratio", "audio", "seed", "image", "end_image",
-               "references", "method", "cut", "transition", "caption", "camera", "continue_from"]
+               "references", "method", "cut", "transition", "caption", "camera", "continue_from", "characters"]
 
 
 @FUZZ

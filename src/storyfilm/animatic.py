@@ -7,7 +7,9 @@ Used by the `local` provider and by the emulator. Guarantees that chaining relie
   never pile up along a chain;
 - with an end image, the last frame is exactly that image (fitted);
 - frame 0 and the last frame are IDR frames encoded at constant QP: identical pictures decode identically;
-- with a drift (drift.py), a shot made from a start frame drifts in colour from it, frame 0 untouched.
+- with a drift (drift.py), a shot made from a start frame drifts in colour from it, frame 0 untouched;
+- reference images are shown as thumbnails in the top right corner (like the overlays, not on frame 0 or
+  the last frame), so that a test or a person sees which references a shot was given.
 """
 
 from __future__ import annotations
@@ -252,7 +254,29 @@ def _overlay_layers(spec: AnimaticSpec) -> list[tuple[Image.Image, Image.Image, 
     for box in boxes:
         crop = layer.crop(box)
         pieces.append((crop.convert("RGB"), crop.getchannel("A"), (box[0], box[1])))
-    return pieces
+    return pieces + _reference_insets(spec)
+
+
+def _reference_insets(spec: AnimaticSpec) -> list[tuple[Image.Image, Image.Image, tuple[int, int]]]:
+    """The reference images as thumbnails along the top right, in order from the right (reference 1 at the
+    corner), each in a white frame: what a model was shown is seen in the shot. Overlays like the caption,
+    so they are not on the first and last frames."""
+    w, h = spec.fmt.width, spec.fmt.height
+    th, margin, border = max(8, h // 7), max(2, h // 40), max(1, h // 240)
+    right = w - margin
+    out = []
+    for ref in spec.references:
+        rh, rw = ref.shape[:2]
+        tw = max(4, round(th * rw / rh))
+        if right - tw - 2 * border < w // 2:  # never over the left half (the shot's label, most of the picture)
+            break
+        thumb = Image.new("RGB", (tw + 2 * border, th + 2 * border), (255, 255, 255))
+        thumb.paste(Image.fromarray(np.ascontiguousarray(ref[:, :, :3])).resize((tw, th), Image.Resampling.LANCZOS),
+                    (border, border))
+        origin = (right - thumb.width, margin)
+        out.append((thumb, Image.new("L", thumb.size, 255), origin))
+        right = origin[0] - margin
+    return out
 
 
 # --- audio ----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from storyfilm.errors import ProviderError
@@ -25,7 +26,7 @@ def file_digest(path: Path) -> str:
 def digests(board: Storyboard) -> dict[str, str]:
     """sha256 of each local asset's bytes; a URL is keyed by itself (fetching it is not free)."""
     out = {}
-    for name, ref in board.assets.items():
+    for name, ref in board.asset_refs().items():
         loc = asset_location(ref, board.base_dir)
         out[name] = file_digest(loc) if isinstance(loc, Path) else "url:" + hashlib.sha256(ref.encode()).hexdigest()
     return out
@@ -37,18 +38,19 @@ def materialise(board: Storyboard, cache_dir: Path, names: set[str] | None = Non
     `policy`, STORYFILM_ALLOW_NETWORKS by default); any image that is not a plain upright RGB or grayscale
     PNG/JPEG/WebP converted into cache_dir (see images.py)."""
     out: dict[str, Path] = {}
-    for name, ref in board.assets.items():
+    for name, ref in board.asset_refs().items():
         if names is not None and name not in names:
             continue
         loc = asset_location(ref, board.base_dir)
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name)[-64:]  # a character's image is named by its path
         if isinstance(loc, Path):
             source = loc
         else:
-            source = cache_dir / f"{name}-{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
+            source = cache_dir / f"{stem}-{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
             if not source.exists():
                 cache_dir.mkdir(parents=True, exist_ok=True)
                 _download(ref, source, board, name, policy or UrlPolicy.from_env())
-        out[name] = upright_rgb(source, cache_dir / f"{name}-{file_digest(source)[:12]}.png")
+        out[name] = upright_rgb(source, cache_dir / f"{stem}-{file_digest(source)[:12]}.png")
     return out
 
 
@@ -65,4 +67,5 @@ def _download(url: str, dest: Path, board: Storyboard, name: str, policy: UrlPol
         client.close()
     if problem is not None:
         dest.unlink(missing_ok=True)
-        raise board.error([board.problem(("assets", name), f"{display_url(url)} {problem}")])
+        where = board.asset_entries().get(name, (url, ("assets", name)))[1]  # a character's own image: its entry
+        raise board.error([board.problem(where, f"{display_url(url)} {problem}")])

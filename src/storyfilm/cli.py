@@ -190,8 +190,9 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     for col in ("#", "shot", "chain", "start", "duration", "format", "camera", "status", "cost"):
         table.add_column(col, justify="right" if col in ("#", "duration", "cost") else "left")
     for s in the_plan.shots:
-        table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", s.start.describe()
-                      + (f" ({s.method})" if s.parent else ""), f"{s.duration} s",
+        start = (f"references from '{s.parent}' (match cut)" if s.by_reference else
+                 s.start.describe() + (f" ({s.method})" if s.parent else ""))
+        table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", start, f"{s.duration} s",
                       f"{s.resolution} {s.aspect_ratio}", s.camera, states[s.id], f"${s.cost_usd:.2f}")
     out.print(table)
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
@@ -209,6 +210,10 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
         err.print(f"[yellow]refused[/] {escape(shot_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
     for note in the_plan.notes:
         out.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    for s in the_plan.shots:  # what is sent where it is more than the storyboard's prompt
+        if s.characters or s.by_reference:
+            sent = shown(s.prompt).replace("\n", "\n    ")
+            out.print(f"prompt of {s.id}:\n    {escape(sent)}", highlight=False, soft_wrap=True)
     out.print(f"new cost ${new:.2f} (all shots ${the_plan.cost_usd:.2f})"
               + (f"; budget ${the_plan.budget_usd:.2f}" if the_plan.budget_usd is not None else ""))
     try:

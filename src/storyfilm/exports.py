@@ -29,6 +29,7 @@ import numpy as np
 import opentimelineio as otio
 from PIL import Image, ImageDraw, ImageFont
 
+from storyfilm.casting import reference_inputs
 from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
 from storyfilm.results import FilmInfo, Placement, ShotResult
@@ -79,7 +80,8 @@ def _inputs(s: ShotPlan, plan: Plan, digests: Mapping[str, str]) -> dict[str, An
 
     return {"start_image": asset(s.start.asset), "end_image": asset(s.end_image),
             "references": [asset(r) for r in s.references],
-            "continues": {"shot": s.parent, "cache_key": plan.shot(s.parent).key} if s.parent else None}
+            "continues": {"shot": s.parent, "cache_key": plan.shot(s.parent).key} if s.parent else None,
+            **reference_inputs(s)}
 
 
 def _film_place(film: FilmInfo, index: int) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "seed": s.seed, "duration": s.duration, "resolution": s.resolution, "aspect_ratio": s.aspect_ratio,
             "audio": s.audio, "camera": s.camera, "chain": s.chain, "start": s.start.describe(),
             "continues": s.parent, "method": s.method if s.parent else None, "end_image": s.end_image,
-            "references": list(s.references), "notes": list(s.notes),
+            "references": list(s.references), "characters": list(s.characters), "notes": list(s.notes),
             "transition": s.transition.as_dict() if s.overlap_frames else None,
             "inputs": _inputs(s, plan, digests),
             "file": _rel(r.segment, film_dir), "segment_sha256": _sha256(Path(r.segment)),

@@ -41,7 +41,8 @@ from storyfilm.ledger import Ledger, Record
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.house import copy_blockers
 from storyfilm.plan import ShotPlan
-from storyfilm.providers.base import JobStatus, Output, Provider, Quotes, ShotRequest
+from storyfilm.providers.base import ClipSource, JobStatus, Output, Provider, Quotes, ShotRequest
+from storyfilm.reference_clip import reference_clip
 from storyfilm.results import ShotResult
 from storyfilm.storage import gather, kept_paths, place, shot_paths
 
@@ -82,18 +83,23 @@ class BudgetGuard:
 
 
 def build_request(shot: ShotPlan, assets: Mapping[str, Path], parent: ShotResult | None) -> ShotRequest:
+    seam = parent if shot.exact_seam else None  # `method: reference` starts on no frame: a match cut
+    by_reference = parent if shot.by_reference else None
     return ShotRequest(
         shot_id=shot.id, prompt=shot.prompt, tier=shot.tier, duration=shot.duration,
         resolution=shot.resolution, aspect_ratio=shot.aspect_ratio, fmt=shot.fmt, audio=shot.audio,
         seed=shot.seed, camera=shot.camera, overlay=shot.caption or shot.prompt,
-        continued=parent is not None,
-        start_image=(Path(parent.last_frame) if parent else
+        continued=seam is not None,
+        start_image=(Path(seam.last_frame) if seam else
                      assets[shot.start.asset] if shot.start.asset else None),
         # a host's own copy of the previous last frame saves an upload (only while it is fresh)
-        start_image_url=parent.last_frame_url if parent and not parent.reused else None,
-        start_video=Path(parent.segment) if parent and shot.method == "extend" else None,
+        start_image_url=seam.last_frame_url if seam and not seam.reused else None,
+        start_video=Path(seam.segment) if seam and shot.method == "extend" else None,
         end_image=assets[shot.end_image] if shot.end_image else None,
-        references=tuple(assets[r] for r in shot.references),
+        references=((Path(by_reference.last_frame),) if by_reference else ())
+        + tuple(assets[r] for r in shot.references),
+        clip_from=(ClipSource(Path(by_reference.segment), shot.reference_clip_seconds)
+                   if by_reference and shot.reference_clip_seconds else None),
     )
 
 
@@ -201,7 +207,8 @@ class ShotRunner:
     # --- steps ----------------------------------------------------------------------------------
 
     def _submit(self, shot: ShotPlan, request: ShotRequest) -> tuple[Record, str]:
-        prepared = self.provider.prepare(request)  # uploads: free, safe to repeat
+        with reference_clip(request, self.shots_dir / ".staging") as request:
+            prepared = self.provider.prepare(request)  # uploads: free, safe to repeat
         cost = shot.cost_usd
         if isinstance(self.provider, Quotes) and self.paid:
             cost = self.provider.quote(prepared, request) or cost

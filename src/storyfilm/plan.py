@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from storyfilm.camera import resolve_camera
+from storyfilm.casting import MAX_PROMPT, Casting, cast
 from storyfilm.errors import BudgetExceeded, PlanError, Problem
 from storyfilm.media.ffmpeg import VideoFormat
 from storyfilm.providers.specs import ENDPOINT_NAMES, Endpoint, Limits, ProviderSpec, endpoint_for, spec_for
@@ -62,7 +63,7 @@ class ShotPlan:
     seed: int | None
     camera: str
     caption: str | None
-    method: Literal["extend", "frame"]
+    method: Literal["extend", "frame", "reference"]
     transition: Transition  # how the shot joins the one before it
     start: Start
     end_image: str | None
@@ -72,6 +73,8 @@ class ShotPlan:
     key: str
     endpoint: Endpoint = "text"  # which of the provider's calls generates it
     notes: tuple[str, ...] = ()  # what the provider does differently from what the storyboard asks
+    characters: tuple[str, ...] = ()  # named by the shot (casting.py)
+    reference_clip_seconds: int = 0  # `method: reference`: the previous shot's last seconds sent as a clip
     color: Literal["hold", "free"] | None = None  # `color:` (continuity_hold.py); None: measured, never altered
 
     @property
@@ -86,6 +89,16 @@ class ShotPlan:
     @property
     def parent(self) -> str | None:
         return self.start.parent
+
+    @property
+    def by_reference(self) -> bool:
+        """Continued by reference-to-video: a match cut, not the previous picture carried on."""
+        return self.parent is not None and self.method == "reference"
+
+    @property
+    def exact_seam(self) -> bool:
+        """Starts on exactly the previous shot's last frame (frame, extend)."""
+        return self.parent is not None and self.method != "reference"
 
     @property
     def overlap_frames(self) -> int:
@@ -171,7 +184,7 @@ def cache_key(fields: Mapping[str, object]) -> str:
 
 def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: Endpoint, i: int, duration: int,
                   resolution: str, aspect: str, refs: tuple[str, ...], method: str, continued: bool,
-                  has_frames: bool) -> list[tuple[tuple[str | int, ...], str]]:
+                  has_frames: bool, casting: Casting) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, message) for what this provider and tier cannot do; the path is where the value was written."""
     limits = spec.limits(tier, endpoint)
     shot = board.shots[i]
@@ -193,11 +206,18 @@ def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: En
     if aspect not in limits.aspect_ratios:
         out.append((where("aspect_ratio"), f"{aspect} is not offered by {named('aspect_ratios')}; allowed: "
                                            f"{', '.join(limits.aspect_ratios)}"))
+    if casting.names and len(casting.prompt) > MAX_PROMPT:
+        out.append((where("characters"), f"the prompt with the characters' descriptions is {len(casting.prompt)} "
+                                         f"characters; hosts take at most {MAX_PROMPT}: shorten the descriptions "
+                                         "or the prompt"))
+    refs_at = where("characters") if casting.sends_images else where("references")
     if len(refs) > limits.max_references:
-        out.append((where("references"), f"{len(refs)} references; {label} accepts at most {limits.max_references}"))
+        what = " (the previous shot's last frame, the references and the characters' images)" \
+            if casting.names or method == "reference" else ""
+        out.append((refs_at, f"{len(refs)} reference images{what}; {label} accepts at most {limits.max_references}"))
     caps = spec.capabilities
     if refs and not caps.references:
-        out.append((where("references"), f"{label} does not take reference images"))
+        out.append((refs_at, f"{label} does not take reference images"))
     if continued and method == "extend" and not caps.extend:
         out.append((where("method"), f"{label} has no extend call; use `method: frame`"))
     if has_frames and not continued and not caps.image_to_video:
@@ -205,6 +225,15 @@ def _check_limits(board: Storyboard, spec: ProviderSpec, tier: str, endpoint: En
     if shot.end_image and not caps.first_last_frame:
         out.append((where("end_image"), f"{label} does not take a last frame"))
     return out
+
+
+def _frames_of(start: Start, end_image: str | None, by_reference: bool) -> str | None:
+    """The first/last frames a shot is made from, in words; None for a shot that takes references."""
+    if by_reference:
+        return None
+    frames = [w for w, on in ((f"a first frame ({start.describe()})", start.kind != "text"),
+                              (f"a last frame (image '{end_image}')", end_image is not None)) if on]
+    return " and ".join(frames) or None
 
 
 def _duration_problem(duration: int, label: str, limits: Limits) -> str:
@@ -242,6 +271,7 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
     shots: list[ShotPlan] = []
     keys: dict[str, str] = {}
     chains: dict[str, int] = {}
+    durations: dict[str, int] = {}
     next_chain = 0
     for i, s in enumerate(board.shots):
         def pick(name: str, default: object, shot: object = s) -> object:
@@ -260,8 +290,14 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         aspect = str(pick("aspect_ratio", "16:9"))
         method = str(pick("method", spec.default_method))
         endpoint = endpoint_for(spec, start.kind, method)
-        for found in _check_limits(board, spec, tier_name, endpoint, i, duration, resolution, aspect, refs, method,
-                                   parent is not None, image is not None):
+        by_reference = parent is not None and method == "reference"
+        frames = _frames_of(start, end_image, by_reference)
+        casting = cast(board, i, spec, prompt=str(pick("prompt", "")), references=refs, by_reference=by_reference,
+                       frames=frames, parent_seconds=durations.get(parent or "", 0))
+        refs = casting.references
+        for found in _check_limits(board, spec, tier_name, endpoint, i, duration, resolution, aspect,
+                                   ("previous last frame",) * by_reference + refs, method,
+                                   parent is not None, image is not None, casting):
             limit_problems.setdefault(found, []).append(s.id)
         written = s.transition or d.transition
         joining = transition(written.type, written.duration) if written else CUT
@@ -274,7 +310,7 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         caption = s.caption if s.caption is not None else d.caption
         width, height = frame_size(resolution, aspect)
         fields = {
-            "provider": provider_name, "tier": tier_name, "prompt": pick("prompt", ""), "duration": duration,
+            "provider": provider_name, "tier": tier_name, "prompt": casting.prompt, "duration": duration,
             "resolution": resolution, "aspect_ratio": aspect, "audio": bool(pick("audio", True)),
             "seed": pick("seed", None), "camera": pick("camera", "auto"), "method": method if parent else None,
             # a provider that draws the caption (the local animatic) changes the picture; a host never sees it
@@ -283,6 +319,8 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
             "end_image": asset_digests.get(end_image, end_image) if end_image else None,
             "references": [asset_digests.get(r, r) for r in refs],
         }
+        if casting.clip_seconds:  # only `method: reference` shots: every other key stays as it was
+            fields["reference_clip_seconds"] = casting.clip_seconds
         key = cache_key(fields)
         if parent is None:
             chain = next_chain
@@ -290,16 +328,19 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         else:
             chain = chains[parent]
         chains[s.id] = chain
+        durations[s.id] = duration
         # ignore (method): one of the storyboard model's Literal values, read back through the fields mapping
         shots.append(ShotPlan(
-            id=s.id, index=i, prompt=str(fields["prompt"]), provider=provider_name, tier=tier_name,
+            id=s.id, index=i, prompt=casting.prompt, provider=provider_name, tier=tier_name,
             duration=duration, resolution=resolution, aspect_ratio=aspect, width=width, height=height,
             audio=bool(fields["audio"]), seed=fields["seed"],
-            camera=resolve_camera(str(fields["camera"]), str(fields["prompt"])), caption=caption, method=method,  # type: ignore[arg-type]
+            camera=resolve_camera(str(fields["camera"]), str(pick("prompt", ""))), caption=caption, method=method,  # type: ignore[arg-type]
             transition=joining, color=s.color if s.color is not None else d.color,
             start=start, end_image=end_image, references=refs, chain=chain,
             cost_usd=spec.price(tier_name, resolution, duration, endpoint), key=key, endpoint=endpoint,
-            notes=_notes(spec, spec.limits(tier_name, endpoint), endpoint, fields["seed"], bool(fields["audio"])),
+            notes=_notes(spec, spec.limits(tier_name, endpoint), endpoint, fields["seed"], bool(fields["audio"]))
+            + casting.notes,
+            characters=casting.names, reference_clip_seconds=casting.clip_seconds,
         ))
         keys[s.id] = shots[-1].output_key  # a continued shot starts from its parent's result, held or not
     for (path, message), ids in limit_problems.items():

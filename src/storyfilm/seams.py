@@ -9,7 +9,9 @@ For each join, from the film itself (not from the segments):
 
 What is flagged depends on the join: a continuous join (a shot carrying on its predecessor's last
 frame) must show no jump, no repeated frame and no click; a cut is allowed to change everything but must
-not repeat a frame or leave a gap; a crossfade or fade must not freeze.
+not repeat a frame or leave a gap; a crossfade or fade must not freeze. A match cut (into a `method:
+reference` shot, redrawn from the previous shot's last frame rather than starting on it) is judged as a cut:
+its picture may change at the join, and no frame of it was dropped as a copy.
 """
 
 from __future__ import annotations

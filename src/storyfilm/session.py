@@ -87,7 +87,7 @@ def _signature(path: Path) -> _Signature:
 
 
 def _asset_signatures(board: Storyboard) -> tuple[_Signature, ...]:
-    return tuple(_signature(loc) for ref in board.assets.values()
+    return tuple(_signature(loc) for ref in board.asset_refs().values()
                  if isinstance(loc := asset_location(ref, board.base_dir), Path))
 
 
@@ -307,6 +307,7 @@ def pieces(plan: Plan, results: Sequence[ShotResult]) -> list[Piece]:
         # A shot contributes exactly its planned seconds: hosts may deliver a frame more (121 frames for 5 s).
         out.append(Piece(Path(r.segment), start_frame=r.new_from_frame, label=s.id,
                          frames=min(r.new_frames, round(s.duration * r.fps)),
-                         join=s.transition.join(continues_previous=s.parent is not None and s.parent == previous)))
+                         join=s.transition.join(continues_previous=s.exact_seam and s.parent == previous,
+                                                match=s.by_reference and s.parent == previous)))
         previous = s.id
     return out

@@ -29,7 +29,7 @@ from storyfilm.yaml_lines import Path_, YamlProblem, line_of, load_with_lines
 Resolution = Literal["480p", "720p", "1080p"]
 AspectRatio = Literal["16:9", "9:16", "4:3", "3:4", "1:1", "21:9"]
 Tier = Literal["standard", "fast", "mini"]
-Method = Literal["extend", "frame"]
+Method = Literal["extend", "frame", "reference"]
 Color = Literal["hold", "free"]  # continuity of a chain's look (continuity_hold.py); absent: measured only
 Camera = Literal["auto", "static", "push_in", "pull_out", "pan_left", "pan_right", "tilt_up", "tilt_down",
                  "handheld"]
@@ -113,13 +113,28 @@ class ShotFields(_Strict):
     end_image: str | None = Field(None, pattern=ASSET_NAME, description="asset name: the target last frame")
     references: list[Annotated[str, Field(pattern=ASSET_NAME)]] | None = Field(
         None, max_length=9, description="asset names of reference images")
-    method: Method | None = Field(None, description="how a continued shot is generated")
+    method: Method | None = Field(None, description="how a continued shot is generated: extend, frame (exact "
+                                                    "seams) or reference (a match cut that carries references)")
+    characters: list[Annotated[str, Field(pattern=ASSET_NAME)]] | None = Field(
+        None, max_length=9, description="names from `characters`: their descriptions join the prompt, their "
+                                        "images go as references where the call takes them")
     cut: bool | None = Field(None, description="start a new chain: continue nothing")
     transition: Transition | None = None
     caption: Lines | None = Field(None, max_length=500, description="subtitle shown during the shot")
     camera: Camera | None = Field(None, description="camera move hint (auto: from the prompt)")
     color: Color | None = Field(None, description="hold: correct the segment's colour toward its chain's anchor; "
                                                   "free: an intended change of look, the anchor of the shots after it")
+
+
+class Character(_Strict):
+    """Someone (or something) that appears in several shots and must look the same in each."""
+
+    images: list[Annotated[OneLine, Field(min_length=1)]] = Field(
+        default_factory=list, max_length=9,
+        description="asset names, or paths/URLs like an asset's: reference images of the character")
+    description: Lines | None = Field(None, min_length=1, max_length=1000,
+                                      description="how the character looks; added to the prompt of every shot "
+                                                  "that names it")
 
 
 class Shot(ShotFields):
@@ -139,6 +154,8 @@ class Storyboard(_Strict):
     defaults: ShotFields = Field(default_factory=lambda: ShotFields.model_validate({}))
     assets: dict[str, str] = Field(default_factory=dict,
                                    description="name: a path inside this file's folder, or an https URL")
+    characters: dict[str, Character] = Field(default_factory=dict,
+                                             description="name: images and a description (see README)")
     shots: list[Shot] = Field(min_length=1, max_length=MAX_SHOTS)
     _file: str = PrivateAttr(default="<storyboard>")
     _lines: dict[Path_, int] = PrivateAttr(default_factory=dict)
@@ -180,6 +197,28 @@ class Storyboard(_Strict):
             if not ref.strip():
                 raise ValueError(f"asset '{name}' has an empty path")
         return value
+
+    @field_validator("characters")
+    @classmethod
+    def _character_names(cls, value: dict[str, Character]) -> dict[str, Character]:
+        for name in value:
+            if not re.fullmatch(ASSET_NAME, name):
+                raise ValueError(f"character name {name!r} must match {ASSET_NAME}")
+        return value
+
+    def asset_entries(self) -> dict[str, tuple[str, Path_]]:
+        """Every image the storyboard names: asset name -> (reference, where it is written). A character's
+        image that is not an asset name is a path or URL of its own, named by itself (it cannot clash: an
+        entry equal to an asset's name is that asset)."""
+        out: dict[str, tuple[str, Path_]] = {name: (ref, ("assets", name)) for name, ref in self.assets.items()}
+        for cname, character in self.characters.items():
+            for j, entry in enumerate(character.images):
+                out.setdefault(entry, (entry, ("characters", cname, "images", j)))
+        return out
+
+    def asset_refs(self) -> dict[str, str]:
+        """Asset name -> path or URL, the characters' own image paths included."""
+        return {name: ref for name, (ref, _) in self.asset_entries().items()}
 
     @property
     def slug(self) -> str:
@@ -249,17 +288,41 @@ def _rules(board: Storyboard) -> list[tuple[Path_, str]]:
                 out.append(((*here, "image"), "a shot that continues another starts from its last frame; "
                                               "remove `image` or `continue_from`"))
         continued = continues_from(board, i) is not None
+        by_reference = continued and (shot.method or d.method) == "reference"
         image = shot.image if shot.image is not None else (d.image if not continued else None)
         end_image = shot.end_image if shot.end_image is not None else d.end_image
         refs = shot.references if shot.references is not None else d.references
-        if refs and (image is not None or end_image is not None or continued):
+        if by_reference and end_image is not None:
+            out.append(((*here, "end_image") if shot.end_image is not None else ("defaults", "end_image"),
+                        "`method: reference` makes the shot from reference images, which Seedance does not "
+                        "accept together with a last frame; drop end_image or use `method: frame`"))
+        elif refs and (image is not None or end_image is not None or (continued and not by_reference)):
             frames = [w for w, on in (("image", image is not None), ("end_image", end_image is not None),
                                       ("the previous shot's last frame", continued)) if on]
             out.append(((*here, "references"),
                         "Seedance does not accept reference images together with first/last frames "
                         f"(this shot has {' and '.join(frames)}); use `cut: true` and drop image/end_image, "
-                        "or drop references"))
+                        "continue with `method: reference`, or drop references"))
+        if shot.characters is not None:
+            out += _cast_problems(board, shot.characters, (*here, "characters"))
         seen.setdefault(shot.id, i)
+    if d.characters is not None:
+        out += _cast_problems(board, d.characters, ("defaults", "characters"))
+    for name, character in board.characters.items():
+        if not character.images and character.description is None:
+            out.append((("characters", name), "a character needs `images`, a `description` or both"))
+    return out
+
+
+def _cast_problems(board: Storyboard, names: list[str], here: Path_) -> list[tuple[Path_, str]]:
+    """Characters a shot names that the storyboard does not define, or names twice."""
+    out: list[tuple[Path_, str]] = []
+    known = ", ".join(board.characters) or "none are defined under `characters`"
+    for j, name in enumerate(names):
+        if name not in board.characters:
+            out.append(((*here, j), f"unknown character '{name}' (characters: {known})"))
+        elif name in names[:j]:
+            out.append(((*here, j), f"'{name}' is named twice"))
     return out
 
 
@@ -293,8 +356,7 @@ def asset_roots(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
 def _asset_ref_problems(board: Storyboard, policy: UrlPolicy) -> list[tuple[Path_, str]]:
     """What is wrong with each asset reference as written (no file is read, nothing is fetched)."""
     out: list[tuple[Path_, str]] = []
-    for name, ref in board.assets.items():
-        here: Path_ = ("assets", name)
+    for ref, here in board.asset_entries().values():
         if "\0" in ref:
             out.append((here, "the path contains a NUL byte"))
         elif (problem := text_problem(ref)) is not None:
@@ -313,8 +375,7 @@ def _asset_problems(board: Storyboard, base_dir: Path, roots: Sequence[Path]) ->
 
     out: list[tuple[Path_, str]] = []
     home = base_dir.resolve()
-    for name, ref in board.assets.items():
-        here: Path_ = ("assets", name)
+    for ref, here in board.asset_entries().values():
         if is_url(ref) or text_problem(ref) is not None:  # a URL, or a path refused as written
             continue
         path = base_dir / ref
@@ -331,7 +392,9 @@ def _asset_problems(board: Storyboard, base_dir: Path, roots: Sequence[Path]) ->
         try:
             size = real.stat().st_size  # follows links: a link to a device or a directory is not a file
         except FileNotFoundError:
-            out.append((here, f"'{ref}' not found (looked for {path})"))
+            out.append((here, f"'{ref}' not found (looked for {path})" if here[0] == "assets" else
+                        f"'{ref}' is neither an asset (assets: {', '.join(board.assets) or 'none'}) nor a file "
+                        f"(looked for {path})"))
             continue
         except OSError as exc:
             out.append((here, f"'{ref}' cannot be read: {exc.strerror or exc}"))
@@ -389,6 +452,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     parent = loc[:-1]
     if not parent:
         return Storyboard
+    if parent[0] == "characters":
+        return Character if len(parent) == 2 else None
     if parent[0] == "defaults":
         return Transition if parent[-1] == "transition" else ShotFields
     if parent[0] == "shots":

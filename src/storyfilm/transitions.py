@@ -5,7 +5,8 @@ and the exports ask it instead of comparing names: how many film frames the two 
 how a shared frame's picture is made (`picture`), how the two sounds meet (`sound_gains`), and how it
 is written down (`name`, `as_dict`, `dissolve`). A storyboard asks for a `Transition`; the film joins
 with a `Join`, which is the transition, or `Continue` where a plain cut leads into a shot that carries on
-the previous shot's picture.
+the previous shot's picture, or `MatchCut` where it leads into a shot redrawn from the previous shot's last
+frame by reference (`method: reference`): a cut, judged as one.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ class Cut(_Mix):
     def frames(self, fps: int) -> int:
         return 0
 
-    def join(self, continues_previous: bool) -> Join:
-        """How the film joins a shot that has this transition (and may carry on the shot before it)."""
-        return CONTINUE if continues_previous else self
+    def join(self, continues_previous: bool, match: bool = False) -> Join:
+        """How the film joins a shot that has this transition (and may carry on the shot before it, exactly
+        or, `match`, redrawn from its last frame)."""
+        return CONTINUE if continues_previous else MATCH if match else self
 
     def as_dict(self) -> dict[str, object]:
         return {"type": self.name, "duration": self.duration}
@@ -70,6 +72,14 @@ class Continue(Cut):
 
 
 @dataclass(frozen=True)
+class MatchCut(Cut):
+    """A cut into a shot redrawn from the previous one's last frame (`method: reference`): the picture may
+    change at the join like at any cut, but nothing is shared or dropped. Named so reports say which it is."""
+
+    name: ClassVar[str] = "match"
+
+
+@dataclass(frozen=True)
 class _Overlap(_Mix):
     """The two shots share `duration` seconds of the film: the previous shot's last, this one's first."""
 
@@ -81,7 +91,7 @@ class _Overlap(_Mix):
         """Film frames this shot shares with the one before it."""
         return max(1, round(self.duration * fps))
 
-    def join(self, continues_previous: bool) -> Self:
+    def join(self, continues_previous: bool, match: bool = False) -> Self:
         return self
 
     def as_dict(self) -> dict[str, object]:
@@ -131,10 +141,11 @@ class Fade(_Overlap):
 
 CUT = Cut()
 CONTINUE = Continue()
+MATCH = MatchCut()
 
 Overlap = Crossfade | Fade  # the two shots share frames
 Transition = Cut | Overlap  # what a storyboard asks for
-Join = Cut | Continue | Overlap  # how the film joins two shots
+Join = Cut | Continue | MatchCut | Overlap  # how the film joins two shots
 _OVERLAPS: dict[str, type[Overlap]] = {"crossfade": Crossfade, "fade": Fade}
 
 

@@ -196,7 +196,9 @@ class JobStore:
                 "prompt": job.prompt, "status": phase.state,
                 "failure": phase.failure.kind if phase.failure else None,
                 "duration": r.duration, "resolution": r.resolution, "aspect_ratio": r.aspect_ratio,
-                "audio": r.audio, "inputs": r.urls, "cost_usd": job.cost_usd, "credits": job.credits,
+                "audio": r.audio, "inputs": r.urls, "image": r.image, "last_image": r.last_image, "video": r.video,
+                "reference_images": list(r.reference_images), "reference_videos": list(r.reference_videos),
+                "cost_usd": job.cost_usd, "credits": job.credits,
                 "polls": job.polls, "downloads": job.downloads, "idempotency_key": job.idempotency_key,
             })
         return {

@@ -147,14 +147,20 @@ class _Inputs:
         self.references = tuple(_image(self.paths[u], u) for u in req.reference_images)
         lo, hi = req.reference_video_seconds
         total = 0.0
+        clips = []
         for url in req.reference_videos:
             seconds = _media(self.paths[url], url, "video").duration
             if not lo <= seconds <= hi:
                 raise MediaFailure("invalid", f"reference video {short(url)} is {seconds:.2f} s; "
                                            f"allowed {lo:g}-{hi:g} s")
             total += seconds
+            try:  # its last frame is shown like a reference image: a test sees that the clip arrived
+                clips.append(rgb.last_frame(self.paths[url]))
+            except (ProbeError, ValueError):
+                raise MediaFailure("invalid", f"not a readable video: {short(url)}") from None
         if total > 15.0 + 1e-3:
             raise MediaFailure("invalid", f"reference videos last {total:.2f} s in total; at most 15 s")
+        self.references += tuple(clips)
         for url in req.reference_audios:
             _media(self.paths[url], url, "audio")
 

@@ -123,6 +123,8 @@ class ApiframeProvider:
             params["end_image"] = self.upload(request.end_image, shot)
         if request.references:
             params["reference_image_urls"] = [self.upload(p, shot) for p in request.references]
+        if request.reference_clip is not None:
+            params["reference_video_urls"] = [self.upload(request.reference_clip, shot)]
         return {"model": MODEL[request.tier], "prompt": request.prompt, "seedanceParams": params}
 
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:

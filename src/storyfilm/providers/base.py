@@ -32,7 +32,17 @@ class ShotRequest:
     start_image_url: str | None = None  # the same frame already hosted (a host's returned last frame)
     start_video: Path | None = None  # the video to extend (method: extend)
     end_image: Path | None = None
-    references: tuple[Path, ...] = ()
+    references: tuple[Path, ...] = ()  # reference images (never together with a first/last frame)
+    reference_clip: Path | None = None  # a reference video (made from `clip_from` just before the submit)
+    clip_from: ClipSource | None = None
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """The last `seconds` of a kept segment, to be sent as a reference clip (`method: reference`)."""
+
+    video: Path
+    seconds: int
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pydantic import BeforeValidator
 
 from storyfilm.errors import UnexpectedResponse
 from storyfilm.providers.base import JobStatus, Output, ShotRequest
-from storyfilm.providers.factory import MediaHost, Setup
+from storyfilm.providers.factory import MediaHost, Setup, data_uri
 from storyfilm.providers.http import HostClient, fetch_with_last_frame, safe_job_id
 from storyfilm.providers.specs import spec_for
 from storyfilm.providers.wire import Answer, Number, Text, Url, read
@@ -129,6 +129,9 @@ class GatewayProvider:
             body["last_image"] = self.media_host(request.end_image, shot)
         if request.references:
             body["images"] = [self.media_host(p, shot) for p in request.references]
+        # A clip needs a host with uploads: data: URIs are for images only [I] (the plan notes it).
+        if request.reference_clip is not None and self.media_host is not data_uri:
+            body["videos"] = [self.media_host(request.reference_clip, shot)]
         return body
 
     def submit(self, prepared: dict[str, Any], request: ShotRequest, idempotency_key: str) -> str:

@@ -71,6 +71,10 @@ class Capabilities:
     extend: bool = False
     first_last_frame: bool = True
     references: bool = True
+    # Reference clips (videos) beside reference images: the gateway's `videos` (S-003 line 42: at most 3, each
+    # 2-15 s, 15 s in all), Apiframe's `reference_video_urls` (S-004 line 206), WaveSpeed text-to-video's
+    # `reference_videos` (reference/providers.md §1.4: "total length <= 15 s" from its page).
+    reference_clips: bool = False
     audio: bool = True
     return_last_frame: bool = False
     uploads: bool = False  # an upload endpoint whose URLs other hosts can fetch (see providers/factory.py)
@@ -134,8 +138,12 @@ class ProviderSpec:
 
 def endpoint_for(spec: ProviderSpec, start: Literal["text", "image", "continue"], method: str) -> Endpoint:
     """Which endpoint generates a shot: a continued shot is an extend where the host has one and the shot
-    asks for it, else image-to-video from the previous last frame."""
+    asks for it, reference-to-video (the text-to-video call with reference media: every host's, see
+    reference/providers.md §1.4, §2.2, §3.1) for `method: reference`, else image-to-video from the previous
+    last frame."""
     if start == "continue":
+        if method == "reference":
+            return "text"
         return "extend" if method == "extend" and spec.capabilities.extend else "image"
     return start
 
@@ -239,7 +247,7 @@ SPECS: dict[str, ProviderSpec] = {s.name: s for s in (
     ),
     ProviderSpec(
         name="wavespeed", title="WaveSpeed AI (Seedance 2.0)",
-        capabilities=Capabilities(extend=True, return_last_frame=False, uploads=True),
+        capabilities=Capabilities(extend=True, return_last_frame=False, uploads=True, reference_clips=True),
         tiers=_wavespeed(), factory="storyfilm.providers.wavespeed:build",
         auth=Auth("Authorization", "Bearer"),  # S-000 line 79
         api_key_env="WAVESPEED_API_KEY", base_url_env="WAVESPEED_BASE_URL",
@@ -247,7 +255,7 @@ SPECS: dict[str, ProviderSpec] = {s.name: s for s in (
     ),
     ProviderSpec(
         name="gateway", title="OpenAI-style gateway (Seedance 2.0)",
-        capabilities=Capabilities(extend=False, return_last_frame=True),
+        capabilities=Capabilities(extend=False, return_last_frame=True, reference_clips=True),
         # "any value from 5 to 15" (S-003 lines 37 and 111); aspect ratios "9:16, 1:1, or 16:9" (line 38);
         # fast and mini only at 480p and 720p (lines 15-18).
         tiers=_estimated(tuple(range(5, 16)), ("16:9", "9:16", "1:1"), ("480p", "720p")),
@@ -258,7 +266,7 @@ SPECS: dict[str, ProviderSpec] = {s.name: s for s in (
     ),
     ProviderSpec(
         name="apiframe", title="Apiframe v2 (Seedance 2.0)",
-        capabilities=Capabilities(extend=False, return_last_frame=True, uploads=True),
+        capabilities=Capabilities(extend=False, return_last_frame=True, uploads=True, reference_clips=True),
         # Durations: the capability table lists "4s, 6s, 8s, 10s, 12s, 15s" (S-004 line 97), the FAQ "from 4
         # to 15 seconds" (line 255): the listed ones. Ratios: line 95. Fast and mini: 480p and 720p only
         # (reference/providers.md §2.2).

@@ -115,6 +115,8 @@ class WaveSpeedProvider:
             body["last_image"] = self.upload(request.end_image, shot)
         if request.references:
             body["reference_images"] = [self.upload(p, shot) for p in request.references]
+        if request.reference_clip is not None:
+            body["reference_videos"] = [self.upload(request.reference_clip, shot)]
         return body
 
     def quote(self, prepared: dict[str, Any], request: ShotRequest) -> float | None:
