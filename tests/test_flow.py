@@ -128,7 +128,10 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
         assert f"`{(film_dir / 'film.mp4').resolve()}`" in summary and f"`{film_dir.resolve() / 'film.srt'}`" in summary
         assert "| gulls |" in summary and "4 generated, 0 reused, 0 failed" in summary
         assert "**Committed this run:** $0.00 for 4 generated shot(s)" in summary
-        assert summary.count("data:image/jpeg;base64,") == 6  # the contact sheet, timeline.png, a thumbnail per shot
+        # the contact sheet, timeline.png, continuity.png and a thumbnail per shot
+        assert summary.count("data:image/jpeg;base64,") == 7
+        # the continuity section, its picture inline and its file listed
+        assert "## Continuity" in summary and f"`{(film_dir / 'continuity.png').resolve()}`" in summary
         table = json.loads(artifacts["film-flow-test-shots"].data)
         assert [row["shot"] for row in table] == ["opening", "boats", "pier", "gulls"]
         assert all(row["status"] == "generated" and row["job"].startswith("local-") and row["cost"] == "$0.00"
@@ -164,5 +167,12 @@ def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr + proc.stdout
     check_film(tmp_path / "output" / "teaser" / "film.mp4", 12.0)
     # not a terminal (a pipe, a log, CI): no progress bars, no log noise; just the result
-    assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest"]
-    assert proc.stderr == ""
+    assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest", "continuity"]
+    # one line per chain: each hop's colour difference from the chain's anchor, as the manifest has them (the
+    # teaser's camera pushes in and pans: the colours of its frames change, and the chain may be flagged)
+    chain = json.loads((tmp_path / "output" / "teaser" / "manifest.json").read_text())["continuity"]["chains"][0]
+    hops = " ".join(f"{h['delta_e']:.1f}{'!' if h['flagged'] else ''}" for h in chain["hops"])
+    assert proc.stdout.splitlines()[2].startswith(f"continuity chain sunrise: 2 shot(s), ΔE00 per hop {hops}; ")
+    warning = "1 chain(s) drift in colour: see continuity.png beside the film (a moving camera changes the " \
+              "colours too), and `color: hold` in the README\n"
+    assert proc.stderr == (warning if chain["flagged"] else "")

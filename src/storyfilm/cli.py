@@ -291,6 +291,11 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     out.print(f"manifest {result['manifest']}")
     if result.get("flagged_seams"):
         err.print(f"[yellow]{result['flagged_seams']} seam(s) flagged[/]: see the manifest's seams")
+    for line in result.get("continuity", []):
+        out.print(f"continuity {shown(line)}", highlight=False, soft_wrap=True)
+    if result.get("flagged_chains"):
+        err.print(f"[yellow]{result['flagged_chains']} chain(s) drift in colour[/]: see continuity.png beside the "
+                  "film (a moving camera changes the colours too), and `color: hold` in the README", soft_wrap=True)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, run_summary, seams, session
+from storyfilm import _prefect, continuity_report, pictures, run_summary, seams, session
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
@@ -242,7 +242,12 @@ def _publish(run: FilmRun, outcomes: list[ShotOutcome], made: Film | None, error
     with _prefect.reporting("build the run's summary"):
         report = run_summary.build(run.job, outcomes, made=made, error=error, rehearsal=_rehearsal(),
                                    output_dir=output_dir, base=base)
-        extra = seams.markdown(made.seams) if made else ""
+        extra = ""
+        if made is not None:
+            strips = made.exports.get("continuity")
+            jpeg = pictures.contact_sheet(strips, max_bytes=40_000) if strips else None
+            extra = (seams.markdown(made.seams) + "\n"
+                     + continuity_report.markdown(made.continuity, pictures.data_uri(jpeg) if jpeg else None))
         _prefect.publish_run(plan.slug, plan.title, summary_markdown(report, extra), shot_rows(report),
                              run_summary.public_links(made, output_dir, base) if made else {})
         run.progress.finish(progress_description(report))
@@ -342,4 +347,6 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
                 "at list prices (rehearsal: nothing was paid)" if _rehearsal() else "spent")
     return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
             "manifest": str(made.manifest), "shots": len(results), "flagged_seams": len(made.flagged),
-            "reused": sum(r.reused for r in results), "spent_usd": spent}
+            "reused": sum(r.reused for r in results), "spent_usd": spent,
+            "continuity": continuity_report.lines(made.continuity),
+            "flagged_chains": sum(c.flagged for c in made.continuity)}

@@ -23,6 +23,7 @@ from typing import assert_never
 from PIL import Image
 
 from storyfilm.assets import file_digest
+from storyfilm.continuity_hold import settle, settled
 from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
 from storyfilm.errors import (
     BudgetExceeded,
@@ -183,7 +184,7 @@ class ShotRunner:
             decision = self.decide(shot)
         match decision:
             case Reuse():
-                return self._reuse(shot, decision)
+                return self._reuse(shot, decision, parent)
             case Refuse():
                 error = ModerationFailed if decision.moderation else UncertainSubmission
                 raise error(decision.reason, provider=decision.provider, shot=shot.id)
@@ -297,12 +298,17 @@ class ShotRunner:
         output = self.provider.fetch(status, request, self.shots_dir / ".staging")
         return self._keep(shot, parent, output, status.job_id, cost, started)
 
-    def _reuse(self, shot: ShotPlan, reuse: Reuse) -> ShotResult:
+    def _reuse(self, shot: ShotPlan, reuse: Reuse, parent: ShotResult | None) -> ShotResult:
         result = reuse.result
         if reuse.restore:  # a finished version of the shot that a later one replaced under shots/
             place(self.shots_dir, result)
             self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in "
                      f"{kept_paths(self.shots_dir, result.key)[0].parent.name}/)")
+        if not settled(shot, result):  # `color` changed since (or unmeasured): from the kept original, unpaid
+            result = settle(self.shots_dir, shot, parent, result, self.log)
+            if (rec := self.ledger.latest(shot.key)) is not None:
+                self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
+            place(self.shots_dir, result)
         self.log(f"{shot.id}: unchanged, reusing {Path(result.segment).name} (job {result.job_id})")
         return replace(result, reused=True, seconds=0.0)
 
@@ -347,13 +353,14 @@ class ShotRunner:
             for path in staged:
                 path.unlink(missing_ok=True)
         assert info.video is not None
-        return ShotResult(
+        kept = ShotResult(
             id=shot.id, key=shot.key, segment=str(video), last_frame=str(last), new_from_frame=output.seam_copy,
             frames=info.video.frames, fps=float(info.video.fps), has_audio=info.audio is not None,
             provider=self.provider.spec.name, job_id=job_id, cost_usd=cost,
             seconds=round(time.monotonic() - started, 3), last_frame_url=output.last_frame_url,
             sha256=file_digest(kept_video), last_frame_sha256=file_digest(kept_last),
         )
+        return settle(self.shots_dir, shot, parent, kept, self.log)  # measured; held if the shot says so
 
     def _checked(self, shot: ShotPlan, output: Output, cut: Path, frame: Path) -> tuple[Path, probe.MediaInfo]:
         """The staged segment to keep (decoded in full) and its info; its last frame written to `frame`."""

@@ -19,7 +19,7 @@ from storyfilm.session import FilmJob
 
 # label in the summary -> the export's name in Film.exports ("film" is the film itself)
 FILES = (("Film", "film"), ("Manifest", "manifest"), ("Subtitles", "subtitles"), ("Timeline", "timeline"),
-         ("Timeline picture", "timeline_png"), ("Contact sheet", "contact_sheet"))
+         ("Timeline picture", "timeline_png"), ("Contact sheet", "contact_sheet"), ("Continuity", "continuity"))
 
 
 def film_files(made: Film) -> dict[str, Path]:
