@@ -82,7 +82,7 @@ def test_every_part_of_python_m_benchmarks_runs(tmp_path: Path) -> None:
     assert [h.split(":")[0].split(",")[0] for h in headings] == [
         "## Targets (issue 9)", "## Assembly", "## Assembly with transitions and loudness", "## Last-frame extraction",
         "## Orchestration", "## Critical path first", "## Start-up", "## Unchanged rerun",
-        "## Before and after"], headings
+        "## Before and after", "## Ledger"], headings
     assert RESULTS.read_bytes() == before
 
 
@@ -94,5 +94,5 @@ def test_the_continuity_benchmark_runs_and_reports_both_holds() -> None:
                           timeout=600, cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stderr
     for row in ("| measure a hop", "| hold, meanstd", "| hold, histogram", "| render (local animatic",
-                "| static | contrast=0.06,saturation=0.05 | not held | "):
+                "| static | contrast=0.06,saturation=0.05 | not held | ", "| not held | ", "| held | "):
         assert row in proc.stdout

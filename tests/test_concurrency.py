@@ -108,7 +108,9 @@ def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, 
     assert_bars(picture, make_plan(load_storyboard(board), {}), spans)
     with get_client(sync_client=True) as client:
         summary = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["film-board"])))
-    assert summary and picture.resolve().as_uri() in str(summary[0].data)  # linked from the Prefect summary
+    shown = str(summary[0].data) if summary else ""
+    assert str(picture.resolve()) in shown  # its path to copy (no public URL set), and the picture itself inline
+    assert "![timeline](data:image/jpeg;base64," in shown
 
 
 HOSTED = """\

@@ -50,8 +50,12 @@ def test_the_ui_form_is_typed_and_bad_values_are_refused() -> None:
     provider = props["provider"]["anyOf"][0]
     assert provider["enum"] == ["local", "wavespeed", "gateway", "apiframe"]  # a drop-down in the UI
     assert props["budget_usd"]["anyOf"][0] == {"minimum": 0, "type": "number",
-                                               "description": "hard cap on new spend, USD"}
+                                               "description": "hard cap on new spend, USD, 0 or more"}
     assert props["concurrency"]["anyOf"][0]["minimum"] == 1
+    # the form states each range, and nothing in it reads as an HTML tag (the UI swallowed `<output_dir>`)
+    assert props["concurrency"]["anyOf"][0]["description"].endswith("1 to 64")
+    assert props["loudness_lufs"]["anyOf"][0]["description"].endswith("-40 to -5")
+    assert "<" not in str(schema) and "<" not in str(film.description)
     with pytest.raises(ParameterTypeError, match="provider"):
         film.validate_parameters({"storyboard": "x.yaml", "provider": "veo"})
     with pytest.raises(ParameterTypeError, match="budget_usd"):

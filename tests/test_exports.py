@@ -85,7 +85,9 @@ def test_the_manifest_records_provenance_and_seams(made: Made) -> None:
     m = json.loads((made.dir / "manifest.json").read_text())
     assert m["film"]["duration"] == m["film"]["planned_duration"] == 6.5
     assert m["exports"] == {"timeline": "timeline.otio", "subtitles": "film.srt",
-                            "contact_sheet": "contact_sheet.png"}
+                            "contact_sheet": "contact_sheet.png", "timeline_png": "timeline.png",
+                            "continuity": "continuity.png"}
+    assert [c["anchor"] for c in m["continuity"]["chains"]] == [chain[0].id for chain in made.plan.chains]
     dawn, boats, storm, lamp = m["shots"]
     assert dawn["inputs"]["start_image"] == {"asset": "a", "sha256": made.digests["a"]}
     assert boats["inputs"]["continues"] == {"shot": "dawn", "cache_key": dawn["cache_key"]}

@@ -81,11 +81,13 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
     from storyfilm.flow import film
 
     progress_values: list[float] = []
+    descriptions: list[str | None] = []
     update = _prefect.update_progress_artifact
 
-    def recording_update(artifact_id: UUID, progress: float) -> UUID | None:
+    def recording_update(artifact_id: UUID, progress: float, description: str | None = None) -> UUID | None:
         progress_values.append(progress)
-        return update(artifact_id, progress=progress)
+        descriptions.append(description)
+        return update(artifact_id, progress=progress, description=description)
 
     monkeypatch.setattr(_prefect, "update_progress_artifact", recording_update)
     board = write_storyboard(storyboard_dir, BOARD, "flow-test.yaml")
@@ -119,17 +121,23 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
         assert all({"provider:local", "film:flow-test"} <= set(t.tags) for t in task_runs)
 
         artifacts = artifacts_of(client, "flow-test")
-        assert {"film-flow-test", "film-flow-test-shots", "film-flow-test-progress", "film-flow-test-film",
-                "film-flow-test-manifest"} <= set(artifacts)
+        # no public URL set: no link artifacts (a browser refuses file:// links), the paths are shown to copy
+        assert set(artifacts) == {"film-flow-test", "film-flow-test-shots", "film-flow-test-progress"}
         summary = str(artifacts["film-flow-test"].data)
-        assert (film_dir / "film.mp4").resolve().as_uri() in summary and "| gulls |" in summary
-        assert "**Cache hits:** 0 of 4 shots reused" in summary and "**Spent this run:** $0.00" in summary
+        assert summary.startswith("# Flow Test Film: finished\n") and "file://" not in summary
+        assert f"`{(film_dir / 'film.mp4').resolve()}`" in summary and f"`{film_dir.resolve() / 'film.srt'}`" in summary
+        assert "| gulls |" in summary and "4 generated, 0 reused, 0 failed" in summary
+        assert "**Committed this run:** $0.00 for 4 generated shot(s)" in summary
+        # the contact sheet, timeline.png, continuity.png and a thumbnail per shot
+        assert summary.count("data:image/jpeg;base64,") == 7
+        # the continuity section, its picture inline and its file listed
+        assert "## Continuity" in summary and f"`{(film_dir / 'continuity.png').resolve()}`" in summary
         table = json.loads(artifacts["film-flow-test-shots"].data)
         assert [row["shot"] for row in table] == ["opening", "boats", "pier", "gulls"]
-        assert all(row["status"] == "generated" and row["job"].startswith("local-") for row in table)
+        assert all(row["status"] == "generated" and row["job"].startswith("local-") and row["cost"] == "$0.00"
+                   for row in table)
         assert artifacts["film-flow-test-progress"].data == 100
-        assert (film_dir / "film.mp4").resolve().as_uri() in str(artifacts["film-flow-test-film"].data)
-        assert (film_dir / "manifest.json").resolve().as_uri() in str(artifacts["film-flow-test-manifest"].data)
+        assert artifacts["film-flow-test-progress"].description == "finished: 4 of 4 shots, film assembled"
 
         logs = [log.message for log in client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
@@ -137,14 +145,15 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
         assert any(m.startswith("pier: 2.00 s of new footage from local in ") and m.endswith("$0.00") for m in logs)
         assert any(m.startswith("film: ") and "7.000 s, 168 frames" in m for m in logs)
     # the progress artifact moved as each shot finished, then once more for the assembly
-    assert progress_values == [20.0, 40.0, 60.0, 80.0, 100.0]
+    assert progress_values == [20.0, 40.0, 60.0, 80.0, 100.0, 100.0]
+    assert descriptions[-1] == "finished: 4 of 4 shots, film assembled"
 
     # unchanged storyboard: nothing is generated again, the same film comes out
     again = film(storyboard=str(board), output_dir=str(out))
     assert again["reused"] == 4 and again["frames"] == result["frames"]
     check_film(film_dir / "film.mp4", 7.0)
     with get_client(sync_client=True) as client:
-        assert "**Cache hits:** 4 of 4 shots reused" in str(artifacts_of(client, "flow-test")["film-flow-test"].data)
+        assert "0 generated, 4 reused" in str(artifacts_of(client, "flow-test")["film-flow-test"].data)
 
 
 @pytest.mark.slow
@@ -158,5 +167,12 @@ def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr + proc.stdout
     check_film(tmp_path / "output" / "teaser" / "film.mp4", 12.0)
     # not a terminal (a pipe, a log, CI): no progress bars, no log noise; just the result
-    assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest"]
-    assert proc.stderr == ""
+    assert [line.split(" ")[0] for line in proc.stdout.splitlines()] == ["film", "manifest", "continuity"]
+    # one line per chain: each hop's colour difference from the chain's anchor, as the manifest has them (the
+    # teaser's camera pushes in and pans: the colours of its frames change, and the chain may be flagged)
+    chain = json.loads((tmp_path / "output" / "teaser" / "manifest.json").read_text())["continuity"]["chains"][0]
+    hops = " ".join(f"{h['delta_e']:.1f}{'!' if h['flagged'] else ''}" for h in chain["hops"])
+    assert proc.stdout.splitlines()[2].startswith(f"continuity chain sunrise: 2 shot(s), ΔE00 per hop {hops}; ")
+    warning = "1 chain(s) drift in colour: see continuity.png beside the film (a moving camera changes the " \
+              "colours too), and `color: hold` in the README\n"
+    assert proc.stderr == (warning if chain["flagged"] else "")

@@ -145,10 +145,10 @@ def check_film_run(env: dict[str, str], run: Any, film: Path) -> None:
     assert sorted(t.name for t in task_runs) == ["assemble", "one", "three", "two"]
     assert all(t.state and t.state.is_completed() for t in task_runs)
     by_key = {a.key: a for a in artifacts}
-    assert set(by_key) == {"film-tiny", "film-tiny-shots", "film-tiny-progress", "film-tiny-film",
-                           "film-tiny-manifest"}
+    # no public URL on this worker: no link artifacts (a browser refuses file://), the summary shows the path
+    assert set(by_key) == {"film-tiny", "film-tiny-shots", "film-tiny-progress"}
     assert by_key["film-tiny-progress"].data == 100
-    assert film.resolve().as_uri() in str(by_key["film-tiny-film"].data)
+    assert f"`{film.resolve()}`" in str(by_key["film-tiny"].data)
     info = probe.probe(film)
     assert info.video is not None and info.audio is not None
     assert abs(info.video.duration - 3.0) <= 1 / 24

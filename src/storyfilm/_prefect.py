@@ -9,10 +9,9 @@ import contextvars
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -139,20 +138,36 @@ class ProgressArtifact:
         if self._last is not None:
             self._last.result()
 
+    def finish(self, description: str) -> None:
+        """Say how the run ended (a progress bar stopped at 66% looks like a run still going)."""
+        self.flush()  # the updates queued before this one reach the server first
+        with self._lock:
+            percent = round(100.0 * self._done / self._steps, 1)
+            if self.id is not None:
+                with reporting("update the progress artifact"):
+                    update_progress_artifact(self.id, progress=percent, description=description)
 
-def publish_film(slug: str, title: str, summary: str, rows: Sequence[dict[str, Any]], film: Path,
-                 manifest: Path, timeline: Path | None = None) -> None:
-    """The film's artifacts: summary, shot table, and links to the film, its manifest and its timeline picture."""
+
+def publish_run(slug: str, title: str, summary: str, rows: Sequence[dict[str, Any]],
+                links: Mapping[str, str]) -> None:
+    """A run's artifacts, finished or failed: http(s) links to the film's files (only when they have public
+    URLs: a browser refuses file:// links), the shot table, then the summary (the UI lists the newest first)."""
     with reporting("publish the film's artifacts"):
-        create_markdown_artifact(key=artifact_key("film", slug), markdown=summary, description=f"storyfilm: {title}")
+        for label, url in links.items():
+            create_link_artifact(key=artifact_key("film", slug, label), link=url, link_text=url,
+                                 description=f"{label.lower()} of {title}")
         create_table_artifact(key=artifact_key("film", slug, "shots"), table=list(rows),
                               description=f"shots of {title}")
-        for what, path in (("film", film), ("manifest", manifest), ("timeline", timeline)):
-            if path is None:
-                continue
-            path = path.resolve()
-            create_link_artifact(key=artifact_key("film", slug, what), link=path.as_uri(), link_text=str(path),
-                                 description=f"{what} of {title}")
+        create_markdown_artifact(key=artifact_key("film", slug), markdown=summary,
+                                 description=f"storyfilm: {title} ({len(summary.encode()) / 1000:.0f} KB)")
+
+
+def publish_refusal(slug: str, title: str, reason: str) -> None:
+    """The summary of a run stopped before its first shot: why, and that nothing was paid."""
+    with reporting("publish the film's artifacts"):
+        create_markdown_artifact(key=artifact_key("film", slug), description=f"storyfilm: {title} (not started)",
+                                 markdown=f"# {title}: not started\n\n> **Why:** {reason}\n\nNothing was paid "
+                                          "and nothing was generated.\n")
 
 
 def cron_schedule(cron: str, timezone: str | None = None) -> CronSchedule:

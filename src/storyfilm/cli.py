@@ -290,11 +290,17 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     except KeyboardInterrupt:
         err.print("interrupted: finished shots are kept and will be reused on the next run")
         raise typer.Exit(130) from None
+    assert isinstance(result, dict)  # a failed run raised its error above
     out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
               f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")
     out.print(f"manifest {result['manifest']}")
     if result.get("flagged_seams"):
         err.print(f"[yellow]{result['flagged_seams']} seam(s) flagged[/]: see the manifest's seams")
+    for line in result.get("continuity", []):
+        out.print(f"continuity {shown(line)}", highlight=False, soft_wrap=True)
+    if result.get("flagged_chains"):
+        err.print(f"[yellow]{result['flagged_chains']} chain(s) drift in colour[/]: see continuity.png beside the "
+                  "film (a moving camera changes the colours too), and `color: hold` in the README", soft_wrap=True)
 
 
 @app.command()

@@ -98,7 +98,7 @@ def _film_place(film: FilmInfo, index: int) -> dict[str, Any]:
 def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir: Path, *,
              seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None,
              exports: Mapping[str, Path | None] | None = None, spans: Mapping[str, Span] | None = None,
-             inputs: Mapping[str, str] | None = None) -> dict[str, Any]:
+             inputs: Mapping[str, str] | None = None, continuity: Mapping[str, Any] | None = None) -> dict[str, Any]:
     by_id = {r.id: r for r in results}
     digests = asset_digests or {}
     shots = []
@@ -116,7 +116,8 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "last_frame": _rel(r.last_frame, film_dir),
             "frames_in_file": r.frames, "film_frames": r.new_frames, "seam_frames_dropped": r.new_from_frame,
             "has_audio": r.has_audio, "job_id": r.job_id, "cost_usd": r.cost_usd, "cache_key": r.key,
-            "reused": r.reused, "generation_seconds": r.seconds, **span_fields(spans or {}, s.id),
+            "reused": r.reused, "generation_seconds": r.seconds, **span_fields(spans or {}, s.id), "color": s.color,
+            "hold": r.hold, "host_file": _rel(Path(r.segment).with_suffix(".host.mp4"), film_dir) if r.hold else None,
             "in_film": _film_place(film, i) if i < len(film.placements) else None,
         })
     flagged = [s for s in seams if s.flags]
@@ -139,6 +140,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
                      "total": round(sum(r.cost_usd for r in results), 4), "budget": plan.budget_usd},
         "seams": {"count": len(seams), "flagged": [f"{s.before} -> {s.after}: {'; '.join(s.flags)}" for s in flagged],
                   "joins": [s.as_dict() for s in seams]},
+        "continuity": dict(continuity) if continuity is not None else None,
         "shots": shots,
     }
 
@@ -326,8 +328,8 @@ def write_contact_sheet(plan: Plan, film: FilmInfo, film_dir: Path) -> Path:
 
 def write_all(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir: Path, *,
               seams: Sequence[Seam] = (), asset_digests: Mapping[str, str] | None = None,
-              spans: Mapping[str, Span] | None = None, inputs: Mapping[str, str] | None = None
-              ) -> dict[str, Path | None]:
+              spans: Mapping[str, Span] | None = None, inputs: Mapping[str, str] | None = None,
+              continuity: Mapping[str, Any] | None = None) -> dict[str, Path | None]:
     """Every export of a finished film; the manifest last, naming the others (`spans`: the shots' times)."""
     exports: dict[str, Path | None] = {
         "timeline": write_timeline(plan, film, film_dir),
@@ -335,6 +337,9 @@ def write_all(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_di
         "contact_sheet": write_contact_sheet(plan, film, film_dir),
         "timeline_png": write_timeline_png(plan, spans or {}, film_dir),
     }
+    if continuity is not None and continuity.get("picture"):
+        exports["continuity"] = film_dir / continuity["picture"]
     exports["manifest"] = write_json(manifest(plan, results, film, film_dir, seams=seams, asset_digests=asset_digests,
-                                              exports=exports, spans=spans, inputs=inputs), film_dir / MANIFEST)
+                                              exports=exports, spans=spans, inputs=inputs, continuity=continuity),
+                                   film_dir / MANIFEST)
     return exports

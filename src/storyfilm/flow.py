@@ -11,6 +11,8 @@ artifacts (the UI), and progress events (`storyfilm.progress`, the CLI's progres
 # 'ProviderName' could no longer be resolved there to validate the parameters.
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -21,17 +23,20 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from prefect.runtime.flow_run import get_id as flow_run_id
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, output_url, seams, session
+from storyfilm import _prefect, continuity_report, output_url, pictures, run_summary, seams, session
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
 from storyfilm.providers import spec_for
-from storyfilm.report import shot_rows, spent_usd, summary_markdown
+from storyfilm.public_links import public_base
+from storyfilm.report import ShotOutcome, progress_description, shot_rows, spent_usd, summary_markdown
 from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
 from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
@@ -52,6 +57,8 @@ class FilmRun:
     job: FilmJob
     slot: Slot = field(repr=False)
     progress: _prefect.ProgressArtifact = field(repr=False)
+    results: dict[str, ShotResult] = field(default_factory=dict, repr=False)  # finished shots, by id
+    waited: dict[str, float] = field(default_factory=dict, repr=False)  # seconds each shot waited for a slot
 
 
 def _secret(name: str) -> str | None:
@@ -75,18 +82,24 @@ def _log(message: str) -> None:
     emit(Event("shot-status", context.parameters.get("shot_id") if context else None, message))
 
 
+def _rehearsal() -> bool:
+    """`run --emulate`: every host is the emulator, nothing is paid."""
+    return os.environ.get("STORYFILM_REHEARSAL") == "1"
+
+
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
     path = str(flow_run.parameters.get("storyboard", "storyboard"))
     try:
-        return session.load_board(path).title  # parsed once: the flow's body finds it cached
+        name = session.load_board(path).title  # parsed once: the flow's body finds it cached
     except StoryfilmError:
-        return Path(path).stem
+        name = Path(path).stem
+    return f"{name} (rehearsal, nothing paid)" if _rehearsal() else name
 
 
-def _tags(plan: Plan) -> tuple[str, str]:
-    return f"provider:{plan.provider}", f"film:{plan.slug}"
+def _tags(plan: Plan) -> tuple[str, ...]:
+    return f"provider:{plan.provider}", f"film:{plan.slug}", *(("rehearsal",) if _rehearsal() else ())
 
 
 def _slot(job: FilmJob, concurrency: int | None, logger: RunLogger) -> Slot:
@@ -120,30 +133,59 @@ def _report(result: ShotResult) -> None:
         emit(Event("shot-done", result.id, seconds=result.seconds, cost_usd=result.cost_usd))
 
 
+@contextmanager
+def _waiting_for_slot(run: FilmRun, shot_id: str) -> Iterator[None]:
+    """Take a provider slot; a wait of more than a second is logged when it starts and measured apart from
+    the shot's generation time."""
+    logger = get_run_logger()
+    provider = run.job.plan.provider
+    emit(Event("shot-waiting", shot_id))
+    run.job.clock.mark(shot_id, "queued")
+    started = time.monotonic()
+    notice = threading.Timer(1.0, logger.info, (f"{shot_id}: waiting for a {provider} slot (its concurrency "
+                                                 "limit)",))
+    notice.start()
+    try:
+        with run.slot(shot_id):
+            run.job.clock.mark(shot_id, "started")
+            notice.cancel()
+            run.waited[shot_id] = waited = round(time.monotonic() - started, 1)
+            if waited >= 1.0:
+                logger.info("%s: got a %s slot after %.1f s", shot_id, provider, waited)
+            emit(Event("shot-started", shot_id))
+            yield
+    finally:
+        notice.cancel()
+
+
+# Named by the shot from the moment it exists: its parent is waited for through `wait_for` (which Prefect
+# resolves after naming the task run), not passed as a future parameter (resolved before).
 @task(task_run_name="{shot_id}", cache_policy=NO_CACHE, persist_result=False)
-def generate_shot(shot_id: str, run: FilmRun, parent: ShotResult | None) -> ShotResult:
+def generate_shot(shot_id: str, run: FilmRun) -> ShotResult | State[Any]:
     """Reuse the shot's kept segment, resume its job, or generate it (see session.FilmJob.make_shot)."""
+    parent_id = run.job.plan.shot(shot_id).parent
+    parent = run.results[parent_id] if parent_id else None
     try:
         if run.job.reusable(shot_id):  # no host call: no need to wait for a provider slot
             result = run.job.make_shot(shot_id, parent)
             _report(result)
         else:
-            emit(Event("shot-waiting", shot_id))
-            run.job.clock.mark(shot_id, "queued")
-            with run.slot(shot_id):
-                run.job.clock.mark(shot_id, "started")
-                emit(Event("shot-started", shot_id))
+            with _waiting_for_slot(run, shot_id):
                 result = run.job.make_shot(shot_id, parent)
                 _report(result)  # still in the slot: watchers see the slot's whole span
+    except StoryfilmError as exc:  # a host's refusal or a user's mistake: one clear message, not a traceback
+        emit(Event("shot-failed", shot_id, str(exc)))
+        return Failed(message=str(exc), data=exc)
     except Exception as exc:
         emit(Event("shot-failed", shot_id, str(exc)))
         raise
+    run.results[shot_id] = result
     run.progress.advance()
     return result
 
 
 @task(task_run_name="assemble", cache_policy=NO_CACHE, persist_result=False)
-def assemble_film(run: FilmRun, results: list[ShotResult]) -> Film:
+def assemble_film(run: FilmRun, results: list[ShotResult]) -> Film | State[Any]:
     """Join the segments in storyboard order into film.mp4, measure its seams, write its exports."""
     logger = get_run_logger()
 
@@ -152,7 +194,10 @@ def assemble_film(run: FilmRun, results: list[ShotResult]) -> Film:
         emit(Event("assembly-status", message=message))
 
     emit(Event("assembly-started", message=f"joining {len(results)} segments"))
-    made = run.job.finish(results, log=say)
+    try:
+        made = run.job.finish(results, log=say)
+    except StoryfilmError as exc:
+        return Failed(message=str(exc), data=exc)
     logger.info("film: %s, %.3f s, %d frames, %d of %d seams flagged", made.info.path, made.info.duration,
                 made.info.frames, len(made.flagged), len(made.seams))
     emit(Event("assembly-done", message=str(made.info.path), seconds=made.info.duration))
@@ -160,31 +205,60 @@ def assemble_film(run: FilmRun, results: list[ShotResult]) -> Film:
     return made
 
 
-def _collect(plan: Plan, futures: dict[str, PrefectFuture[ShotResult]]) -> list[ShotResult]:
-    results: list[ShotResult] = []
-    failures: list[str] = []
+def _outcomes(plan: Plan, futures: dict[str, PrefectFuture[Any]], run: FilmRun) -> list[ShotOutcome]:
+    """Every shot's outcome, in storyboard order, once each has one."""
+    out: dict[str, ShotOutcome] = {}
     for shot in plan.shots:
         futures[shot.id].wait()
-        if futures[shot.id].state.is_completed():
-            results.append(futures[shot.id].result())
-            continue
-        try:
-            futures[shot.id].result()
-        except StoryfilmError as exc:
-            failures.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - upstream failures surface as Prefect's own errors
-            failures.append(f"shot '{shot.id}': not generated ({type(exc).__name__}: {exc})")
-    if failures:
-        kept = len(results)
-        raise ProviderError(f"{len(failures)} shot(s) failed; {kept} finished shot(s) are kept and will be "
-                            "reused on the next run:\n  " + "\n  ".join(failures))
-    return results
+        state = futures[shot.id].state
+        waited = run.waited.get(shot.id, 0.0)
+        if state.is_completed() and shot.id in run.results:
+            result = run.results[shot.id]
+            out[shot.id] = ShotOutcome(shot.id, "reused" if result.reused else "generated", result, waited_s=waited)
+        elif state.is_failed() or state.is_crashed():
+            out[shot.id] = ShotOutcome(shot.id, "failed", reason=str(state.message or state.name),
+                                       waited_s=waited)
+        elif shot.parent and out[shot.parent].status in ("failed", "not started"):
+            out[shot.id] = ShotOutcome(shot.id, "not started", reason=f"'{shot.parent}' "
+                                       f"{'failed' if out[shot.parent].status == 'failed' else 'did not start'}")
+        else:
+            out[shot.id] = ShotOutcome(shot.id, "waiting", reason=str(state.message or ""))
+    return [out[s.id] for s in plan.shots]
+
+
+def _failure(outcomes: list[ShotOutcome]) -> ProviderError:
+    bad = [o for o in outcomes if o.status != "generated" and o.status != "reused"]
+    kept = len(outcomes) - len(bad)
+    return ProviderError(f"{sum(o.status == 'failed' for o in bad)} shot(s) failed; {kept} finished shot(s) are "
+                         "kept and will be reused on the next run:\n  "
+                         + "\n  ".join(o.reason if o.status == "failed" else f"shot '{o.id}': {o.status} ({o.reason})"
+                                        for o in bad))
+
+
+def _publish(run: FilmRun, outcomes: list[ShotOutcome], made: Film | None, error: str, output_dir: Path,
+             base: str | None) -> None:
+    """The summary, the shot table and the links, finished or failed; and how the progress bar ended."""
+    plan = run.job.plan
+    with _prefect.reporting("build the run's summary"):
+        report = run_summary.build(run.job, outcomes, made=made, error=error, rehearsal=_rehearsal(),
+                                   output_dir=output_dir, base=base)
+        extra = ""
+        if made is not None:
+            strips = made.exports.get("continuity")
+            jpeg = pictures.contact_sheet(strips, max_bytes=40_000) if strips else None
+            extra = (seams.markdown(made.seams) + "\n"
+                     + continuity_report.markdown(made.continuity, pictures.data_uri(jpeg) if jpeg else None))
+        _prefect.publish_run(plan.slug, plan.title, summary_markdown(report, extra), shot_rows(report),
+                             run_summary.public_links(made, output_dir, base) if made else {})
+        run.progress.finish(progress_description(report))
 
 
 # JSON-friendly, typed parameters: the Prefect UI renders its run form from these.
-Budget = Annotated[float, Field(ge=0, description="hard cap on new spend, USD")]
-Concurrency = Annotated[int, Field(ge=1, le=64, description="shots of the provider generated at once")]
-Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1], description="film loudness, LUFS")]
+# Descriptions state the ranges; no angle brackets (the UI renders descriptions as HTML-capable markdown).
+Budget = Annotated[float, Field(ge=0, description="hard cap on new spend, USD, 0 or more")]
+Concurrency = Annotated[int, Field(ge=1, le=64, description="shots of the provider generated at once, 1 to 64")]
+Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],
+                                  description=f"film loudness, LUFS, {LOUDNESS_RANGE[0]:g} to {LOUDNESS_RANGE[1]:g}")]
 
 
 # ignore: Prefect's ThreadPoolTaskRunner does not match the decorator's type (TaskRunner is invariant in its future)
@@ -193,57 +267,87 @@ Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1], de
       validate_parameters=True)
 def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budget | None = None,
          output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
-         loudness_lufs: Loudness | None = None, concurrency: Concurrency | None = None) -> dict[str, Any]:
-    """Turn a storyboard file into <output_dir>/<slug>/film.mp4 with its manifest, timeline, subtitles and
-    contact sheet.
+         loudness_lufs: Loudness | None = None, concurrency: Concurrency | None = None
+         ) -> dict[str, Any] | State[Any]:
+    """Turn a storyboard file into OUTPUT_DIR/SLUG/film.mp4 with its manifest, timeline, subtitles and
+    contact sheet (SLUG: the storyboard's title, lowercased with dashes).
 
     Args:
         storyboard: path of the storyboard YAML (relative to the run's working directory)
         provider: override the storyboard's provider
-        budget_usd: hard cap on new spend, USD (overrides the storyboard's budget_usd)
+        budget_usd: hard cap on new spend, USD, 0 or more (overrides the storyboard's budget_usd)
         output_dir: where films are written: a folder, or a URL such as s3://bucket/prefix (workers without
             a lasting disk; credentials from the worker's AWS_* variables or profile)
         redo: regenerate these shots (and the shots chained after them) even if they are finished
         ledger: the pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default:
-            the worker's STORYFILM_LEDGER_URL, else <output_dir>/<slug>/ledger.sqlite); a password belongs in
+            the worker's STORYFILM_LEDGER_URL, else OUTPUT_DIR/SLUG/ledger.sqlite); a password belongs in
             PGPASSWORD or STORYFILM_LEDGER_URL, never here (Prefect shows parameters)
-        loudness_lufs: overrides the storyboard's loudness target (EBU R128, e.g. -14 for the web)
-        concurrency: shots of this provider at once; for a hosted provider on a Prefect server this
-            sets the concurrency limit `storyfilm-<provider>` that every run shares
+        loudness_lufs: overrides the storyboard's loudness target, -40 to -5 LUFS (EBU R128, e.g. -14 for the web)
+        concurrency: shots of this provider at once, 1 to 64; for a hosted provider on a Prefect server this
+            sets the concurrency limit storyfilm-PROVIDER that every run shares
+
+    Links: set STORYFILM_PUBLIC_URL (in the worker's environment) to the http(s) URL at which output_dir is
+    served, and the summary links the film and its files there; without it, it shows their paths.
     """
     logger = get_run_logger()
-    job = session.prepare(storyboard, session.Options(
-        provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
-        ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
-        # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
-        resume=os.environ.get("STORYFILM_REHEARSAL") != "1", key_lookup=_secret, log=_log,
-        on_plan=lambda plan: _prefect.add_flow_run_tags(*_tags(plan))))
+    planned: list[Plan] = []
+
+    def on_plan(plan: Plan) -> None:
+        planned.append(plan)
+        _prefect.add_flow_run_tags(*_tags(plan))
+
+    try:
+        base = public_base()  # a wrong STORYFILM_PUBLIC_URL stops the run here, before anything is paid
+        job = session.prepare(storyboard, session.Options(
+            provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
+            ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
+            # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
+            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan))
+    except StoryfilmError as exc:  # refused before anything was paid: a user's mistake, not a bug
+        if planned:
+            _prefect.publish_refusal(planned[0].slug, planned[0].title, str(exc))
+        return Failed(message=str(exc), data=exc)
     plan = job.plan
     run = FilmRun(job=job, slot=_slot(job, concurrency, logger),
                   progress=_prefect.ProgressArtifact(_prefect.artifact_key("film", plan.slug, "progress"),
                                                      steps=len(plan.shots) + 1,  # + assembly
                                                      description=f"shots of {plan.title} finished, then assembly"))
-    logger.info("%s: %d shots in %d chains on %s, %.0f s planned, estimate $%.2f", plan.title, len(plan.shots),
-                len(plan.chains), plan.provider, plan.duration, plan.cost_usd)
+    logger.info("%s: %d shots in %d chains on %s, %.0f s planned, estimate $%.2f%s", plan.title, len(plan.shots),
+                len(plan.chains), plan.provider, plan.duration, plan.cost_usd,
+                " at list prices (rehearsal: nothing is paid)" if _rehearsal() else "")
     for note in plan.notes:  # once per run: what the provider does differently from what the storyboard asks
         logger.warning("note: %s", note)
     emit(Event("film-planned", message=plan.title, shots=tuple(s.id for s in plan.shots)))
-    futures: dict[str, PrefectFuture[ShotResult]] = {}
+    futures: dict[str, PrefectFuture[Any]] = {}
     with tags(*_tags(plan)):
         for shot in plan.shots:
-            parent = futures[shot.parent] if shot.parent else None
-            # ignore: a parent future stands for its ShotResult (Prefect passes the result); the stubs do not say so
-            futures[shot.id] = generate_shot.submit(shot.id, run, parent)  # type: ignore[arg-type]
-        results = _collect(plan, futures)
-        made = assemble_film(run, results)
-    run.progress.flush()
-    info, picture = made.info, made.exports.get("timeline_png")
-    _prefect.publish_film(plan.slug, plan.title, summary_markdown(plan, results, info, made.manifest, picture)
-                          + "\n" + seams.markdown(made.seams), shot_rows(plan, results), info.path, made.manifest,
-                          picture)
+            # ignore: `wait_for` is a keyword of Prefect's submit that its overloads' stubs leave out
+            futures[shot.id] = generate_shot.submit(  # type: ignore[call-overload]
+                shot.id, run, wait_for=[futures[shot.parent]] if shot.parent else None)
+        outcomes = _outcomes(plan, futures, run)
+        made: Film | None = None
+        failure: StoryfilmError | None = None
+        if any(o.result is None for o in outcomes):
+            failure = _failure(outcomes)
+        else:
+            try:
+                assembled = assemble_film(run, [o.result for o in outcomes if o.result])
+                made = assembled if isinstance(assembled, Film) else None
+            except StoryfilmError as exc:  # the task's Failed state, raised here with its error
+                failure = exc
+    if made is None:
+        assert failure is not None
+        _publish(run, outcomes, None, str(failure), Path(output_dir), base)
+        return Failed(message=str(failure), data=failure)
+    _publish(run, outcomes, made, "", Path(output_dir), base)
+    info = made.info
+    results = [o.result for o in outcomes if o.result]
     spent = spent_usd(results)
-    logger.info("done: %s (%.2f s), %d of %d shots reused, $%.2f spent", info.path, info.duration,
-                sum(r.reused for r in results), len(results), spent)
+    logger.info("done: %s (%.2f s), %d of %d shots reused, $%.2f %s", info.path, info.duration,
+                sum(r.reused for r in results), len(results), spent,
+                "at list prices (rehearsal: nothing was paid)" if _rehearsal() else "spent")
     return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
             "manifest": str(made.manifest), "shots": len(results), "flagged_seams": len(made.flagged),
-            "reused": sum(r.reused for r in results), "spent_usd": spent}
+            "reused": sum(r.reused for r in results), "spent_usd": spent,
+            "continuity": continuity_report.lines(made.continuity),
+            "flagged_chains": sum(c.flagged for c in made.continuity)}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, assert_never
 from PIL import Image
 
 from storyfilm.assets import file_digest
+from storyfilm.continuity_hold import settle, settled
 from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
 from storyfilm.errors import (
     BudgetExceeded,
@@ -117,6 +118,7 @@ def wait_for_job(provider: Provider, job_id: str, shot_id: str, settings: PollSe
     deadline = time.monotonic() + settings.timeout
     name = provider.spec.name
     unread = 0
+    last_said: tuple[str, float | None] | None = None
     while True:
         status: JobStatus | None = None
         try:
@@ -142,7 +144,8 @@ def wait_for_job(provider: Provider, job_id: str, shot_id: str, settings: PollSe
             raise JobTimeout(f"job {job_id} still {state} after {settings.timeout:.0f} s; it is recorded: "
                              "run again to resume polling it (it will not be submitted again)",
                              provider=name, shot=shot_id)
-        if log and status is not None:
+        if log and status is not None and (said := (status.state, status.progress)) != last_said:  # changes only
+            last_said = said
             pct = f" {status.progress:.0f}%" if status.progress is not None else ""
             log(f"{shot_id}: job {job_id} {status.state}{pct}")
         time.sleep(interval)
@@ -201,7 +204,7 @@ class ShotRunner:
             self.mirror.ensure(self.shots_dir, parent, segment=shot.method == "extend")
         match decision:
             case Reuse():
-                return self._reuse(shot, decision)
+                return self._reuse(shot, decision, parent)
             case Refuse():
                 error = ModerationFailed if decision.moderation else UncertainSubmission
                 raise error(decision.reason, provider=decision.provider, shot=shot.id)
@@ -319,7 +322,7 @@ class ShotRunner:
         output = self.provider.fetch(status, request, self.shots_dir / ".staging")
         return self._keep(shot, parent, output, status.job_id, cost, started)
 
-    def _reuse(self, shot: ShotPlan, reuse: Reuse) -> ShotResult:
+    def _reuse(self, shot: ShotPlan, reuse: Reuse, parent: ShotResult | None) -> ShotResult:
         result = reuse.result
         # a finished version that a later one replaced under shots/ (with outputs at a URL: put back, or
         # downloaded, when it is used, by outputs.Mirror.ensure)
@@ -327,6 +330,11 @@ class ShotRunner:
             place(self.shots_dir, result)
             self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in "
                      f"{kept_paths(self.shots_dir, result.key)[0].parent.name}/)")
+        if not settled(shot, result):  # `color` changed since (or unmeasured): from the kept original, unpaid
+            result = settle(self.shots_dir, shot, parent, result, self.log)
+            if (rec := self.ledger.latest(shot.key)) is not None:
+                self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
+            place(self.shots_dir, result)
         self.log(f"{shot.id}: unchanged, reusing {Path(result.segment).name} (job {result.job_id})")
         return replace(result, reused=True, seconds=0.0)
 
@@ -373,13 +381,14 @@ class ShotRunner:
             for path in staged:
                 path.unlink(missing_ok=True)
         assert info.video is not None
-        return ShotResult(
+        kept = ShotResult(
             id=shot.id, key=shot.key, segment=str(video), last_frame=str(last), new_from_frame=output.seam_copy,
             frames=info.video.frames, fps=float(info.video.fps), has_audio=info.audio is not None,
             provider=self.provider.spec.name, job_id=job_id, cost_usd=cost,
             seconds=round(time.monotonic() - started, 3), last_frame_url=output.last_frame_url,
             sha256=file_digest(kept_video), last_frame_sha256=file_digest(kept_last),
         )
+        return settle(self.shots_dir, shot, parent, kept, self.log)  # measured; held if the shot says so
 
     def _checked(self, shot: ShotPlan, output: Output, cut: Path, frame: Path) -> tuple[Path, probe.MediaInfo]:
         """The staged segment to keep (decoded in full) and its info; its last frame written to `frame`."""

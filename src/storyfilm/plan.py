@@ -17,6 +17,7 @@ from storyfilm.storyboard import Storyboard, continues_from
 from storyfilm.transitions import CUT, Transition, transition
 
 KEY_VERSION = 1  # bump when what a key covers changes
+HOLD_IDENTITY = "meanstd-ramped-1"  # colour_hold's default transfer and ramp: change it when they change
 FPS = 24
 
 _SIZES: dict[str, dict[str, tuple[int, int]]] = {
@@ -74,6 +75,16 @@ class ShotPlan:
     notes: tuple[str, ...] = ()  # what the provider does differently from what the storyboard asks
     characters: tuple[str, ...] = ()  # named by the shot (casting.py)
     reference_clip_seconds: int = 0  # `method: reference`: the previous shot's last seconds sent as a clip
+    color: Literal["hold", "free"] | None = None  # `color:` (continuity_hold.py); None: measured, never altered
+
+    @property
+    def output_key(self) -> str:
+        """What identifies the shot's kept result: `key` (what the host is paid for) and what `color` does to it.
+        A held segment is not the host's; a free shot changes the look the shots after it are held to."""
+        if self.color is None:
+            return self.key
+        return cache_key({"output_of": self.key, "color": self.color,
+                          "hold": HOLD_IDENTITY if self.color == "hold" else None})
 
     @property
     def parent(self) -> str | None:
@@ -311,7 +322,6 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
         if casting.clip_seconds:  # only `method: reference` shots: every other key stays as it was
             fields["reference_clip_seconds"] = casting.clip_seconds
         key = cache_key(fields)
-        keys[s.id] = key
         if parent is None:
             chain = next_chain
             next_chain += 1
@@ -325,13 +335,14 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
             duration=duration, resolution=resolution, aspect_ratio=aspect, width=width, height=height,
             audio=bool(fields["audio"]), seed=fields["seed"],
             camera=resolve_camera(str(fields["camera"]), str(pick("prompt", ""))), caption=caption, method=method,  # type: ignore[arg-type]
-            transition=joining,
+            transition=joining, color=s.color if s.color is not None else d.color,
             start=start, end_image=end_image, references=refs, chain=chain,
             cost_usd=spec.price(tier_name, resolution, duration, endpoint), key=key, endpoint=endpoint,
             notes=_notes(spec, spec.limits(tier_name, endpoint), endpoint, fields["seed"], bool(fields["audio"]))
             + casting.notes,
             characters=casting.names, reference_clip_seconds=casting.clip_seconds,
         ))
+        keys[s.id] = shots[-1].output_key  # a continued shot starts from its parent's result, held or not
     for (path, message), ids in limit_problems.items():
         used_by = f" (used by {len(ids)} shots: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" \
             if path[0] == "defaults" else ""

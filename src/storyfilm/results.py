@@ -11,10 +11,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from storyfilm.audio import LoudnessResult
+    from storyfilm.continuity import ChainReport
     from storyfilm.seams import Seam
     from storyfilm.transitions import Join
 
@@ -37,6 +38,14 @@ class ShotResult:
     last_frame_url: str | None = None  # the host's copy of the last frame, usable as the next input
     sha256: str = ""  # of `segment` as kept: a file changed or damaged since is not reused
     last_frame_sha256: str = ""
+    # continuity (continuity_hold.py): the colour statistics of the segment's first and last frames, the look
+    # the shots after it in its chain hold to, how it was held (None: as the host made it), and the digest of
+    # the host's original (kept under shots/.kept/ by the generation key) when the segment is not that
+    first_stats: dict[str, float] | None = None
+    last_stats: dict[str, float] | None = None
+    anchor: dict[str, float] | None = None
+    hold: dict[str, Any] | None = None
+    host_sha256: str = ""
 
     @property
     def new_frames(self) -> int:
@@ -108,6 +117,7 @@ class Film:
     info: FilmInfo
     seams: list[Seam]
     exports: dict[str, Path | None] = field(default_factory=dict)  # name -> file (None: nothing to write)
+    continuity: tuple[ChainReport, ...] = ()  # one report per chain, in chain order
 
     @property
     def flagged(self) -> list[Seam]:

@@ -297,7 +297,7 @@ class FilmJob:
 
     def finish(self, results: Sequence[ShotResult], log: Log | None = None) -> Film:
         """film.mp4 from the shots' new footage in storyboard order, its seams measured, its exports written."""
-        from storyfilm import exports, seams, up_to_date
+        from storyfilm import continuity_report, exports, seams, up_to_date
         from storyfilm.assemble import assemble
 
         target = self.loudness_lufs if self.loudness_lufs is not None else self.plan.loudness_lufs
@@ -311,12 +311,17 @@ class FilmJob:
         if log:
             for s in seams.flagged(report):
                 log(f"seam {s.before} -> {s.after} at {s.time:.2f} s: {'; '.join(s.flags)}")
+        look = continuity_report.measure(self.plan, results, self.film_dir)
+        if log:
+            for line in continuity_report.lines(look.reports):
+                log(f"continuity: {line}")
         written = exports.write_all(self.plan, results, info, self.film_dir, seams=report,
                                     asset_digests=self.digests, spans=self.clock.spans(),
-                                    inputs=up_to_date.inputs(self.plan, results, target))
+                                    inputs=up_to_date.inputs(self.plan, results, target),
+                                    continuity=continuity_report.manifest_section(self.plan, look, self.film_dir))
         if mirror:
             mirror.publish(self.film_dir, [info.path, *written.values()])
-        return Film(info, report, written)
+        return Film(info, report, written, look.reports)
 
 
 def pieces(plan: Plan, results: Sequence[ShotResult]) -> list[Piece]:

@@ -30,6 +30,7 @@ Resolution = Literal["480p", "720p", "1080p"]
 AspectRatio = Literal["16:9", "9:16", "4:3", "3:4", "1:1", "21:9"]
 Tier = Literal["standard", "fast", "mini"]
 Method = Literal["extend", "frame", "reference"]
+Color = Literal["hold", "free"]  # continuity of a chain's look (continuity_hold.py); absent: measured only
 Camera = Literal["auto", "static", "push_in", "pull_out", "pan_left", "pan_right", "tilt_up", "tilt_down",
                  "handheld"]
 
@@ -121,6 +122,8 @@ class ShotFields(_Strict):
     transition: Transition | None = None
     caption: Lines | None = Field(None, max_length=500, description="subtitle shown during the shot")
     camera: Camera | None = Field(None, description="camera move hint (auto: from the prompt)")
+    color: Color | None = Field(None, description="hold: correct the segment's colour toward its chain's anchor; "
+                                                  "free: an intended change of look, the anchor of the shots after it")
 
 
 class Character(_Strict):
