@@ -101,8 +101,8 @@ def test_a_worker_killed_while_polling_is_finished_by_another_on_a_fresh_machine
         emulator, pg_url: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Worker A is SIGKILLed while its jobs are polled; B (an empty scratch folder, only the PostgreSQL URL and
     the bucket shared) takes A's claims over once their lease runs out, resumes A's jobs and finishes the film.
-    Then a nightly run C on another fresh folder, nothing changed, submits nothing and downloads only the
-    segments its assembly joins."""
+    Then a nightly run C on another fresh folder, nothing changed, submits nothing and downloads each shot's
+    segment (the assembly) and last frame (the continuity report), once."""
     import signal
     import time
 
@@ -164,7 +164,8 @@ def test_a_worker_killed_while_polling_is_finished_by_another_on_a_fresh_machine
     assert emulator_stats(emulator.url)["submissions"] == SHOTS
     downloads = sorted(m.split("downloaded ", 1)[1].split(" ", 1)[0] for _, m in events(tmp_path / "C.log")
                        if ": downloaded " in m)
-    assert downloads == sorted(f"shots/.kept/{r['key'][:32]}.mp4" for r in done.values() if r), downloads
+    assert downloads == sorted(f"shots/.kept/{r['key'][:32]}{suffix}" for r in done.values() if r
+                               for suffix in (".mp4", ".last.png")), downloads
     assert digest_of("film.mp4") == file_digest(next((tmp_path / "C").rglob("film.mp4")))
     print(f"\nA killed with {in_flight} jobs in flight; B took them over and finished; the nightly run downloaded "
-          f"{len(downloads)} segments (for its assembly) and no last frame")
+          f"{len(downloads)} files (each shot's segment and last frame, for its assembly and continuity report)")

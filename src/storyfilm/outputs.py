@@ -8,7 +8,8 @@ protocol's package installed): a run works in a local scratch folder and mirrors
 
 A later run on a fresh machine (its scratch folder empty, the ledger shared) takes a done shot whose files are
 only in the bucket as reusable and downloads a file only when it is used: a parent's last frame when its
-child is generated (its segment too for an extend), the segments when the film is assembled. Every download
+child is generated (its segment too for an extend), the segments and last frames when the film is assembled
+and its continuity measured. Every download
 is checked against the sha256 the ledger recorded before it is used.
 
 Credentials and the endpoint come from where the protocol's library looks (for S3: AWS_ACCESS_KEY_ID,

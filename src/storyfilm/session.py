@@ -302,9 +302,9 @@ class FilmJob:
 
         target = self.loudness_lufs if self.loudness_lufs is not None else self.plan.loudness_lufs
         mirror = self.runner.mirror
-        if mirror:  # the segments, where they are only in the bucket
+        if mirror:  # the segments (assembly) and last frames (continuity report), where only in the bucket
             for result in results:
-                mirror.ensure(self.runner.shots_dir, result, last_frame=False)
+                mirror.ensure(self.runner.shots_dir, result)
         info = assemble(pieces(self.plan, results), self.plan.film, self.film_dir / "film.mp4",
                         self.film_dir / ".work", on_progress=log, loudness_lufs=target)
         report = seams.analyse(info)
