@@ -83,6 +83,31 @@ def pg_url(pg_cluster: Cluster) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-compatible server on a free loopback port, for the whole session (see tests/s3server.py)."""
+    from .s3server import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket; this process's AWS_* variables point at the server (as a worker's would)."""
+    import uuid
+
+    import boto3
+
+    from .s3server import s3_env
+
+    for name, value in s3_env(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
+    name = f"films-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger_at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same test on a SQLite file and on a PostgreSQL database."""

@@ -9,17 +9,24 @@ on stdin (a test starts the next run early).
 from __future__ import annotations
 
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from storyfilm import session
+from storyfilm import output_url, session
 from storyfilm.errors import StoryfilmError
 from storyfilm.plan import ShotPlan
 from storyfilm.results import ShotResult
 
 
-def run(board_path: Path, output: Path) -> Path:
-    job = session.prepare(board_path, session.Options(output_dir=output))
+def log(message: str) -> None:
+    """What each shot does, on stderr with the time (tests read when a waiting run moved on)."""
+    print(f"{time.time():.3f} {message}", file=sys.stderr, flush=True)
+
+
+def run(board_path: Path, output: Path | str, say: session.Log = log) -> session.FilmJob:
+    """The film made (or remade); the job, to look at what its run did."""
+    job = session.prepare(board_path, session.Options(output_dir=output, log=say))
     results: dict[str, ShotResult] = {}
 
     def chain(shots: list[ShotPlan]) -> None:
@@ -29,14 +36,15 @@ def run(board_path: Path, output: Path) -> Path:
     print("ready", flush=True)
     with ThreadPoolExecutor(len(job.plan.chains)) as pool:
         list(pool.map(chain, job.plan.chains))
-    return job.finish([results[s.id] for s in job.plan.shots]).info.path
+    job.finish([results[s.id] for s in job.plan.shots])
+    return job
 
 
 if __name__ == "__main__":
     if "--wait" in sys.argv:
         sys.stdin.readline()
     try:
-        print(run(Path(sys.argv[1]), Path(sys.argv[2])), flush=True)
+        print(run(Path(sys.argv[1]), output_url.target(sys.argv[2])).film_dir / "film.mp4", flush=True)
     except StoryfilmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

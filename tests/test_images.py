@@ -135,7 +135,7 @@ def test_a_film_from_a_phone_photo_and_a_sixteen_bit_scan_shows_them_upright_and
     text = ("version: 1\ntitle: t\ndefaults: {duration: 1, resolution: 480p, aspect_ratio: '9:16', camera: static}\n"
             "assets:\n  phone: phone.jpg\n  scan: scan.png\nshots:\n  - id: photo\n    prompt: p\n    image: phone\n"
             "  - id: scan\n    prompt: q\n    image: scan\n")
-    film = run(write_storyboard(tmp_path, text), tmp_path / "out")
+    film = run(write_storyboard(tmp_path, text), tmp_path / "out").film_dir / "film.mp4"
     frames = probe.read_frames(film, [0, 24])
     Image.fromarray(np.concatenate(frames, axis=1)).save(tmp_path / "first-frames.png")  # for a person to look at
     photo, scan = (f.astype(int) for f in frames)

@@ -52,7 +52,8 @@ ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",  # noqa:
                                                     help="override the storyboard's provider")]
 BudgetOpt = Annotated[Optional[float], typer.Option("--budget", min=0, callback=_finite,  # noqa: UP045
                                                     help="hard cap on new spend, USD")]
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="where films are written")]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="where films are written: a folder, or a URL "
+                                        "(s3://bucket/prefix; credentials from AWS_* variables or profiles)")]
 LoudnessOpt = Annotated[Optional[float], typer.Option(  # noqa: UP045
     "--loudness", min=-40, max=-5, callback=_finite,
     help="normalise the film to this loudness, LUFS (EBU R128: -14 web, -23 broadcast); overrides the "
@@ -142,18 +143,18 @@ def progress_view(console: Console) -> FilmProgress | None:
 
 
 @app.command()
-def validate(storyboard: StoryboardArg, output: OutputOpt = Path("output"), ledger: LedgerOpt = None,
+def validate(storyboard: StoryboardArg, output: OutputOpt = "output", ledger: LedgerOpt = None,
              allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None) -> None:
     """Check a storyboard without network or keys: its fields, its assets (files inside its folder, URLs
     that may be fetched), the limits of the provider it declares, and its budget. Every problem is
     printed with its line."""
-    from storyfilm import film_folder, session
+    from storyfilm import film_folder, output_url, session
     from storyfilm.plan import check_budget
 
     _allow(allow_network, allow_assets_from)
     try:
         # what `plan` does (its decisions: shots already paid for cost nothing), no provider, no key
-        seen = session.preview(storyboard, session.Options(output_dir=output, ledger=ledger))
+        seen = session.preview(storyboard, session.Options(output_dir=output_url.target(output), ledger=ledger))
         film_folder.check(seen.film.film_dir, storyboard)
         check_budget(seen.plan, seen.new_cost_usd)
     except StoryfilmError as exc:
@@ -173,15 +174,16 @@ def schema() -> None:
 
 @app.command()
 def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-         output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
+         output: OutputOpt = "output", ledger: LedgerOpt = None, redo: RedoOpt = None,
          allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None) -> None:
     """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
-    from storyfilm import session
+    from storyfilm import output_url, session
     from storyfilm.plan import check_budget
 
     _allow(allow_network, allow_assets_from)
     try:
-        seen = session.preview(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=output,
+        seen = session.preview(storyboard, session.Options(provider=provider, budget_usd=budget,
+                                                           output_dir=output_url.target(output),
                                                            ledger=ledger, redo=tuple(redo or ())))
     except StoryfilmError as exc:
         _fail(exc)
@@ -241,13 +243,15 @@ def _up_to_date(storyboard: Path, provider: str | None, budget: float | None, ou
 
 @app.command()
 def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetOpt = None,
-        output: OutputOpt = Path("output"), ledger: LedgerOpt = None, redo: RedoOpt = None,
+        output: OutputOpt = "output", ledger: LedgerOpt = None, redo: RedoOpt = None,
         loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
         allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None,
         emulate: Annotated[bool, typer.Option("--emulate", help="rehearse for free: start the emulator in-process, "
                                                                 "point the provider at it, write to output/emulated/")]
         = False) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
+    from storyfilm import output_url
+
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -259,10 +263,11 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     view = progress_view(out)
     try:
         board = load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
-        film_folder.check((output / "emulated" if emulate else output) / board.slug, storyboard)
+        where = output_url.under(output_url.target(output), "emulated") if emulate else output_url.target(output)
+        film_folder.check(output_url.split(where)[0] / board.slug, storyboard)
         ledger = _ledger_param(ledger)
-        if _up_to_date(storyboard, provider, budget, output / "emulated" if emulate else output, ledger, redo,
-                       loudness):
+        # (outputs at a URL: the scratch folder may hold an older film than the bucket, so the run decides)
+        if isinstance(where, Path) and _up_to_date(storyboard, provider, budget, where, ledger, redo, loudness):
             return
         from storyfilm.flow import film
 
@@ -273,7 +278,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
 
                 url = stack.enter_context(rehearsal())
                 out.print(f"rehearsal: every host is emulated at {url}; nothing is paid")
-                output = output / "emulated"  # never mix rehearsal shots with paid ones
+                output = str(where)  # never mix rehearsal shots with paid ones
             if view:
                 stack.enter_context(view)
                 stack.enter_context(listening(view))
@@ -340,7 +345,7 @@ def serve(
                                       help="when to run, as cron: '0 3 * * *' is 03:00 every day")],
     timezone: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--timezone", help="IANA timezone of the cron, e.g. Europe/Berlin (default UTC)")] = None,
-    provider: ProviderOpt = None, budget: BudgetOpt = None, output: OutputOpt = Path("output"),
+    provider: ProviderOpt = None, budget: BudgetOpt = None, output: OutputOpt = "output",
     ledger: LedgerOpt = None, loudness: LoudnessOpt = None, concurrency: ConcurrencyOpt = None,
     allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None,
     name: Annotated[Optional[str], typer.Option(  # noqa: UP045
@@ -355,6 +360,8 @@ def serve(
     in a subprocess of this one. Stopping serve (Ctrl-C, SIGTERM) pauses the schedule unless
     --keep-schedule is given.
     """
+    from storyfilm import output_url
+
     _prefect_defaults(quiet_console=False)  # a service: its console is its log
     from storyfilm import _prefect, session
     from storyfilm.plan import check_budget
@@ -362,7 +369,7 @@ def serve(
     _allow(allow_network, allow_assets_from)  # the deployment's runs are subprocesses of this one: they inherit it
     try:
         planned = session.plan_film(storyboard, session.Options(provider=provider, budget_usd=budget,
-                                                                output_dir=output, ledger=ledger))
+                                                                output_dir=output_url.target(output), ledger=ledger))
         check_budget(planned.plan)  # every shot's cost: what a scheduled run may have to pay
         schedule = _prefect.cron_schedule(cron, timezone)
         deployment = _prefect.deployment_name(name or storyboard.stem)
@@ -374,12 +381,13 @@ def serve(
 
     from storyfilm.flow import film
 
-    parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": str(output.resolve())}
+    films_at = output_url.shown(output_url.target(output))
+    parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": films_at}
     options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
                "ledger": ledger}
     parameters |= {k: v for k, v in options.items() if v is not None}
     out.print(f"serving [bold]storyfilm/{deployment}[/] ('{shown(planned.board.title)}') on {api_url}: "
-              f"cron '{schedule.cron}' ({schedule.timezone or 'UTC'}); films in {output.resolve()}", highlight=False)
+              f"cron '{schedule.cron}' ({schedule.timezone or 'UTC'}); films in {films_at}", highlight=False)
     out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"
               + ("" if keep_schedule else " (pauses the schedule)"), highlight=False)
     # Prefect 3.8.8's SIGTERM handler calls an async stop without awaiting it (harmless: sys.exit follows).

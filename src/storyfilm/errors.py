@@ -7,6 +7,7 @@
     ├── DeploymentError             a schedule, server or concurrency setting for Prefect is wrong
     ├── LedgerError                 the pay-once ledger: unreadable, unreachable, a URL or schema it cannot use
     │   └── ClaimLost               a run's claim on a shot is no longer its own (expired and taken over)
+    ├── OutputError                 outputs at a URL: unreachable, refused, a file changed since it was kept
     ├── ProviderError               a video host (or the local renderer) refused or failed
     │   ├── ConfigurationError      missing API key, bad base URL
     │   ├── ProviderHTTPError       the API rejected a request (status, provider message)
@@ -83,6 +84,10 @@ class LedgerError(StoryfilmError):
 
 class ClaimLost(LedgerError):
     """The claim is no longer this run's: it must not submit the shot (the holder now resumes or waits)."""
+
+
+class OutputError(StoryfilmError):
+    pass
 
 
 class ProviderError(StoryfilmError):

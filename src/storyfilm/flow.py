@@ -30,7 +30,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, continuity_report, pictures, run_summary, seams, session
+from storyfilm import _prefect, continuity_report, output_url, pictures, run_summary, seams, session
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
@@ -276,7 +276,8 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         storyboard: path of the storyboard YAML (relative to the run's working directory)
         provider: override the storyboard's provider
         budget_usd: hard cap on new spend, USD, 0 or more (overrides the storyboard's budget_usd)
-        output_dir: where films are written (shared storage when workers run on several machines)
+        output_dir: where films are written: a folder, or a URL such as s3://bucket/prefix (workers without
+            a lasting disk; credentials from the worker's AWS_* variables or profile)
         redo: regenerate these shots (and the shots chained after them) even if they are finished
         ledger: the pay-once ledger: a file, sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB (default:
             the worker's STORYFILM_LEDGER_URL, else OUTPUT_DIR/SLUG/ledger.sqlite); a password belongs in
@@ -298,7 +299,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
     try:
         base = public_base()  # a wrong STORYFILM_PUBLIC_URL stops the run here, before anything is paid
         job = session.prepare(storyboard, session.Options(
-            provider=provider, budget_usd=budget_usd, output_dir=Path(output_dir), redo=tuple(redo or ()),
+            provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
             ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
             # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
             resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan))

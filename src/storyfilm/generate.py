@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from PIL import Image
 
@@ -44,7 +44,11 @@ from storyfilm.plan import ShotPlan
 from storyfilm.providers.base import ClipSource, JobStatus, Output, Provider, Quotes, ShotRequest
 from storyfilm.reference_clip import reference_clip
 from storyfilm.results import ShotResult
+from storyfilm.shot_claims import ClaimSettings, Lease, claimed
 from storyfilm.storage import gather, kept_paths, place, shot_paths
+
+if TYPE_CHECKING:
+    from storyfilm.outputs import Mirror
 
 Log = Callable[[str], None]
 
@@ -161,6 +165,9 @@ class ShotRunner:
     redo: frozenset[str] = frozenset()
     log: Log = field(default=lambda _msg: None)
     resume: bool = True  # False: unfinished jobs of earlier runs are not resumed (free rehearsals)
+    mirror: Mirror | None = None  # outputs at a URL: kept shots uploaded, files downloaded when used
+    claims: ClaimSettings | None = None  # default: from the environment, waiting at the poll interval
+    _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)  # shot key -> held claim
 
     @property
     def host(self) -> Host:
@@ -172,16 +179,29 @@ class ShotRunner:
 
     def decide(self, shot: ShotPlan) -> Decision:
         """What `run` would do with the shot now (reading the ledger and hashing the shot's kept files)."""
-        facts = gather(self.ledger, self.shots_dir, shot.key)
+        facts = gather(self.ledger, self.shots_dir, shot.key, self.mirror.has if self.mirror else None)
         return decide(facts.record, shot.id, redo=self.redo, run_id=self.run_id, host=self.host,
                       resume=self.resume, files=facts.files, now=time.time())
 
     def run(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None = None,
             decision: Decision | None = None) -> ShotResult:
-        """Carry out `decision` (by default, the one taken now) for the shot."""
+        """Carry out `decision` (by default, the one taken now) for the shot; a call to the host under a claim."""
         started = time.monotonic()
         if decision is None:
             decision = self.decide(shot)
+        if isinstance(decision, Reuse | Refuse):
+            return self._carry_out(shot, request, parent, decision, started)
+        settings = self.claims or ClaimSettings.from_env(self.poll.first)
+        with claimed(self.ledger, shot.key, shot.id, self.run_id, settings, self.log) as self._leases[shot.key]:
+            try:  # decided again: another run may have finished the shot, or died, while this one waited
+                return self._carry_out(shot, request, parent, self.decide(shot), started)
+            finally:
+                del self._leases[shot.key]
+
+    def _carry_out(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None, decision: Decision,
+                   started: float) -> ShotResult:
+        if self.mirror and parent and not isinstance(decision, Reuse):  # the parent's files, if only in the bucket
+            self.mirror.ensure(self.shots_dir, parent, segment=shot.method == "extend")
         match decision:
             case Reuse():
                 return self._reuse(shot, decision, parent)
@@ -215,8 +235,10 @@ class ShotRunner:
         if isinstance(self.provider, Quotes) and self.paid:
             cost = self.provider.quote(prepared, request) or cost
         self.budget.reserve(shot.id, cost)
+        lease = self._leases.get(shot.key)
         rec = self.ledger.intent(key=shot.key, shot_id=shot.id, provider=self.provider.spec.name, model=shot.tier,
-                                 run_id=self.run_id, prepared=prepared, cost_usd=cost)
+                                 run_id=self.run_id, prepared=prepared, cost_usd=cost,
+                                 claim=lease.claim if lease else None)
         try:
             job_id = self.provider.submit(prepared, request, rec.idempotency_key)
         except ProviderHTTPError as exc:
@@ -266,6 +288,8 @@ class ShotRunner:
                 result = self._fetch_and_keep(shot, request, parent, status, cost, started)
             except DownloadError as again:
                 raise self._unusable(again, shot, job_id) from None
+        if self.mirror:  # before "done": a done shot's files are in the bucket (or fetched again free)
+            self.mirror.keep(self.shots_dir, result)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
         place(self.shots_dir, result)
         self.log(f"{shot.id}: {result.duration:.2f} s of new footage from {name} in {result.seconds:.1f} s, "
@@ -300,7 +324,9 @@ class ShotRunner:
 
     def _reuse(self, shot: ShotPlan, reuse: Reuse, parent: ShotResult | None) -> ShotResult:
         result = reuse.result
-        if reuse.restore:  # a finished version of the shot that a later one replaced under shots/
+        # a finished version that a later one replaced under shots/ (with outputs at a URL: put back, or
+        # downloaded, when it is used, by outputs.Mirror.ensure)
+        if reuse.restore and not self.mirror:
             place(self.shots_dir, result)
             self.log(f"{result.id}: restored the segment of job {result.job_id} (kept in "
                      f"{kept_paths(self.shots_dir, result.key)[0].parent.name}/)")
@@ -323,6 +349,8 @@ class ShotRunner:
             raise DownloadError(f"the kept segment is missing and the host's copy cannot be fetched ({exc.detail}); "
                                 f"run with --redo {shot.id} to pay for it again", provider=rec.provider,
                                 shot=shot.id) from None
+        if self.mirror:
+            self.mirror.keep(self.shots_dir, fresh)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(fresh))
         place(self.shots_dir, fresh)
         return replace(fresh, reused=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from storyfilm import assets as asset_store
-from storyfilm import film_folder
+from storyfilm import film_folder, output_url
 from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
 from storyfilm.ledger import Ledger, existing_ledger
 from storyfilm.ledger_url import ledger_location
@@ -40,6 +40,7 @@ from storyfilm.storyboard import ASSET_ROOTS_ENV, Storyboard, asset_location, lo
 if TYPE_CHECKING:
     from storyfilm.assemble import Piece
     from storyfilm.generate import PollSettings, ShotRunner
+    from storyfilm.outputs import Mirror
     from storyfilm.providers.factory import KeyLookup
 
 Log = Callable[[str], None]
@@ -59,7 +60,7 @@ class Options:
 
     provider: str | None = None  # overrides the storyboard's
     budget_usd: float | None = None  # overrides the storyboard's
-    output_dir: Path = Path("output")
+    output_dir: Path | str = Path("output")  # a folder, or a URL (outputs.py: s3://bucket/prefix, ...)
     redo: tuple[str, ...] = ()
     ledger: str | Path | None = None  # a file or an SQLAlchemy URL (precedence: ledger_url.py)
     loudness_lufs: float | None = None  # overrides the storyboard's
@@ -132,8 +133,9 @@ class PlannedFilm:
     digests: Mapping[str, str]  # asset name -> sha256 of its bytes
     plan: Plan
     redo: frozenset[str]  # the shots to generate again (--redo and the shots chained after them)
-    film_dir: Path
+    film_dir: Path  # where the run writes (with outputs at a URL: a local scratch folder)
     ledger_at: str | Path  # a file or an SQLAlchemy URL
+    remote: str | None = None  # the film's folder at the output URL
 
 
 def plan_film(path: str | Path, options: Options) -> PlannedFilm:
@@ -141,9 +143,10 @@ def plan_film(path: str | Path, options: Options) -> PlannedFilm:
     digests = asset_store.digests(board)
     plan = make_plan(board, digests, provider=options.provider, budget_usd=options.budget_usd)
     options.on_plan(plan)
-    film_dir = options.output_dir / plan.slug
+    local, remote = output_url.split(options.output_dir)
+    film_dir = local / plan.slug
     return PlannedFilm(board, digests, plan, redo_closure(plan, options.redo), film_dir,
-                       ledger_location(film_dir, options.ledger))
+                       ledger_location(film_dir, options.ledger), f"{remote}/{plan.slug}" if remote else None)
 
 
 ShotState = Literal["cached", "in flight", "new", "failed", "refused"]
@@ -168,12 +171,13 @@ def new_cost(plan: Plan, decisions: Mapping[str, Decision]) -> float:
 
 
 def decide_all(film: PlannedFilm, ledger: Ledger | None, host: Host, *, run_id: str | None,
-               resume: bool) -> dict[str, Decision]:
+               resume: bool, mirror: Mirror | None = None) -> dict[str, Decision]:
     """Every shot's decision from facts gathered now (a shot: one ledger read, one hash of each of its kept files)."""
     now = time.time()
     out: dict[str, Decision] = {}
     for shot in film.plan.shots:
-        facts = gather(ledger, film.film_dir / "shots", shot.key) if ledger else Facts(None, None)
+        facts = (gather(ledger, film.film_dir / "shots", shot.key, mirror.has if mirror else None) if ledger
+                 else Facts(None, None))
         out[shot.id] = decide(facts.record, shot.id, redo=film.redo, run_id=run_id, host=host, resume=resume,
                               files=facts.files, now=now)
     return out
@@ -221,6 +225,7 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
     """Everything a run of the film needs; a plan over its budget stops here, before anything is paid."""
     from storyfilm.audio import check_target
     from storyfilm.generate import BudgetGuard, PollSettings, ShotRunner
+    from storyfilm.outputs import Mirror
     from storyfilm.providers import make_provider, spec_for
 
     if options.loudness_lufs is not None:
@@ -230,13 +235,15 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
     film_folder.claim(film.film_dir, path)  # before the ledger is made: never another storyboard's folder
     ledger = Ledger(film.ledger_at)
     run_id = options.run_id or str(uuid.uuid4())
-    decisions = decide_all(film, ledger, Host.of(spec_for(plan.provider)), run_id=run_id, resume=options.resume)
+    mirror = Mirror(film.remote, options.log) if film.remote else None
+    decisions = decide_all(film, ledger, Host.of(spec_for(plan.provider)), run_id=run_id, resume=options.resume,
+                           mirror=mirror)
     check_budget(plan, new_cost(plan, decisions))
     film.film_dir.mkdir(parents=True, exist_ok=True)
     provider = make_provider(plan.provider, film.film_dir / ".work", key_lookup=options.key_lookup)
     runner = ShotRunner(provider=provider, ledger=ledger, shots_dir=film.film_dir / "shots", run_id=run_id,
                         budget=BudgetGuard(plan.budget_usd), poll=options.poll or PollSettings.from_env(),
-                        redo=film.redo, log=options.log, resume=options.resume)
+                        redo=film.redo, log=options.log, resume=options.resume, mirror=mirror)
     used = {a for s in plan.shots for a in (s.start.asset, s.end_image, *s.references) if a}
     assets = asset_store.materialise(film.board, film.film_dir / "assets", used)
     return FilmJob(plan=plan, digests=film.digests, film_dir=film.film_dir, runner=runner, assets=assets,
@@ -294,6 +301,10 @@ class FilmJob:
         from storyfilm.assemble import assemble
 
         target = self.loudness_lufs if self.loudness_lufs is not None else self.plan.loudness_lufs
+        mirror = self.runner.mirror
+        if mirror:  # the segments (assembly) and last frames (continuity report), where only in the bucket
+            for result in results:
+                mirror.ensure(self.runner.shots_dir, result)
         info = assemble(pieces(self.plan, results), self.plan.film, self.film_dir / "film.mp4",
                         self.film_dir / ".work", on_progress=log, loudness_lufs=target)
         report = seams.analyse(info)
@@ -308,6 +319,8 @@ class FilmJob:
                                     asset_digests=self.digests, spans=self.clock.spans(),
                                     inputs=up_to_date.inputs(self.plan, results, target),
                                     continuity=continuity_report.manifest_section(self.plan, look, self.film_dir))
+        if mirror:
+            mirror.publish(self.film_dir, [info.path, *written.values()])
         return Film(info, report, written, look.reports)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from storyfilm.assets import file_digest
@@ -38,12 +39,21 @@ class Facts:
     files: Files | None  # of a done record's result (None: no finished result to look at)
 
 
-def gather(ledger: Ledger, shots_dir: Path, key: str) -> Facts:
-    """One ledger read, and one hash of each kept file of a finished shot."""
+def gather(ledger: Ledger, shots_dir: Path, key: str, remote: Callable[[str], bool] | None = None) -> Facts:
+    """One ledger read, and one hash of each kept file of a finished shot.
+
+    A result's paths are those of the run that kept it, perhaps on another machine (a shared ledger): they
+    are read as this run's shots/<id>.*, where this run keeps the shot. `remote(key)`: the kept files are in
+    the outputs' bucket (outputs.py), so files lost here are restorable from there.
+    """
     record = ledger.latest(key)
     if record is None or record.state != "done" or record.result is None:
         return Facts(record, None)
-    return Facts(record, files_state(shots_dir, ShotResult(**record.result)))
+    video, last = shot_paths(shots_dir, record.result["id"])
+    record = replace(record, result={**record.result, "segment": str(video), "last_frame": str(last)})
+    assert record.result is not None
+    state = files_state(shots_dir, ShotResult(**record.result))
+    return Facts(record, "restorable" if state == "lost" and remote is not None and remote(key) else state)
 
 
 def files_state(shots_dir: Path, result: ShotResult) -> Files:

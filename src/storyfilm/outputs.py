@@ -1,0 +1,110 @@
+"""Outputs at a URL (`--output s3://bucket/prefix`, or what fsspec serves: gs://, az://, file://, with the
+protocol's package installed): a run works in a local scratch folder and mirrors what it keeps.
+
+    <url>/<slug>/shots/.kept/<key>.last.png, <key>.mp4   each kept segment and its last frame, uploaded as soon
+                                                         as it is kept (before the ledger says done, so a done
+                                                         shot's files are in the bucket or refetched free)
+    <url>/<slug>/film.mp4, manifest.json, timeline, subtitles, pictures   after the film is assembled
+
+A later run on a fresh machine (its scratch folder empty, the ledger shared) takes a done shot whose files are
+only in the bucket as reusable and downloads a file only when it is used: a parent's last frame when its
+child is generated (its segment too for an extend), the segments and last frames when the film is assembled
+and its continuity measured. Every download
+is checked against the sha256 the ledger recorded before it is used.
+
+Credentials and the endpoint come from where the protocol's library looks (for S3: AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, AWS_ENDPOINT_URL); a URL carrying credentials is refused, and
+nothing here prints more of a URL than its protocol, bucket and path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from storyfilm.assets import file_digest
+from storyfilm.errors import OutputError
+from storyfilm.results import ShotResult
+from storyfilm.storage import kept_paths, link, shot_paths
+
+Log = Callable[[str], None]
+
+
+class Mirror:
+    """One film's folder at a URL."""
+
+    def __init__(self, url: str, log: Log):
+        import fsspec  # type: ignore[import-untyped]  # no type information shipped; only URL outputs need it
+
+        self.url, self._log = url, log
+        try:
+            self._fs, self._root = fsspec.core.url_to_fs(url)
+            names = self._fs.ls(f"{self._root}/shots/.kept", detail=False) if self._exists("shots/.kept") else []
+        except ImportError as exc:
+            raise OutputError(f"{url}: {exc} (install the package for this protocol, e.g. "
+                              "pip install 'storyfilm[s3]')") from None
+        except Exception as exc:  # noqa: BLE001 - each protocol's library raises its own errors
+            raise self._error("cannot list the film's folder", exc) from None
+        self._kept = {Path(n).name for n in names}
+        self.uploaded: list[str] = []
+        self.downloaded: list[str] = []
+
+    def _error(self, doing: str, exc: BaseException) -> OutputError:
+        return OutputError(f"{self.url}: {doing}: {type(exc).__name__}: {exc}")
+
+    def _exists(self, rel: str) -> bool:
+        return bool(self._fs.exists(f"{self._root}/{rel}"))
+
+    def has(self, key: str) -> bool:
+        """The kept segment and last frame of `key` are in the bucket."""
+        video, last = kept_paths(Path(), key)
+        return video.name in self._kept and last.name in self._kept
+
+    def put(self, local: Path, rel: str) -> None:
+        try:
+            self._fs.put_file(str(local), f"{self._root}/{rel}")
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"cannot upload {rel}", exc) from None
+        self.uploaded.append(rel)
+
+    def keep(self, shots_dir: Path, result: ShotResult) -> None:
+        """Upload a newly kept shot (last frame first: the segment marks it complete)."""
+        for path in reversed(kept_paths(shots_dir, result.key)):
+            self.put(path, f"shots/.kept/{path.name}")
+            self._kept.add(path.name)
+
+    def ensure(self, shots_dir: Path, result: ShotResult, *, segment: bool = True, last_frame: bool = True) -> None:
+        """shots/<id>.* of a done shot on this machine (downloaded if they are only in the bucket), checked."""
+        video, last = shot_paths(shots_dir, result.id)
+        kept_video, kept_last = kept_paths(shots_dir, result.key)
+        wanted = [(kept_last, last, result.last_frame_sha256)] if last_frame else []
+        wanted += [(kept_video, video, result.sha256)] if segment else []
+        for kept, dest, digest in wanted:
+            if dest.is_file() and file_digest(dest) == digest:
+                continue
+            if not (kept.is_file() and file_digest(kept) == digest):
+                self._download(f"shots/.kept/{kept.name}", kept, digest, result.id)
+            link(kept, dest)
+
+    def _download(self, rel: str, dest: Path, digest: str, shot_id: str) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(f".{dest.name}.part")
+        try:
+            self._fs.get_file(f"{self._root}/{rel}", str(part))
+        except Exception as exc:  # noqa: BLE001
+            part.unlink(missing_ok=True)
+            raise self._error(f"cannot download {rel} (shot '{shot_id}')", exc) from None
+        if file_digest(part) != digest:
+            part.unlink()
+            raise OutputError(f"{self.url}/{rel}: its sha256 differs from the one the ledger recorded for shot "
+                              f"'{shot_id}'; it was changed after it was kept. Delete it to have it fetched again")
+        part.replace(dest)
+        self.downloaded.append(rel)
+        self._log(f"{shot_id}: downloaded {rel} from {self.url} (sha256 checked)")
+
+    def publish(self, film_dir: Path, files: Iterable[Path | None]) -> None:
+        """The film and its exports, each under the same name beside the shots (the manifest last)."""
+        for path in files:
+            if path is not None and path.is_file():
+                self.put(path, path.relative_to(film_dir).as_posix())
+        self._log(f"uploaded to {self.url}: {len(self.uploaded)} files this run, downloaded {len(self.downloaded)}")
