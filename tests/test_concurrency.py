@@ -70,7 +70,13 @@ def most_at_once(spans: dict[str, Span]) -> int:
 @pytest.mark.slow
 def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
 
     from storyfilm.flow import film
     from storyfilm.plan import make_plan
@@ -107,7 +113,10 @@ def test_chains_overlap_in_time_and_the_local_limit_holds(prefect_server: None, 
     assert manifest["exports"]["timeline_png"] == "timeline.png"
     assert_bars(picture, make_plan(load_storyboard(board), {}), spans)
     with get_client(sync_client=True) as client:
-        summary = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["film-board"])))
+        # this run's summary: other tests' films in this server may share the slug "board"
+        summary = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["film-board"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     shown = str(summary[0].data) if summary else ""
     assert str(picture.resolve()) in shown  # its path to copy (no public URL set), and the picture itself inline
     assert "![timeline](data:image/jpeg;base64," in shown
