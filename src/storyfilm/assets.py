@@ -23,6 +23,14 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_digest_or_none(path: Path) -> str | None:
+    """file_digest, or None for a file that cannot be read (gone, or not a file)."""
+    try:
+        return file_digest(path)
+    except OSError:
+        return None
+
+
 def digests(board: Storyboard) -> dict[str, str]:
     """sha256 of each local asset's bytes; a URL is keyed by itself (fetching it is not free)."""
     out = {}

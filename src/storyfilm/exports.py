@@ -14,7 +14,6 @@ the middle of the transition (OpenTimelineIO's in_offset), so clips, subtitles a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import numpy as np
 import opentimelineio as otio
 from PIL import Image, ImageDraw, ImageFont
 
+from storyfilm.assets import file_digest_or_none
 from storyfilm.casting import reference_inputs
 from storyfilm.media import probe
 from storyfilm.plan import Plan, ShotPlan
@@ -50,17 +50,6 @@ def _rel(path: str | Path, root: Path) -> str:
         return str(Path(path).resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path)
-
-
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
@@ -112,7 +101,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "references": list(s.references), "characters": list(s.characters), "notes": list(s.notes),
             "transition": s.transition.as_dict() if s.overlap_frames else None,
             "inputs": _inputs(s, plan, digests),
-            "file": _rel(r.segment, film_dir), "segment_sha256": _sha256(Path(r.segment)),
+            "file": _rel(r.segment, film_dir), "segment_sha256": r.sha256 or file_digest_or_none(Path(r.segment)),
             "last_frame": _rel(r.last_frame, film_dir),
             "frames_in_file": r.frames, "film_frames": r.new_frames, "seam_frames_dropped": r.new_from_frame,
             "has_audio": r.has_audio, "job_id": r.job_id, "cost_usd": r.cost_usd, "cache_key": r.key,
@@ -127,7 +116,8 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "provider": plan.provider,
         "model": plan.tier,
-        "film": {"file": _rel(film.path, film_dir), "sha256": _sha256(film.path), "inputs": dict(inputs or {}),
+        "film": {"file": _rel(film.path, film_dir), "sha256": file_digest_or_none(film.path),
+                 "inputs": dict(inputs or {}),
                  "duration": round(film.duration, 6), "frames": film.frames,
                  "fps": film.fps, "width": film.width, "height": film.height,
                  "planned_duration": round(plan.duration, 6), "normalised_segments": film.normalised,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from storyfilm.assets import file_digest_or_none
 from storyfilm.decide import Reuse
 from storyfilm.plan import Plan
 from storyfilm.results import ShotResult
@@ -52,17 +53,6 @@ def captions_key(plan: Plan) -> str:
 def inputs(plan: Plan, results: Sequence[ShotResult], loudness_lufs: float | None) -> dict[str, str]:
     """The manifest's record of what the film was made from."""
     return {"film_key": film_key(plan, results, loudness_lufs), "captions_key": captions_key(plan)}
-
-
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -97,7 +87,7 @@ def check(plan: Plan, decisions: Mapping[str, object], film_dir: Path, loudness_
         return Verdict("run", film, "the film's inputs changed")
     if any(path and not (film_dir / path).is_file() for path in (recorded.get("exports") or {}).values()):
         return Verdict("run", film, "an export is missing")
-    if not film_record.get("sha256") or _sha256(film) != film_record["sha256"]:
+    if not film_record.get("sha256") or file_digest_or_none(film) != film_record["sha256"]:
         return Verdict("run", film, "film.mp4 is missing or was changed")
     if made_from.get("captions_key") == captions_key(plan):
         return Verdict("up to date", film, shots=len(plan.shots))
