@@ -96,6 +96,58 @@ def limit_slot(name: str) -> Iterator[None]:
 
 
 @contextmanager
+def tag_limits_checked_ahead(every: float = 2.0) -> Iterator[None]:
+    """While the block runs, tell Prefect's task engine ahead of time that the current tags have no tag
+    concurrency limits (when, checked every `every` seconds, they have none).
+
+    Before a task run enters Running, the engine asks the server for slots of the limits `tag:TAG` of its tags
+    and remembers a "none exist" for 5 s only (prefect.concurrency.services._no_limits_cache). A chained shot
+    starts a moment after its parent ends, usually after that answer expired, so the film's critical path
+    waited for the call: 0.5-2.3 s per hand-over on a loaded ephemeral server. The same answer is fetched here,
+    off that path, and put where the engine looks; a tag that has a limit leaves the engine's own acquisition
+    alone (and so does a Prefect without that cache: the engine then asks, as before).
+    """
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency import services
+    from prefect.context import TagsContext
+
+    names = sorted(f"tag:{tag}" for tag in TagsContext.get().current_tags)
+    cache, lock = getattr(services, "_no_limits_cache", None), getattr(services, "_cache_lock", None)
+    use = getattr(services, "_should_use_cache", None)
+    holder = ConcurrencyLeaseHolder(type="task_run", id=UUID(int=0))
+    if not names or cache is None or lock is None or use is None or not use(names, holder):
+        yield
+        return
+    stop = threading.Event()
+
+    def check() -> None:
+        with get_client(sync_client=True) as client:
+            while not stop.is_set():
+                try:
+                    for name in names:
+                        try:
+                            client.read_global_concurrency_limit_by_name(name)
+                            return  # a limit exists: the engine acquires its slots, as it always does
+                        except ObjectNotFound:
+                            pass
+                except httpx.HTTPError:
+                    pass  # the engine asks for itself
+                else:
+                    with lock:
+                        cache[frozenset(names)] = True
+                stop.wait(every)
+
+    # the caller's context: the API it reports to (ephemeral mode keeps it in a context variable)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(check,), daemon=True,
+                              name="storyfilm-tag-limits")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+@contextmanager
 def reporting(what: str) -> Iterator[None]:
     """Telling the UI must not fail a film (or a paid shot): an API error here is logged, not raised."""
     try:

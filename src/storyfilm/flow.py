@@ -319,7 +319,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         logger.warning("note: %s", note)
     emit(Event("film-planned", message=plan.title, shots=tuple(s.id for s in plan.shots)))
     futures: dict[str, PrefectFuture[Any]] = {}
-    with tags(*_tags(plan)):
+    with tags(*_tags(plan)), _prefect.tag_limits_checked_ahead():
         for shot in plan.shots:
             # ignore: `wait_for` is a keyword of Prefect's submit that its overloads' stubs leave out
             futures[shot.id] = generate_shot.submit(  # type: ignore[call-overload]
