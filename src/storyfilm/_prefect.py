@@ -96,7 +96,7 @@ def limit_slot(name: str) -> Iterator[None]:
 
 
 @contextmanager
-def tag_limits_checked_ahead(every: float = 2.0) -> Iterator[None]:
+def tag_limits_checked_ahead(every: float = 2.0) -> Iterator[threading.Thread | None]:
     """While the block runs, tell Prefect's task engine ahead of time that the current tags have no tag
     concurrency limits (when, checked every `every` seconds, they have none).
 
@@ -116,7 +116,7 @@ def tag_limits_checked_ahead(every: float = 2.0) -> Iterator[None]:
     use = getattr(services, "_should_use_cache", None)
     holder = ConcurrencyLeaseHolder(type="task_run", id=UUID(int=0))
     if not names or cache is None or lock is None or use is None or not use(names, holder):
-        yield
+        yield None
         return
     stop = threading.Event()
 
@@ -142,7 +142,7 @@ def tag_limits_checked_ahead(every: float = 2.0) -> Iterator[None]:
                               name="storyfilm-tag-limits")
     thread.start()
     try:
-        yield
+        yield thread  # it ends early when a tag has a limit
     finally:
         stop.set()
 

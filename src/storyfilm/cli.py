@@ -118,6 +118,26 @@ def _prefect_defaults(quiet_console: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
+def _temporary_server_early() -> threading.Thread:
+    """Start Prefect's temporary server (ephemeral mode: no PREFECT_API_URL) on a thread of its own, so that its
+    process boots while this one imports the flow and prepares the run (joined before the flow starts, which
+    then finds it running). A failure here is left to the flow: it starts the server itself, as it always did."""
+
+    def start() -> None:
+        from prefect.settings import get_current_settings
+
+        if get_current_settings().api.url:
+            return
+        from prefect.server.api.server import SubprocessASGIServer
+
+        with contextlib.suppress(Exception):
+            SubprocessASGIServer().start()  # stopped at exit, by Prefect's atexit hook (SIGTERM exits through it)
+
+    thread = threading.Thread(target=start, name="storyfilm-prefect-server", daemon=True)
+    thread.start()
+    return thread
+
+
 def _ledger_param(ledger: str | None) -> str | None:
     """The flow's `ledger` parameter. Prefect stores parameters and shows them in its UI, so a URL with a
     password reaches the flow through STORYFILM_LEDGER_URL in this process's environment instead (the flow
@@ -269,6 +289,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         # (outputs at a URL: the scratch folder may hold an older film than the bucket, so the run decides)
         if isinstance(where, Path) and _up_to_date(storyboard, provider, budget, where, ledger, redo, loudness):
             return
+        server = _temporary_server_early()
         from storyfilm.flow import film
 
         started = time.monotonic()
@@ -282,6 +303,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
             if view:
                 stack.enter_context(view)
                 stack.enter_context(listening(view))
+            server.join()
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
                           redo=list(redo or []), ledger=ledger,
                           loudness_lufs=loudness, concurrency=concurrency)
