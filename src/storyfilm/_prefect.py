@@ -95,6 +95,77 @@ def limit_slot(name: str) -> Iterator[None]:
         yield
 
 
+Lease = tuple[threading.Event, threading.Thread]  # (set it to give the slot back, the thread holding it)
+
+
+class LimitLeases:
+    """Slots of the global concurrency limit `name` held for shots, each by a thread of its own (which renews
+    its lease), so that a slot can pass from one shot of this run to the next without going back to the server:
+    on a server with SQLite, a release and an acquisition at the same moment often meet a locked database
+    (HTTP 503) and the client retries ~2 s later, with the slot idle meanwhile."""
+
+    IDLE_SECONDS = 30.0  # a slot passed on to a shot that never came goes back to the server after this
+
+    def __init__(self, name: str):
+        self.name = name
+        self.lock = threading.Lock()  # hold it around deciding who gets a slot and `give`
+        self._kept: dict[str, Lease] = {}
+        self._idle: list[Lease] = []
+
+    def take(self, key: str) -> Lease:
+        """The slot kept for `key`, an idle one, or a new one from the server (blocks until granted)."""
+        with self.lock:
+            if key in self._kept:
+                return self._kept.pop(key)
+            if self._idle:
+                return self._idle.pop()
+        granted, done = threading.Event(), threading.Event()
+        failed: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                with limit_slot(self.name):
+                    granted.set()
+                    done.wait()
+            except BaseException as exc:  # noqa: BLE001 - handed to the shot that asked for the slot (raised there)
+                failed.append(exc)
+            finally:
+                granted.set()
+
+        # the caller's context: the API it reports to
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(hold,), daemon=True,
+                                  name=f"storyfilm-slot-{key}")
+        thread.start()
+        granted.wait()
+        if failed:
+            raise failed[0]
+        return done, thread
+
+    def give(self, lease: Lease, to: str | None, *, wanted: bool = False) -> None:
+        """Keep the slot for the shot `to`; or, when another shot of this run is `wanted` to take it, for
+        whichever comes first; else give it back to the server (and wait until it is back). Call under `lock`."""
+        if to is not None:
+            self._kept[to] = lease
+        elif wanted:
+            self._idle.append(lease)
+            threading.Timer(self.IDLE_SECONDS, self._expire, (lease,)).start()
+        else:
+            self._back(lease)
+
+    def _expire(self, lease: Lease) -> None:
+        with self.lock:
+            if lease not in self._idle:
+                return
+            self._idle.remove(lease)
+        self._back(lease)
+
+    @staticmethod
+    def _back(lease: Lease) -> None:
+        done, thread = lease
+        done.set()
+        thread.join()
+
+
 @contextmanager
 def tag_limits_checked_ahead(every: float = 2.0) -> Iterator[threading.Thread | None]:
     """While the block runs, tell Prefect's task engine ahead of time that the current tags have no tag

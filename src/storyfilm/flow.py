@@ -117,11 +117,28 @@ def _slot(job: FilmJob, concurrency: int | None, logger: RunLogger) -> Slot:
     if not server:
         return gate.turn
 
+    leases = _prefect.LimitLeases(name)
+
     @contextmanager
     def gated_limit_slot(shot_id: str) -> Iterator[None]:
-        # this run asks the server for slots in its order of urgency, at most `slots` of them at once
-        with gate.turn(shot_id), _prefect.limit_slot(name):
-            yield
+        # this run asks the server for slots in its order of urgency, at most `slots` of them at once; a slot
+        # the gate keeps for a shot's successor keeps its server lease too
+        gate.acquire(shot_id)
+        released = False
+        try:
+            lease = leases.take(shot_id)
+            passed = False
+            try:
+                yield
+                passed = True
+            finally:
+                with leases.lock:  # the slot goes on to the shot the gate gives it to, or back to the server
+                    wanted = bool(gate.waiting)
+                    heir, released = gate.release(shot_id, hand_on=passed), True
+                    leases.give(lease, heir, wanted=wanted)
+        finally:
+            if not released:  # a failure passes nothing on (its successors will not come)
+                gate.release(shot_id, hand_on=False)
 
     return gated_limit_slot
 
