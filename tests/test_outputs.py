@@ -5,6 +5,7 @@ uses, checks their digests, and pays for nothing twice.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import boto3
@@ -86,6 +87,16 @@ def test_a_film_at_an_s3_url_is_made_again_on_fresh_machines_from_what_it_needs(
     for path in made:  # the film and every export, as written
         assert hashlib.sha256(stored[f"nightly/harbour/{path.name}"]).hexdigest() == file_digest(path), path.name
     assert {u.rsplit("/", 1)[-1] for u in up} >= {"film.mp4", "manifest.json"} and up[-1] != "film.mp4"
+    # the manifest's links name the bucket's objects, not the scratch folder's files
+    manifest = json.loads(stored["nightly/harbour/manifest.json"])
+    links = manifest["links"]
+    assert links["film"] == f"{url}/harbour/film.mp4" and links["manifest"] == f"{url}/harbour/manifest.json"
+    assert all(link.removeprefix(f"s3://{bucket}/") in stored for link in links.values()), links
+    for shot in manifest["shots"]:
+        segment, last = (f"{url}/harbour/shots/.kept/{shot['cache_key'][:32]}{s}" for s in (".mp4", ".last.png"))
+        assert shot["links"] == {"segment": segment, "last_frame": last}, shot["links"]
+        assert segment.removeprefix(f"s3://{bucket}/") in stored and last.removeprefix(f"s3://{bucket}/") in stored
+    assert str(tmp_path) not in json.dumps(manifest)
 
     def kept(shot: str, suffix: str) -> str:
         result = results[shot]
@@ -99,13 +110,17 @@ def test_a_film_at_an_s3_url_is_made_again_on_fresh_machines_from_what_it_needs(
     assert down == sorted([kept("a1", ".last.png"), kept("a1", ".mp4"), kept("b1", ".mp4"),
                            kept("b1", ".last.png")]), down
 
-    # nothing changed (a nightly run): nothing submitted; each shot's segment and last frame, once
-    down, _ = on("third", "The keeper walks the pier at night.")
+    # nothing changed (a nightly run): nothing submitted, assembled, uploaded or downloaded but the manifest
+    down, up = on("third", "The keeper walks the pier at night.")
     assert emulator_stats(emulator.url)["submissions"] == 4
-    assert len(down) == 6 and len(set(down)) == 6 and kept("b1", ".mp4") in down, down
+    assert (down, up) == (["manifest.json"], []), (down, up)
+    assert not [p for p in (tmp_path / "third").rglob("*") if p.is_file() and p.suffix in (".mp4", ".png")]
 
-    # a segment changed in the bucket after it was kept is refused, and nothing is paid for it
-    boto3.client("s3").put_object(Bucket=bucket, Key=f"nightly/harbour/{kept('b1', '.mp4')}", Body=b"not it")
+    # the film gone from the bucket: made again from the kept segments; one changed in the bucket after it was
+    # kept is refused, and nothing is paid for it
+    s3 = boto3.client("s3")
+    s3.delete_object(Bucket=bucket, Key="nightly/harbour/film.mp4")
+    s3.put_object(Bucket=bucket, Key=f"nightly/harbour/{kept('b1', '.mp4')}", Body=b"not it")
     with pytest.raises(OutputError, match=f"{kept('b1', '.mp4')}: its sha256 differs"):
         on("fourth", "The keeper walks the pier at night.")
     assert emulator_stats(emulator.url)["submissions"] == 4

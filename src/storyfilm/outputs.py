@@ -19,8 +19,10 @@ nothing here prints more of a URL than its protocol, bucket and path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from storyfilm.assets import file_digest
 from storyfilm.errors import OutputError
@@ -54,6 +56,35 @@ class Mirror:
 
     def _exists(self, rel: str) -> bool:
         return bool(self._fs.exists(f"{self._root}/{rel}"))
+
+    def exists(self, rel: str) -> bool:
+        try:
+            return self._exists(rel)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"cannot look for {rel}", exc) from None
+
+    def size(self, rel: str) -> int | None:
+        """The object's size in bytes; None when it is not there."""
+        try:
+            return int(self._fs.size(f"{self._root}/{rel}"))
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"cannot look at {rel}", exc) from None
+
+    def read_json(self, rel: str) -> dict[str, Any] | None:
+        """A small JSON object (the manifest) read from the bucket; None when it is missing or not JSON."""
+        try:
+            data = json.loads(self._fs.cat_file(f"{self._root}/{rel}"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"cannot read {rel}", exc) from None
+        self.downloaded.append(rel)
+        self._log(f"manifest: downloaded {rel} from {self.url} (what the film there was made from)")
+        return data if isinstance(data, dict) else None
 
     def has(self, key: str) -> bool:
         """The kept segment and last frame of `key` are in the bucket."""
