@@ -90,9 +90,7 @@ def result(verdict: Verdict) -> dict[str, Any]:
     """What the flow returns for an up-to-date film (the keys of a finished run's result)."""
     recorded = verdict.recorded or {}
     film = recorded.get("film") or {}
-    links = recorded.get("links") or {}
-    folder = str(verdict.film).rsplit("/", 1)[0]
-    return {"film": links.get("film", verdict.film), "duration": film.get("duration", 0.0),
-            "frames": film.get("frames", 0), "manifest": links.get("manifest", f"{folder}/{MANIFEST}"),
+    return {"film": str(verdict.film), "duration": film.get("duration", 0.0), "frames": film.get("frames", 0),
+            "manifest": f"{str(verdict.film).rsplit('/', 1)[0]}/{MANIFEST}",
             "shots": verdict.shots, "flagged_seams": len((recorded.get("seams") or {}).get("flagged") or []),
             "reused": verdict.shots, "spent_usd": 0.0, "continuity": [], "flagged_chains": 0, "up_to_date": True}

@@ -18,6 +18,7 @@ from storyfilm.public_links import markdown_link, public_url
 from storyfilm.report import RunReport, ShotOutcome
 from storyfilm.results import Film
 from storyfilm.session import FilmJob
+from storyfilm.up_to_date import MANIFEST
 
 # label in the summary -> the export's name in Film.exports ("film" is the film itself)
 FILES = (("Film", "film"), ("Manifest", "manifest"), ("Subtitles", "subtitles"), ("Timeline", "timeline"),
@@ -71,7 +72,8 @@ def build(job: FilmJob, outcomes: Sequence[ShotOutcome], *, made: Film | None, e
 
 def recorded_files(film_dir: Path, recorded: Mapping[str, Any]) -> dict[str, Path]:
     """Label -> file of a film as its manifest names them (their objects, for a film left in a bucket)."""
-    files = {"film": recorded["film"]["file"], **{k: v for k, v in (recorded.get("exports") or {}).items() if v}}
+    files = {"film": recorded["film"]["file"], "manifest": MANIFEST,  # (it does not name itself)
+             **{k: v for k, v in (recorded.get("exports") or {}).items() if v}}
     return {label: film_dir / files[name] for label, name in FILES if name in files}
 
 
