@@ -169,6 +169,10 @@ class ShotRunner:
     claims: ClaimSettings | None = None  # default: from the environment, waiting at the poll interval
     _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)  # shot key -> held claim
 
+    def __post_init__(self) -> None:
+        if self.claims is None:  # read now: a bad STORYFILM_CLAIM_LEASE stops the run before anything is paid
+            self.claims = ClaimSettings.from_env(self.poll.first)
+
     @property
     def host(self) -> Host:
         return Host.of(self.provider.spec)
@@ -191,8 +195,8 @@ class ShotRunner:
             decision = self.decide(shot)
         if isinstance(decision, Reuse | Refuse):
             return self._carry_out(shot, request, parent, decision, started)
-        settings = self.claims or ClaimSettings.from_env(self.poll.first)
-        with claimed(self.ledger, shot.key, shot.id, self.run_id, settings, self.log) as self._leases[shot.key]:
+        assert self.claims is not None
+        with claimed(self.ledger, shot.key, shot.id, self.run_id, self.claims, self.log) as self._leases[shot.key]:
             try:  # decided again: another run may have finished the shot, or died, while this one waited
                 return self._carry_out(shot, request, parent, self.decide(shot), started)
             finally:
