@@ -129,3 +129,41 @@ def test_a_film_at_an_s3_url_is_made_again_on_fresh_machines_from_what_it_needs(
     assert not any(SECRET_KEY.encode() in data for data in written)
     assert not any(SECRET_KEY in line for line in said)
     assert not any(SECRET_KEY.encode() in data for data in objects(bucket).values())
+
+
+@pytest.mark.slow
+def test_an_identical_shot_of_another_film_is_reused_from_that_films_folder_on_a_fresh_machine(
+        emulator, pg_url: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One PostgreSQL ledger for many films shares one key space: a shot identical to another film's (same
+    prompt, settings and start) is paid once. On a fresh machine its files are found in the other film's
+    folder in the bucket (the host's copy may be long gone), checked, and copied into this film's folder."""
+    import httpx
+
+    point_hosts_at(emulator.url, monkeypatch)
+    monkeypatch.setenv("STORYFILM_LEDGER_URL", pg_url)
+    url = f"s3://{bucket}/films"
+    shot = 'defaults: {duration: 4, resolution: 480p, aspect_ratio: "1:1", audio: false}\nshots:\n'
+    dawn = write_storyboard(tmp_path, f"version: 1\ntitle: Dawn\nprovider: apiframe\n{shot}"
+                                      "  - id: dawn\n    prompt: Dawn over the harbour.\n", "dawn.yaml")
+    night = write_storyboard(tmp_path, f"version: 1\ntitle: Night\nprovider: apiframe\n{shot}"
+                                       "  - id: opening\n    prompt: Dawn over the harbour.\n"
+                                       "  - id: dark\n    prompt: Night falls on the pier.\n", "night.yaml")
+    monkeypatch.setenv("STORYFILM_SCRATCH", str(tmp_path / "one"))
+    run(dawn, url)
+    (kept,) = [r.result for r in Ledger(pg_url).records() if r.state == "done"]
+    assert kept is not None and kept["kept_at"] == f"{url}/dawn"
+    httpx.post(f"{emulator.url}/_emulator/reset").raise_for_status()  # the host forgot the job and its files
+
+    monkeypatch.setenv("STORYFILM_SCRATCH", str(tmp_path / "two"))
+    job = run(night, url)
+    assert emulator_stats(emulator.url)["submissions"] == 1  # "dark" only: "opening" was paid for by Dawn
+    assert job.runner.mirror is not None
+    segment, last = (f"shots/.kept/{kept['key'][:32]}{s}" for s in (".mp4", ".last.png"))
+    assert sorted(job.runner.mirror.downloaded) == sorted([segment, last])  # from Dawn's folder, once
+    stored = objects(bucket)
+    import hashlib
+
+    assert hashlib.sha256(stored[f"films/night/{segment}"]).hexdigest() == kept["sha256"]  # Night's own copy
+    manifest = json.loads(stored["films/night/manifest.json"])
+    assert [(s["id"], s["segment_sha256"] == kept["sha256"]) for s in manifest["shots"]] == [("opening", True),
+                                                                                            ("dark", False)]

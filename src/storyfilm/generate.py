@@ -183,7 +183,7 @@ class ShotRunner:
 
     def decide(self, shot: ShotPlan) -> Decision:
         """What `run` would do with the shot now (reading the ledger and hashing the shot's kept files)."""
-        facts = gather(self.ledger, self.shots_dir, shot.key, self.mirror.has if self.mirror else None)
+        facts = gather(self.ledger, self.shots_dir, shot.key, self.mirror.has if self.mirror else None, shot.id)
         return decide(facts.record, shot.id, redo=self.redo, run_id=self.run_id, host=self.host,
                       resume=self.resume, files=facts.files, now=time.time())
 
@@ -293,7 +293,7 @@ class ShotRunner:
             except DownloadError as again:
                 raise self._unusable(again, shot, job_id) from None
         if self.mirror:  # before "done": a done shot's files are in the bucket (or fetched again free)
-            self.mirror.keep(self.shots_dir, result)
+            result = self.mirror.keep(self.shots_dir, result)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
         place(self.shots_dir, result)
         self.log(f"{shot.id}: {result.duration:.2f} s of new footage from {name} in {result.seconds:.1f} s, "
@@ -354,7 +354,7 @@ class ShotRunner:
                                 f"run with --redo {shot.id} to pay for it again", provider=rec.provider,
                                 shot=shot.id) from None
         if self.mirror:
-            self.mirror.keep(self.shots_dir, fresh)
+            fresh = self.mirror.keep(self.shots_dir, fresh)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(fresh))
         place(self.shots_dir, fresh)
         return replace(fresh, reused=True)

@@ -176,7 +176,7 @@ def decide_all(film: PlannedFilm, ledger: Ledger | None, host: Host, *, run_id: 
     now = time.time()
     out: dict[str, Decision] = {}
     for shot in film.plan.shots:
-        facts = (gather(ledger, film.film_dir / "shots", shot.key, mirror.has if mirror else None) if ledger
+        facts = (gather(ledger, film.film_dir / "shots", shot.key, mirror.has if mirror else None, shot.id) if ledger
                  else Facts(None, None))
         out[shot.id] = decide(facts.record, shot.id, redo=film.redo, run_id=run_id, host=host, resume=resume,
                               files=facts.files, now=now)
