@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from storyfilm.exports import write_json
 from storyfilm.storage import kept_paths
 
 
@@ -44,6 +45,4 @@ def add(manifest: Path | None, film_dir: Path, remote: str | None, base: str | N
         else:
             video, last = shot["file"], shot["last_frame"]
         shot["links"] = {"segment": url(video), "last_frame": url(last)}
-    from storyfilm.exports import write_json
-
     write_json(data, manifest)

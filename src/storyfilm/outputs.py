@@ -79,9 +79,7 @@ class Mirror:
         """A small JSON object (the manifest) read from the bucket; None when it is missing or not JSON."""
         try:
             data = json.loads(self._fs.cat_file(f"{self._root}/{rel}"))
-        except FileNotFoundError:
-            return None
-        except ValueError:
+        except (FileNotFoundError, ValueError):  # none yet, or not one storyfilm wrote: the film is made again
             return None
         except Exception as exc:  # noqa: BLE001
             raise self._error(f"cannot read {rel}", exc) from None
