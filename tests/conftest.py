@@ -52,7 +52,8 @@ def prefect_server() -> Iterator[None]:
     """A throw-away Prefect API (temporary database) for tests that run real flows."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # each xdist worker starts its own, at the same time as the others and their servers: 90 s ran out under load
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 
