@@ -19,6 +19,10 @@ if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist (`pytest -n 4`): each worker process its own PREFECT_HOME (profiles, the ephemeral server's
     # database), even where CI exported one for the whole run
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"storyfilm-tests-prefect-{worker}-")
+    # xdist sets COLUMNS=80 and LINES=24 in its workers: the CLI's rich consoles, made at import, would keep 80
+    # columns and ignore the COLUMNS a test gives CliRunner, as they do not in one process
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 # `storyfilm run` in a subprocess starts Prefect's ephemeral server: 20 s by default, too short on a busy machine
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
