@@ -37,10 +37,11 @@ class Answer(BaseModel):
 
     answer: Literal["approve", "reject"] = Field(
         title="Answer", description="approve: pay for this plan; reject: stop the run, nothing is paid")
-    budget_usd: float | None = Field(
-        None, ge=0, le=1_000_000, title="Another budget (USD)",
+    # a number, not "number or null": the UI's form shows a plain field (a budget of 0 could approve nothing)
+    budget_usd: float = Field(
+        0, ge=0, le=1_000_000, title="Another budget (USD)",
         description="approve with this budget instead of the plan's; the plan is checked against it again "
-                    "before anything is paid (empty: keep the plan's)")
+                    "before anything is paid (0: keep the plan's)")
     reason: str = Field("", max_length=500, title="Reason", description="why (shown in the run's final state)")
 
 
@@ -79,7 +80,7 @@ def verdict(answer: Answer, plan: Plan, new_cost_usd: float) -> Verdict:
     why = f": {answer.reason.strip()}" if answer.reason.strip() else ""
     if answer.answer == "reject":
         return Verdict(False, plan.budget_usd, f"rejected{why}; nothing was paid")
-    budget = plan.budget_usd if answer.budget_usd is None else round(answer.budget_usd, 2)
+    budget = round(answer.budget_usd, 2) if answer.budget_usd else plan.budget_usd
     try:
         check_budget(with_budget(plan, budget), new_cost_usd)
     except BudgetExceeded:

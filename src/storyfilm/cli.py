@@ -353,7 +353,7 @@ def approve(
                                           show_default=False)],
     reject: Annotated[bool, typer.Option("--reject", help="reject: the run stops, nothing is paid")] = False,
     budget: Annotated[Optional[float], typer.Option(  # noqa: UP045
-        "--budget", min=0, max=1_000_000, callback=_finite,
+        "--budget", min=0.01, max=1_000_000, callback=_finite,
         help="approve with this budget, USD (the plan is checked against it before anything is paid)")] = None,
     reason: Annotated[str, typer.Option("--reason", help="why (shown in the run's final state)")] = "",
 ) -> None:
@@ -366,7 +366,7 @@ def approve(
     if reject and budget is not None:
         raise typer.BadParameter("--budget approves with another budget; it cannot go with --reject")
     try:
-        answer = approval.Answer(answer="reject" if reject else "approve", budget_usd=budget, reason=reason)
+        answer = approval.Answer(answer="reject" if reject else "approve", budget_usd=budget or 0, reason=reason)
         _prefect.require_server("answering a paused run needs")
         if Path(target).is_file():
             board = load_board(Path(target))
