@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -90,8 +90,6 @@ def verdict(answer: Answer, plan: Plan, new_cost_usd: float) -> Verdict:
 
 
 def with_budget(plan: Plan, budget_usd: float | None) -> Plan:
-    from dataclasses import replace
-
     return replace(plan, budget_usd=budget_usd)
 
 
@@ -107,13 +105,10 @@ def approved_in_terminal(plan: Plan, new_cost_usd: float, env: Mapping[str, str]
     return env.get(APPROVED_ENV, "") == fingerprint(plan, new_cost_usd)
 
 
-def no_server_message(interactive: bool) -> str:
-    if interactive:
-        return ""
-    return ("this run waits for approval (approve: true or --approve), but there is no Prefect server for an "
-            "answer to reach it and no terminal to ask in; start one (`prefect server start`, then set "
-            "PREFECT_API_URL) and answer in its UI or with `storyfilm approve`, or run without --approve. "
-            "Nothing was paid")
+NO_SERVER = ("this run waits for approval (approve: true or --approve), but there is no Prefect server for an answer "
+             "to reach it and no terminal to ask in; start one (`prefect server start`, then set PREFECT_API_URL) and "
+             "answer in its UI or with `storyfilm approve`, or drop --approve (and the storyboard's approve: true). "
+             "Nothing was paid")
 
 
 # --- what the producer sees -----------------------------------------------------------------------

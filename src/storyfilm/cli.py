@@ -328,7 +328,7 @@ def _approve_here(storyboard: Path, options: session.Options) -> None:
     if not approval.held(True, seen.new_cost_usd):
         return
     if not sys.stdin.isatty():
-        raise ApprovalError(approval.no_server_message(interactive=False))
+        raise ApprovalError(approval.NO_SERVER)
     out.print("making the free animatic preview ...")
     made = animatic_preview.make(storyboard, seen.film.film_dir)
     out.print(shown(approval.terminal_text(seen.plan, seen.new_cost_usd, made.film)), highlight=False)

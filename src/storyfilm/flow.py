@@ -270,13 +270,17 @@ def _approval(job: FilmJob, storyboard: str, required: bool, output_dir: Path, b
     if not approval.held(required or job.approve, new) or approval.approved_in_terminal(plan, new):
         return None
     if not _prefect.has_server():  # ephemeral mode: no other process can reach this run to answer it
-        raise ApprovalError(approval.no_server_message(interactive=False))
+        raise ApprovalError(approval.NO_SERVER)
     timeout, poll = approval.settings()
     logger.info("making the free animatic preview")
-    made = animatic_preview.make(storyboard, job.film_dir)
-    sheet = pictures.contact_sheet(made.contact_sheet, max_bytes=60_000) if made.contact_sheet else None
-    preview = approval.PreviewLink(markdown_link("film.mp4", made.film, output_dir, base),
-                                   pictures.data_uri(sheet) if sheet else None, made.reused)
+    preview = None
+    try:
+        made = animatic_preview.make(storyboard, job.film_dir)
+        sheet = pictures.contact_sheet(made.contact_sheet, max_bytes=60_000) if made.contact_sheet else None
+        preview = approval.PreviewLink(markdown_link("film.mp4", made.film, output_dir, base),
+                                       pictures.data_uri(sheet) if sheet else None, made.reused)
+    except StoryfilmError as exc:  # a preview that cannot be made must not stop the producer from deciding
+        logger.warning("no animatic preview: %s", exc)
     _prefect.publish_plan(plan.slug, plan.title, approval.plan_markdown(
         plan, {k: session.shot_state(d) for k, d in job.decisions.items()}, new, preview=preview,
         storyboard=storyboard, timeout_s=timeout, rehearsal=_rehearsal()))

@@ -278,11 +278,10 @@ class FilmJob:
 
     def approve_budget(self, budget_usd: float | None) -> None:
         """Approved with this budget (nothing paid yet): the plan and the check before every submit take it."""
-        from dataclasses import replace
-
+        from storyfilm.approval import with_budget
         from storyfilm.generate import BudgetGuard
 
-        self.plan = replace(self.plan, budget_usd=budget_usd)
+        self.plan = with_budget(self.plan, budget_usd)
         self.runner.budget = BudgetGuard(budget_usd)
 
     def reusable(self, shot_id: str) -> bool:
