@@ -365,6 +365,8 @@ def approve(
 
     if reject and budget is not None:
         raise typer.BadParameter("--budget approves with another budget; it cannot go with --reject")
+    if len(reason) > 500:
+        raise typer.BadParameter(f"--reason takes at most 500 characters, not {len(reason)}")
     try:
         answer = approval.Answer(answer="reject" if reject else "approve", budget_usd=budget or 0, reason=reason)
         _prefect.require_server("answering a paused run needs")
