@@ -245,6 +245,9 @@ def test_a_run_failing_on_one_shot_of_five_says_what_is_done_paid_and_next(
     assert f"**Committed this run:** ${paid:.2f} for 4 generated shot(s)" in summary
     assert "4 generated, 0 reused, 1 failed, 0 not started" in summary
     assert summary.count("data:image/jpeg;base64,") == 4  # a thumbnail per done shot, no contact sheet
+    # the UI does not wrap table cells: the cell keeps to the action, the full hint is under the table
+    assert "| stop: refused by moderation |" in summary
+    assert "- **storm**, next run: stop: refused by moderation; edit the prompt or --redo" in summary
     progress = artifacts["film-storm-progress"]
     assert progress.data == pytest.approx(66.7)  # 4 of 5 shots + assembly
     assert progress.description == "failed after 4 of 5 shots: 1 failed"
