@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -58,9 +58,10 @@ def inputs(plan: Plan, results: Sequence[ShotResult], loudness_lufs: float | Non
 @dataclass(frozen=True)
 class Verdict:
     state: Literal["up to date", "captions rewritten", "run"]
-    film: Path
+    film: Path | str  # a URL for outputs at a URL (bucket_up_to_date.py)
     why: str = ""  # why a run is needed
     shots: int = 0
+    recorded: dict[str, Any] | None = field(default=None, repr=False)  # the manifest read (outputs at a URL)
 
 
 def _manifest(film_dir: Path) -> dict[str, Any] | None:
@@ -128,8 +129,10 @@ def rewrite_captions(plan: Plan, recorded: dict[str, Any], film_dir: Path) -> No
 
 def before_run(path: str | Path, options: Any) -> Verdict:
     """`check` for a run of the storyboard at `path` with session.Options `options` (plan-only: nothing paid)."""
-    from storyfilm import session
+    from storyfilm import bucket_up_to_date, output_url, session
 
+    if output_url.is_url(options.output_dir):
+        return bucket_up_to_date.before_run(path, options)
     film_dir = options.output_dir / session.load_board(path).slug
     if not (film_dir / MANIFEST).is_file():  # a first run: no need to read the ledger or hash kept files twice
         return Verdict("run", film_dir / FILM, "no manifest")
