@@ -247,7 +247,7 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
     used = {a for s in plan.shots for a in (s.start.asset, s.end_image, *s.references) if a}
     assets = asset_store.materialise(film.board, film.film_dir / "assets", used)
     return FilmJob(plan=plan, digests=film.digests, film_dir=film.film_dir, runner=runner, assets=assets,
-                   decisions=decisions, loudness_lufs=options.loudness_lufs)
+                   decisions=decisions, loudness_lufs=options.loudness_lufs, approve=film.board.approve)
 
 
 @dataclass
@@ -261,6 +261,7 @@ class FilmJob:
     assets: Mapping[str, Path]  # local files of the assets the shots use
     decisions: Mapping[str, Decision]  # taken in `prepare`
     loudness_lufs: float | None = None  # overrides the storyboard's
+    approve: bool = False  # the storyboard asks for approval before anything is paid (approval.py)
     clock: ShotClock = field(init=False)  # when each shot was ready, took its slot, was kept
 
     def __post_init__(self) -> None:
@@ -274,6 +275,14 @@ class FilmJob:
     @property
     def new_cost_usd(self) -> float:
         return new_cost(self.plan, self.decisions)
+
+    def approve_budget(self, budget_usd: float | None) -> None:
+        """Approved with this budget (nothing paid yet): the plan and the check before every submit take it."""
+        from storyfilm.approval import with_budget
+        from storyfilm.generate import BudgetGuard
+
+        self.plan = with_budget(self.plan, budget_usd)
+        self.runner.budget = BudgetGuard(budget_usd)
 
     def reusable(self, shot_id: str) -> bool:
         """The shot's kept segment is reused: no call to the host, so no provider slot to wait for."""

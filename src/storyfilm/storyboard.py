@@ -151,6 +151,8 @@ class Storyboard(_Strict):
     loudness_lufs: float | None = Field(None, ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],
                                         description="normalise the film's loudness to this EBU R128 target "
                                                     "(-14 web, -16 podcasts, -23 broadcast); off when absent")
+    approve: bool = Field(False, description="stop after planning, before anything is paid, until a producer "
+                                             "approves (README: Approve before paying)")
     defaults: ShotFields = Field(default_factory=lambda: ShotFields.model_validate({}))
     assets: dict[str, str] = Field(default_factory=dict,
                                    description="name: a path inside this file's folder, or an https URL")
