@@ -46,6 +46,8 @@ class ShotResult:
     anchor: dict[str, float] | None = None
     hold: dict[str, Any] | None = None
     host_sha256: str = ""
+    # a shot with takes (take_pick.py): the take the film uses, how it was chosen, every take's score and file
+    take: dict[str, Any] | None = None
 
     @property
     def new_frames(self) -> int:
