@@ -149,6 +149,14 @@ class Shot(ShotFields):
                                                                       "score), review (a person chooses) or a "
                                                                       "take number")
 
+    @field_validator("pick", mode="before")
+    @classmethod
+    def _pick_choice(cls, value: object) -> object:  # one message, not one per member of the union
+        if isinstance(value, bool) or not isinstance(value, int | str) or \
+                isinstance(value, str) and value not in ("auto", "review"):
+            raise ValueError(f"{value!r} is not a choice; allowed: auto, review or a take number (1 to {MAX_TAKES})")
+        return value
+
     @field_validator("takes")
     @classmethod
     def _takes_range(cls, value: int) -> int:

@@ -10,7 +10,8 @@ Five measures, each turned into a factor from 0 (the take is unusable on this co
   parent's last frame to the take's first new frame beyond what the seam report tolerates (seams.JUMP
   levels, or seams.JUMP_RATIO x the take's own motion): seam = min(1, excess / SEAM_SPAN).  Factor 1 - seam.
 - drift: the colour distance (CIEDE2000, continuity.py) of the take's last frame from its chain's anchor,
-  beyond the continuity report's threshold (3.0): drift = min(1, excess / DRIFT_SPAN).  Factor 1 - drift.
+  beyond both the continuity report's threshold (3.0) and the closest take's distance (a camera move that
+  every take makes is not a fault of one): drift = min(1, excess / DRIFT_SPAN).  Factor 1 - drift.
 - sharpness: the variance of the Laplacian of luma (every SHARP_STEP-th new frame), against the sharpest
   take of the shot: blur = 1 - sharpness / best.  Factor 1 - blur / 2 (a softer take loses at most half).
 
@@ -48,7 +49,7 @@ class Measures:
     frozen: float
     clipped: float
     seam: float
-    drift: float
+    delta_e: float  # from the chain's anchor
     sharpness: float
 
 
@@ -62,6 +63,7 @@ class TakeScore:
     drift: float
     blur: float
     sharpness: float
+    delta_e: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -117,23 +119,24 @@ def measure(result: ShotResult, parent: ShotResult | None = None, *, exact_seam:
         if before is not None:
             change = float(np.abs(first_new - before).mean())
             seam = min(1.0, max(0.0, change - max(JUMP, JUMP_RATIO * motion)) / SEAM_SPAN)
-    drift = 0.0
+    distance = 0.0
     if result.last_stats is not None and result.anchor is not None:
         distance = delta_e(ColourStats.from_dict(result.last_stats), ColourStats.from_dict(result.anchor))
-        drift = min(1.0, max(0.0, distance - Thresholds().delta_e) / DRIFT_SPAN)
-    return Measures(frozen=frozen, clipped=float(np.mean(clipped)) if clipped else 1.0, seam=seam, drift=drift,
-                    sharpness=float(np.mean(sharp)) if sharp else 0.0)
+    return Measures(frozen=frozen, clipped=float(np.mean(clipped)) if clipped else 1.0, seam=seam,
+                    delta_e=distance, sharpness=float(np.mean(sharp)) if sharp else 0.0)
 
 
 def score(measures: Sequence[Measures]) -> list[TakeScore]:
-    """The scores of a shot's takes (take k is measures[k - 1]), each against the sharpest of them."""
+    """The scores of a shot's takes (take k is measures[k - 1]), each against the sharpest and the closest."""
     best = max((m.sharpness for m in measures), default=0.0)
+    allowed = max(Thresholds().delta_e, min((m.delta_e for m in measures), default=0.0))
     out = []
     for k, m in enumerate(measures, start=1):
         blur = 1.0 - m.sharpness / best if best > 0 else 0.0
-        value = 100 * (1 - m.frozen) * (1 - m.clipped) * (1 - m.seam) * (1 - m.drift) * (1 - blur / 2)
+        drift = min(1.0, max(0.0, m.delta_e - allowed) / DRIFT_SPAN)
+        value = 100 * (1 - m.frozen) * (1 - m.clipped) * (1 - m.seam) * (1 - drift) * (1 - blur / 2)
         out.append(TakeScore(take=k, score=round(value, 2), frozen=m.frozen, clipped=m.clipped, seam=m.seam,
-                             drift=m.drift, blur=blur, sharpness=m.sharpness))
+                             drift=drift, blur=blur, sharpness=m.sharpness, delta_e=m.delta_e))
     return out
 
 
