@@ -5,7 +5,8 @@ Five measures, each turned into a factor from 0 (the take is unusable on this co
 - frozen: the share of the take's new frames that repeat the frame before them (mean |Δluma| below
   seams.REPEAT, the seam report's "shown twice"): a render stuck on one picture scores 1.  Factor 1 - frozen.
 - clipped: the mean share of pixels crushed to black or blown to white (luma at most 16 or at least 239 of
-  255) over the new frames: a dark or washed-out render.  Factor 1 - clipped.
+  255) over the new frames, beyond the least clipped take's (a night scene is dark in every take): a dark or
+  washed-out render.  Factor 1 - clipped.
 - seam (a shot that continues its parent on the exact frame only): how far the picture jumps from the
   parent's last frame to the take's first new frame beyond what the seam report tolerates (seams.JUMP
   levels, or seams.JUMP_RATIO x the take's own motion): seam = min(1, excess / SEAM_SPAN).  Factor 1 - seam.
@@ -13,7 +14,9 @@ Five measures, each turned into a factor from 0 (the take is unusable on this co
   beyond both the continuity report's threshold (3.0) and the closest take's distance (a camera move that
   every take makes is not a fault of one): drift = min(1, excess / DRIFT_SPAN).  Factor 1 - drift.
 - sharpness: the variance of the Laplacian of luma (every SHARP_STEP-th new frame), against the sharpest
-  take of the shot: blur = 1 - sharpness / best.  Factor 1 - blur / 2 (a softer take loses at most half).
+  take of the shot that moves (frozen under a half: a held start frame is sharper than any camera move's
+  resampled frames, and no standard for them): blur = 1 - sharpness / best.  Factor 1 - blur / 2 (a softer
+  take loses at most half).
 
     score = 100 x (1 - frozen) x (1 - clipped) x (1 - seam) x (1 - drift) x (1 - blur / 2)
 
@@ -127,15 +130,19 @@ def measure(result: ShotResult, parent: ShotResult | None = None, *, exact_seam:
 
 
 def score(measures: Sequence[Measures]) -> list[TakeScore]:
-    """The scores of a shot's takes (take k is measures[k - 1]), each against the sharpest and the closest."""
-    best = max((m.sharpness for m in measures), default=0.0)
+    """The scores of a shot's takes (take k is measures[k - 1]), each against the sharpest, the least clipped
+    and the closest to the anchor."""
+    moving = [m for m in measures if m.frozen < 0.5] or list(measures)
+    best = max((m.sharpness for m in moving), default=0.0)
+    least = min((m.clipped for m in measures), default=0.0)
     allowed = max(Thresholds().delta_e, min((m.delta_e for m in measures), default=0.0))
     out = []
     for k, m in enumerate(measures, start=1):
-        blur = 1.0 - m.sharpness / best if best > 0 else 0.0
+        blur = max(0.0, 1.0 - m.sharpness / best) if best > 0 else 0.0
         drift = min(1.0, max(0.0, m.delta_e - allowed) / DRIFT_SPAN)
-        value = 100 * (1 - m.frozen) * (1 - m.clipped) * (1 - m.seam) * (1 - drift) * (1 - blur / 2)
-        out.append(TakeScore(take=k, score=round(value, 2), frozen=m.frozen, clipped=m.clipped, seam=m.seam,
+        clipped = m.clipped - least
+        value = 100 * (1 - m.frozen) * (1 - clipped) * (1 - m.seam) * (1 - drift) * (1 - blur / 2)
+        out.append(TakeScore(take=k, score=round(value, 2), frozen=m.frozen, clipped=clipped, seam=m.seam,
                              drift=drift, blur=blur, sharpness=m.sharpness, delta_e=m.delta_e))
     return out
 

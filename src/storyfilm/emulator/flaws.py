@@ -11,6 +11,7 @@ identical text-only jobs (jobs.py) stays as it was for the others.
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 
 from storyfilm.emulator.faults import Flaw
