@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from storyfilm.errors import FFmpegError, ProbeError
-from storyfilm.media import ffmpeg, probe
+from storyfilm.media import ffmpeg, probe, rgb
 
 from .helpers import make_clip
 
@@ -35,6 +35,14 @@ def test_last_frame_when_audio_runs_past_the_video(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "c.mp4", 3, audio_seconds=5)
     assert probe.probe(clip).duration > 4.5
     assert np.array_equal(probe.last_frame(clip), probe.read_frames(clip)[-1])
+
+
+def test_a_checked_segments_last_frame_is_converted_without_the_rounding_bias(tmp_path: Path) -> None:
+    # the frame a chain continues from: the default converter would darken every generation by about a level
+    clip = make_clip(tmp_path / "c.mp4", 2)
+    _, last = probe.decode_all(clip)
+    assert np.array_equal(last, rgb.last_frame(clip))
+    assert not np.array_equal(last, probe.last_frame(clip))  # the biased conversion differs on this clip
 
 
 def test_keyframes_are_found_without_decoding(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from storyfilm.errors import ProbeError
 from storyfilm.media.ffmpeg import CHANNELS, SAMPLE_RATE
+from storyfilm.media.rgb import to_rgb
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def decode_all(path: Path) -> tuple[MediaInfo, np.ndarray]:
             vs.thread_type = "AUTO"
             for frame in c.decode(vs):
                 decoded, last = decoded + 1, frame
-            rgb = last.to_ndarray(format="rgb24") if last is not None else None
+            rgb = to_rgb(last) if last is not None else None
     except av.error.FFmpegError as exc:
         raise ProbeError(f"{path}: the video does not decode ({exc})") from None
     if rgb is None or decoded < info.video.frames:
