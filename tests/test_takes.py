@@ -172,3 +172,48 @@ def test_three_takes_cost_three_jobs_the_score_avoids_the_dark_one_and_a_repick_
     assert np.array_equal(_frames(film, 0, b_first), before)  # the film before b is unchanged
     assert _frames(film, b_first + 1, 24).mean() < 0.3 * in_film.mean()  # from b on it is the chosen take
     assert again["shots"][2]["job_id"] != manifest["shots"][2]["job_id"]  # c made again, from take 1's last frame
+
+
+@pytest.mark.slow
+def test_pick_review_pauses_the_run_with_the_takes_and_resumes_with_the_choice(prefect_server: None,
+                                                                              tmp_path: Path) -> None:
+    """A real Prefect server: the run pauses with the takes artifact (thumbnails, scores) and a typed form; the
+    answer given through the API, as the UI gives it, is the take the film uses, and it is recorded."""
+    import threading
+    import time
+
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    from storyfilm.flow import film
+
+    text = ("version: 1\ntitle: Review\nprovider: local\ndefaults: {duration: 1, resolution: 480p, "
+            "aspect_ratio: '1:1'}\nshots:\n  - id: a\n    prompt: A ship in the storm, push in.\n    takes: 2\n"
+            "    pick: review\n  - id: b\n    prompt: The keeper walks the pier.\n")
+    path = write_storyboard(tmp_path, text, "review.yaml")
+    out = tmp_path / "out"
+    done: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: done.setdefault("result", film(storyboard=str(path),
+                                                                             output_dir=str(out))))
+    runner.start()
+    paused = None
+    deadline = time.monotonic() + 240
+    with get_client(sync_client=True) as client:
+        while paused is None and time.monotonic() < deadline and runner.is_alive():
+            paused = next((r for r in client.read_flow_runs() if r.name == "Review" and r.state
+                           and r.state.is_paused()), None)
+            time.sleep(0.5)
+        assert paused is not None, "the run never paused"
+        artifact = client.read_latest_artifacts()
+        takes_md = next(a for a in artifact if a.key == "takes-review-a")
+        assert str(takes_md.data).count("data:image/jpeg;base64,") == 2 and "the score's choice" in str(takes_md.data)
+        assert not (out / "review" / "shots" / "b.mp4").exists()  # b waits for the choice
+        resume_flow_run(paused.id, run_input={"take": 2})
+    runner.join(120)
+    result = done["result"]
+    assert isinstance(result, dict), result
+    manifest = json.loads(Path(str(result["manifest"])).read_text())
+    assert manifest["shots"][0]["takes"]["take"] == 2 and manifest["shots"][0]["takes"]["how"] == "review"
+    assert manifest["shots"][0]["file"] == "shots/a.take2.mp4"
+    seen = session.preview(path, session.Options(output_dir=out))  # recorded: the next run asks nobody
+    assert seen.plan.shots[0].chosen == 2 and set(seen.states.values()) == {"cached"}

@@ -30,7 +30,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, continuity_report, output_url, pictures, run_summary, seams, session
+from storyfilm import _prefect, continuity_report, output_url, pictures, run_summary, seams, session, take_review
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
@@ -41,6 +41,7 @@ from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
 from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
+from storyfilm.take_pick import TakesToReview
 
 # Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
 # `storyfilm-<provider>` (tune it with `prefect gcl update` or `--concurrency`); local shots, and every
@@ -80,6 +81,14 @@ def _log(message: str) -> None:
     get_run_logger().info(message)
     context = TaskRunContext.get()
     emit(Event("shot-status", context.parameters.get("shot_id") if context else None, message))
+
+
+def _review(asked: TakesToReview) -> int:
+    """`pick: review`: a form in the paused run where a server shows it; else a question in the terminal."""
+    if _prefect.has_server():
+        timeout = int(os.environ.get("STORYFILM_REVIEW_TIMEOUT", "3600"))
+        return _prefect.review_takes(asked.slug, asked.shot_id, take_review.markdown(asked), asked.suggested, timeout)
+    return take_review.ask_in_terminal(asked)
 
 
 def _rehearsal() -> bool:
@@ -302,7 +311,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
             provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
             ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
             # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
-            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan))
+            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan, review=_review))
     except StoryfilmError as exc:  # refused before anything was paid: a user's mistake, not a bug
         if planned:
             _prefect.publish_refusal(planned[0].slug, planned[0].title, str(exc))
