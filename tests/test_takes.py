@@ -4,6 +4,7 @@ loopback HTTP for the paid runs."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -17,13 +18,15 @@ from storyfilm.animatic import AnimaticSpec, render
 from storyfilm.emulator.faults import Flaw
 from storyfilm.emulator.flaws import flawed
 from storyfilm.emulator.media import Rendered
-from storyfilm.errors import BudgetExceeded, StoryboardError
+from storyfilm.errors import BudgetExceeded, ReviewError, StoryboardError
 from storyfilm.ledger import Ledger
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.ffmpeg import VideoFormat
 from storyfilm.plan import check_budget
 from storyfilm.results import ShotResult
 from storyfilm.storyboard import parse_storyboard
+from storyfilm.take_pick import TakesToReview
+from storyfilm.take_review import ask_in_terminal, markdown
 
 from .emu import set_faults
 from .helpers import emulator_stats, point_hosts_at, write_storyboard
@@ -110,6 +113,28 @@ def test_the_score_prefers_the_moving_the_exposed_and_the_sharp_take(tmp_path: P
     # alone against each other: the blurred take still loses to the sharp one, and equal takes go to the first
     assert take_score.best(take_score.score([measured[3], measured[0]])) == 2
     assert take_score.best(take_score.score([measured[0], measured[0]])) == 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_review_in_a_terminal_asks_and_without_one_refuses_clearly() -> None:
+    scores = take_score.score([take_score.Measures(0.0, 0.0, 0.0, 0.0, 10.0),
+                               take_score.Measures(1.0, 0.0, 0.0, 0.0, 10.0)])
+    asked = TakesToReview(title="T", slug="t", shot_id="b", prompt="p", last_frames=("b.png", "b.take2.png"),
+                          scores=tuple(scores), suggested=take_score.best(scores))
+    said = io.StringIO()
+    assert ask_in_terminal(asked, _Terminal("7\n2\n"), said) == 2
+    assert "'7' is not a take; allowed 1 to 2" in said.getvalue() and "take 1: score 100 (the score's choice)" in \
+        said.getvalue()
+    assert ask_in_terminal(asked, _Terminal("\n"), io.StringIO()) == 1  # Enter: the score's choice
+    with pytest.raises(ReviewError, match="shot 'b' has `pick: review` and this run has no terminal to ask in"):
+        ask_in_terminal(asked, io.StringIO("2\n"), io.StringIO())
+    with pytest.raises(ReviewError, match="no take was chosen"):
+        ask_in_terminal(asked, _Terminal(""), io.StringIO())
+    assert markdown(asked).count("| **") == 2 and "**1** (the score's choice)" in markdown(asked)
 
 
 # --- paid runs against the emulator ------------------------------------------------------------------
@@ -212,6 +237,7 @@ def test_pick_review_pauses_the_run_with_the_takes_and_resumes_with_the_choice(p
     runner.join(120)
     result = done["result"]
     assert isinstance(result, dict), result
+    assert result["reused"] == 0  # asked after its slot was left, the shot still counts as made by this run
     manifest = json.loads(Path(str(result["manifest"])).read_text())
     assert manifest["shots"][0]["takes"]["take"] == 2 and manifest["shots"][0]["takes"]["how"] == "review"
     assert manifest["shots"][0]["file"] == "shots/a.take2.mp4"

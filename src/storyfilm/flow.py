@@ -41,7 +41,7 @@ from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
 from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
-from storyfilm.take_pick import TakesToReview
+from storyfilm.take_pick import ReviewPending, TakesToReview
 
 # Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
 # `storyfilm-<provider>` (tune it with `prefect gcl update` or `--concurrency`); local shots, and every
@@ -179,9 +179,13 @@ def generate_shot(shot_id: str, run: FilmRun) -> ShotResult | State[Any]:
             result = run.job.make_shot(shot_id, parent)
             _report(result)
         else:
-            with _waiting_for_slot(run, shot_id):
+            try:
+                with _waiting_for_slot(run, shot_id):
+                    result = run.job.make_shot(shot_id, parent)
+                    _report(result)  # still in the slot: watchers see the slot's whole span
+            except ReviewPending:  # its takes are kept: a person chooses one outside the provider slot
                 result = run.job.make_shot(shot_id, parent)
-                _report(result)  # still in the slot: watchers see the slot's whole span
+                _report(result)
     except StoryfilmError as exc:  # a host's refusal or a user's mistake: one clear message, not a traceback
         emit(Event("shot-failed", shot_id, str(exc)))
         return Failed(message=str(exc), data=exc)

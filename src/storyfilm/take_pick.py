@@ -4,6 +4,9 @@ recorded, and the shots chained after it planned again from the picked take. No 
 
 The takes of a shot are generated one after the other in its task, inside its one provider slot: a shot
 with 3 takes holds its slot three times as long, never three slots (the provider's concurrency limit holds).
+A person's choice is not waited for inside the slot: with a `Review`, the first `make` of a shot to review
+keeps its takes and raises ReviewPending; the caller leaves the slot and calls `make` again, which finds the
+takes kept and asks.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ class TakesToReview:
 Review = Callable[[TakesToReview], int]  # the take chosen (1..N); raises ReviewError when none is
 
 
+class ReviewPending(Exception):  # noqa: N818 - a signal to the caller, not an error
+    """The shot's takes are kept; call `make` again outside the provider slot to ask a person."""
+
+
 def with_picks(film: PlannedFilm, ledger: Ledger | None) -> PlannedFilm:
     """The film planned with the takes picked earlier (their chained shots start from the picked take)."""
     if ledger is None or all(s.takes == 1 or s.chosen for s in film.plan.shots):
@@ -70,23 +77,31 @@ class Picker:
         self.film = film
         self.review = review
         self._lock = threading.Lock()  # one re-plan at a time: each reads every pick recorded before it
+        self._deferred: dict[str, list[ShotResult]] = {}  # takes of shots whose review waits until out of the slot
 
     def make(self, job: FilmJob, shot: ShotPlan, parent: ShotResult | None) -> ShotResult:
         from storyfilm.generate import build_request
 
-        runs = takes.takes_of(shot)
-        decisions = [job.decisions[t.id] for t in runs]
-        fresh = not all(isinstance(d, Reuse) for d in decisions)
-        if fresh:
-            job.clock.mark(shot.id, "queued")
-            job.clock.mark(shot.id, "started")
-        results = [job.runner.run(t, build_request(t, job.assets, parent), parent, d if isinstance(d, Reuse) else None)
-                   for t, d in zip(runs, decisions, strict=True)]
+        results = self._deferred.pop(shot.id, None)  # made before the caller left the slot: asked now
+        if results is None:
+            runs = takes.takes_of(shot)
+            decisions = [job.decisions[t.id] for t in runs]
+            if not all(isinstance(d, Reuse) for d in decisions):
+                job.clock.mark(shot.id, "queued")
+                job.clock.mark(shot.id, "started")
+            results = [job.runner.run(t, build_request(t, job.assets, parent), parent,
+                                      d if isinstance(d, Reuse) else None)
+                       for t, d in zip(runs, decisions, strict=True)]
+            if self._defer(job, shot):
+                self._deferred[shot.id] = results
+                if any(not r.reused for r in results):
+                    job.clock.mark(shot.id, "finished")
+                raise ReviewPending(shot.id)
+        new = [r for r in results if not r.reused]
         chosen, how, scores = self._choose(job, shot, parent, results)
         if chosen != shot.chosen:
             self._replan(job)
         picked = results[chosen - 1]
-        new = [r for r in results if not r.reused]
         if new:
             job.clock.mark(shot.id, "finished")
         job.runner.log(f"{shot.id}: take {chosen} of {shot.takes} picked ({how}; scores "
@@ -96,6 +111,13 @@ class Picker:
                        take={"take": chosen, "of": shot.takes, "how": how,
                              "scores": [s.as_dict() for s in scores],
                              "files": [r.segment for r in results]})
+
+    def _defer(self, job: FilmJob, shot: ShotPlan) -> bool:
+        """Whether a person will be asked (then not inside the provider slot)."""
+        if shot.pick != "review" or self.review is None:
+            return False
+        recorded = job.runner.ledger.pick(takes.pick_key(shot))
+        return recorded is None or recorded[1] != "review"
 
     def _choose(self, job: FilmJob, shot: ShotPlan, parent: ShotResult | None,
                 results: Sequence[ShotResult]) -> tuple[int, str, list[TakeScore]]:
