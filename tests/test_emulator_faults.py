@@ -200,6 +200,7 @@ def test_missing_or_wrong_keys_get_401_in_the_hosts_shape(strict: EmulatorServer
     assert httpx.request(method, f"{strict.url}{path}", headers={auth: right}, json={}).status_code != 401
 
 
+@pytest.mark.slow
 def test_a_flawed_render_is_frozen_or_dark_from_its_first_new_frame(emulator: EmulatorServer, tmp_path: Path) -> None:
     """One job of three identical ones is rendered frozen, one dark (the global book hands each to one job);
     the third, and frame 0 of each, are as asked."""
@@ -214,11 +215,11 @@ def test_a_flawed_render_is_frozen_or_dark_from_its_first_new_frame(emulator: Em
         assert final["status"] == "completed"
         video = download(final["outputs"][0], tmp_path / f"{job_id}.mp4")
         assert probe.probe(video).audio is not None  # the audio is kept
-        frames.append([f.astype(np.float32) for f in probe.read_frames(video)])
+        assert probe.probe(video).video.frames == 4 * 24 + 1  # type: ignore[union-attr]
+        frames.append([f.astype(np.float32) for f in probe.read_frames(video, [0, 1, 48, 96])])
     frozen, dark, good = frames
-    assert len(frozen) == len(dark) == len(good) == 4 * 24 + 1
     assert max(float(np.abs(f - frozen[0]).mean()) for f in frozen) < 1.0  # one picture throughout
-    assert float(np.abs(good[48] - good[0]).mean()) > 5.0  # the good one moves
+    assert float(np.abs(good[2] - good[0]).mean()) > 5.0  # the good one moves
     assert float(np.abs(dark[0] - good[0]).mean()) < 1.0  # the start frame is left alone
     assert all(d.mean() < 0.2 * g.mean() for d, g in zip(dark[1:], good[1:], strict=True))
     assert stats(emulator.url)["submissions"] == 3

@@ -18,7 +18,7 @@ from storyfilm.animatic import AnimaticSpec, render
 from storyfilm.emulator.faults import Flaw
 from storyfilm.emulator.flaws import flawed
 from storyfilm.emulator.media import Rendered
-from storyfilm.errors import BudgetExceeded, ReviewError, StoryboardError
+from storyfilm.errors import BudgetExceeded, JobFailed, ReviewError, StoryboardError
 from storyfilm.ledger import Ledger
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.ffmpeg import VideoFormat
@@ -197,6 +197,18 @@ def test_three_takes_cost_three_jobs_the_score_avoids_the_dark_one_and_a_repick_
     assert np.array_equal(_frames(film, 0, b_first), before)  # the film before b is unchanged
     assert _frames(film, b_first + 1, 24).mean() < 0.3 * in_film.mean()  # from b on it is the chosen take
     assert again["shots"][2]["job_id"] != manifest["shots"][2]["job_id"]  # c made again, from take 1's last frame
+
+    # a fourth take whose job fails: the next run pays for that take alone, as it would for a failed shot
+    set_faults(emulator.url, "error")
+    write_storyboard(tmp_path, board(takes=4, pick=str(dark_take)), "takes.yaml")
+    with pytest.raises(JobFailed):
+        run(path, out, say=lambda _m: None)
+    assert {r.shot_id: r.state for r in ledger.records()}["b.take4"] == "failed"
+    run(path, out, say=lambda _m: None)
+    b_jobs = _jobs(emulator.url, "The keeper walks the pier, push in.")
+    assert emulator_stats(emulator.url)["submissions"] == 8 and len(b_jobs) == 5  # takes 1-3 once, take 4 twice
+    assert [j["status"] for j in b_jobs[3:]] == ["failed", "completed"]
+    assert json.loads((job.film_dir / "manifest.json").read_text())["shots"][1]["takes"]["of"] == 4
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Subm
 from storyfilm.ledger import Ledger, existing_ledger
 from storyfilm.ledger_url import ledger_location
 from storyfilm.netpolicy import ALLOW_NETWORKS_ENV
-from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
+from storyfilm.plan import Plan, ShotPlan, check_budget, make_plan, redo_closure
 from storyfilm.results import Film, ShotResult
 from storyfilm.shot_times import ShotClock
 from storyfilm.storage import Facts, gather
@@ -173,12 +173,13 @@ def new_cost(plan: Plan, decisions: Mapping[str, Decision]) -> float:
 
 
 def decide_all(film: PlannedFilm, ledger: Ledger | None, host: Host, *, run_id: str | None,
-               resume: bool, mirror: Mirror | None = None) -> dict[str, Decision]:
-    """Every job's decision (a shot's, each of its takes') from facts gathered now (a job: one ledger read, one hash
-    of each of its kept files)."""
+               resume: bool, mirror: Mirror | None = None, only: Sequence[ShotPlan] | None = None
+               ) -> dict[str, Decision]:
+    """Every job's decision (a shot's, each of its takes'; or `only` those) from facts gathered now (a job: one
+    ledger read, one hash of each of its kept files)."""
     now = time.time()
     out: dict[str, Decision] = {}
-    for shot in takes.jobs(film.plan):
+    for shot in takes.jobs(film.plan) if only is None else only:
         facts = (gather(ledger, film.film_dir / "shots", shot.key, mirror.has if mirror else None) if ledger
                  else Facts(None, None))
         out[shot.id] = decide(facts.record, shot.id, redo=film.redo, run_id=run_id, host=host, resume=resume,

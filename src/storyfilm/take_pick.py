@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from storyfilm import take_score, takes
-from storyfilm.decide import Decision, Reuse, decide
+from storyfilm.decide import Reuse
 from storyfilm.errors import ReviewError
-from storyfilm.plan import ShotPlan, make_plan
+from storyfilm.plan import Plan, ShotPlan, make_plan
 from storyfilm.results import ShotResult
-from storyfilm.storage import gather
+from storyfilm.session import decide_all
 from storyfilm.take_score import TakeScore
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def with_picks(film: PlannedFilm, ledger: Ledger | None) -> PlannedFilm:
     return replace(film, plan=_replanned(film, recorded))
 
 
-def _replanned(film: PlannedFilm, recorded: Mapping[str, int]) -> Any:
+def _replanned(film: PlannedFilm, recorded: Mapping[str, int]) -> Plan:
     plan = film.plan
     return make_plan(film.board, film.digests, provider=plan.provider, tier=plan.tier, budget_usd=plan.budget_usd,
                      picks=recorded)
@@ -164,17 +164,8 @@ class Picker:
             plan = _replanned(self.film, job.runner.ledger.picks())
             before = {t.id: t.key for t in takes.jobs(job.plan)}
             changed = [t for t in takes.jobs(plan) if before.get(t.id) != t.key]
-            job.decisions = {**job.decisions, **_decisions(job, changed)}
+            runner = job.runner
+            again = decide_all(replace(self.film, plan=plan), runner.ledger, runner.host, run_id=runner.run_id,
+                               resume=runner.resume, mirror=runner.mirror, only=changed)
+            job.decisions = {**job.decisions, **again}
             job.plan = plan
-
-
-def _decisions(job: FilmJob, shots: Sequence[ShotPlan]) -> dict[str, Decision]:
-    runner = job.runner
-    mirror = runner.mirror
-    now = time.time()
-    out: dict[str, Decision] = {}
-    for shot in shots:
-        facts = gather(runner.ledger, runner.shots_dir, shot.key, mirror.has if mirror else None)
-        out[shot.id] = decide(facts.record, shot.id, redo=runner.redo, run_id=runner.run_id, host=runner.host,
-                              resume=runner.resume, files=facts.files, now=now)
-    return out
