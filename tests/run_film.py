@@ -1,9 +1,9 @@
 """A film run without Prefect, for tests that kill runs many times: `python tests/run_film.py BOARD OUT [--wait]`.
 
-It runs the flow's session (storyfilm.session: prepare, a shot at a time per chain, finish), chains
-concurrently and the shots of a chain in order, but starts in a second instead of waiting for Prefect's
-server. Prints `ready` when it starts generating; with --wait it first loads everything and waits for a line
-on stdin (a test starts the next run early).
+It runs the flow's session (storyfilm.session: prepare, the bucket's up-to-date check, a shot at a time per
+chain, finish), chains concurrently and the shots of a chain in order, but starts in a second instead of
+waiting for Prefect's server. Prints `ready` when it starts generating; with --wait it first loads everything
+and waits for a line on stdin (a test starts the next run early).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from storyfilm import output_url, session
+from storyfilm import bucket_up_to_date, output_url, session
 from storyfilm.errors import StoryfilmError
 from storyfilm.plan import ShotPlan
 from storyfilm.results import ShotResult
@@ -34,6 +34,8 @@ def run(board_path: Path, output: Path | str, say: session.Log = log) -> session
             results[shot.id] = job.make_shot(shot.id, results[shot.parent] if shot.parent else None)
 
     print("ready", flush=True)
+    if bucket_up_to_date.unchanged(job) is not None:  # as the flow: the film in the bucket is what it would make
+        return job
     with ThreadPoolExecutor(len(job.plan.chains)) as pool:
         list(pool.map(chain, job.plan.chains))
     job.finish([results[s.id] for s in job.plan.shots])

@@ -5,6 +5,7 @@ uses, checks their digests, and pays for nothing twice.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import boto3
@@ -86,6 +87,16 @@ def test_a_film_at_an_s3_url_is_made_again_on_fresh_machines_from_what_it_needs(
     for path in made:  # the film and every export, as written
         assert hashlib.sha256(stored[f"nightly/harbour/{path.name}"]).hexdigest() == file_digest(path), path.name
     assert {u.rsplit("/", 1)[-1] for u in up} >= {"film.mp4", "manifest.json"} and up[-1] != "film.mp4"
+    # the manifest's links name the bucket's objects, not the scratch folder's files
+    manifest = json.loads(stored["nightly/harbour/manifest.json"])
+    links = manifest["links"]
+    assert links["film"] == f"{url}/harbour/film.mp4" and links["manifest"] == f"{url}/harbour/manifest.json"
+    assert all(link.removeprefix(f"s3://{bucket}/") in stored for link in links.values()), links
+    for shot in manifest["shots"]:
+        segment, last = (f"{url}/harbour/shots/.kept/{shot['cache_key'][:32]}{s}" for s in (".mp4", ".last.png"))
+        assert shot["links"] == {"segment": segment, "last_frame": last}, shot["links"]
+        assert segment.removeprefix(f"s3://{bucket}/") in stored and last.removeprefix(f"s3://{bucket}/") in stored
+    assert str(tmp_path) not in json.dumps(manifest)
 
     def kept(shot: str, suffix: str) -> str:
         result = results[shot]
@@ -99,13 +110,17 @@ def test_a_film_at_an_s3_url_is_made_again_on_fresh_machines_from_what_it_needs(
     assert down == sorted([kept("a1", ".last.png"), kept("a1", ".mp4"), kept("b1", ".mp4"),
                            kept("b1", ".last.png")]), down
 
-    # nothing changed (a nightly run): nothing submitted; each shot's segment and last frame, once
-    down, _ = on("third", "The keeper walks the pier at night.")
+    # nothing changed (a nightly run): nothing submitted, assembled, uploaded or downloaded but the manifest
+    down, up = on("third", "The keeper walks the pier at night.")
     assert emulator_stats(emulator.url)["submissions"] == 4
-    assert len(down) == 6 and len(set(down)) == 6 and kept("b1", ".mp4") in down, down
+    assert (down, up) == (["manifest.json"], []), (down, up)
+    assert not [p for p in (tmp_path / "third").rglob("*") if p.is_file() and p.suffix in (".mp4", ".png")]
 
-    # a segment changed in the bucket after it was kept is refused, and nothing is paid for it
-    boto3.client("s3").put_object(Bucket=bucket, Key=f"nightly/harbour/{kept('b1', '.mp4')}", Body=b"not it")
+    # the film gone from the bucket: made again from the kept segments; one changed in the bucket after it was
+    # kept is refused, and nothing is paid for it
+    s3 = boto3.client("s3")
+    s3.delete_object(Bucket=bucket, Key="nightly/harbour/film.mp4")
+    s3.put_object(Bucket=bucket, Key=f"nightly/harbour/{kept('b1', '.mp4')}", Body=b"not it")
     with pytest.raises(OutputError, match=f"{kept('b1', '.mp4')}: its sha256 differs"):
         on("fourth", "The keeper walks the pier at night.")
     assert emulator_stats(emulator.url)["submissions"] == 4
@@ -114,3 +129,41 @@ def test_a_film_at_an_s3_url_is_made_again_on_fresh_machines_from_what_it_needs(
     assert not any(SECRET_KEY.encode() in data for data in written)
     assert not any(SECRET_KEY in line for line in said)
     assert not any(SECRET_KEY.encode() in data for data in objects(bucket).values())
+
+
+@pytest.mark.slow
+def test_an_identical_shot_of_another_film_is_reused_from_that_films_folder_on_a_fresh_machine(
+        emulator, pg_url: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One PostgreSQL ledger for many films shares one key space: a shot identical to another film's (same
+    prompt, settings and start) is paid once. On a fresh machine its files are found in the other film's
+    folder in the bucket (the host's copy may be long gone), checked, and copied into this film's folder."""
+    import httpx
+
+    point_hosts_at(emulator.url, monkeypatch)
+    monkeypatch.setenv("STORYFILM_LEDGER_URL", pg_url)
+    url = f"s3://{bucket}/films"
+    shot = 'defaults: {duration: 4, resolution: 480p, aspect_ratio: "1:1", audio: false}\nshots:\n'
+    dawn = write_storyboard(tmp_path, f"version: 1\ntitle: Dawn\nprovider: apiframe\n{shot}"
+                                      "  - id: dawn\n    prompt: Dawn over the harbour.\n", "dawn.yaml")
+    night = write_storyboard(tmp_path, f"version: 1\ntitle: Night\nprovider: apiframe\n{shot}"
+                                       "  - id: opening\n    prompt: Dawn over the harbour.\n"
+                                       "  - id: dark\n    prompt: Night falls on the pier.\n", "night.yaml")
+    monkeypatch.setenv("STORYFILM_SCRATCH", str(tmp_path / "one"))
+    run(dawn, url)
+    (kept,) = [r.result for r in Ledger(pg_url).records() if r.state == "done"]
+    assert kept is not None and kept["kept_at"] == f"{url}/dawn"
+    httpx.post(f"{emulator.url}/_emulator/reset").raise_for_status()  # the host forgot the job and its files
+
+    monkeypatch.setenv("STORYFILM_SCRATCH", str(tmp_path / "two"))
+    job = run(night, url)
+    assert emulator_stats(emulator.url)["submissions"] == 1  # "dark" only: "opening" was paid for by Dawn
+    assert job.runner.mirror is not None
+    segment, last = (f"shots/.kept/{kept['key'][:32]}{s}" for s in (".mp4", ".last.png"))
+    assert sorted(job.runner.mirror.downloaded) == sorted([segment, last])  # from Dawn's folder, once
+    stored = objects(bucket)
+    import hashlib
+
+    assert hashlib.sha256(stored[f"films/night/{segment}"]).hexdigest() == kept["sha256"]  # Night's own copy
+    manifest = json.loads(stored["films/night/manifest.json"])
+    assert [(s["id"], s["segment_sha256"] == kept["sha256"]) for s in manifest["shots"]] == [("opening", True),
+                                                                                            ("dark", False)]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from storyfilm import session, storage
 from storyfilm.cli import app
 from storyfilm.decide import Refuse, Reuse, Submit
-from storyfilm.errors import ConfigurationError, StoryboardError
+from storyfilm.errors import ConfigurationError, LedgerError, StoryboardError
 from storyfilm.ledger import Ledger
 from storyfilm.storage import kept_paths, shot_paths
 
@@ -156,3 +156,15 @@ def test_a_run_parses_its_storyboard_once(prefect_server: None, tmp_path: Path,
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "once" / "film.mp4").is_file()
     assert parsed == [str(path)]  # the CLI's check, the flow run's name and the flow: one parse
+
+
+@pytest.mark.parametrize("lease", ["soon", "0", "-5", "inf", "nan"])
+def test_a_bad_claim_lease_stops_a_run_before_anything_is_paid(lease: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image(tmp_path / "refs" / "a.png", seed=1)
+    path = write_storyboard(tmp_path, LOCAL, "lease.yaml")
+    monkeypatch.setenv("STORYFILM_CLAIM_LEASE", lease)
+    with pytest.raises(LedgerError, match=rf"STORYFILM_CLAIM_LEASE='{lease}' is not a claim lease: .* a number "
+                                          r"more than 0 \(default 60"):
+        session.prepare(path, session.Options(output_dir=tmp_path / "out"))
+    assert not list((tmp_path / "out").rglob("*.mp4"))

@@ -232,7 +232,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
         _fail(exc)
 
 
-def _up_to_date(storyboard: Path, provider: str | None, budget: float | None, output: Path, ledger: str | None,
+def _up_to_date(storyboard: Path, provider: str | None, budget: float | None, output: Path | str, ledger: str | None,
                 redo: list[str] | None, loudness: float | None) -> bool:
     """Whether film.mp4 is already what this run would make (decided before Prefect starts: nothing to show there)."""
     from storyfilm import session, up_to_date
@@ -274,8 +274,8 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         where = output_url.under(output_url.target(output), "emulated") if emulate else output_url.target(output)
         film_folder.check(output_url.split(where)[0] / board.slug, storyboard)
         ledger = _ledger_param(ledger)
-        # (outputs at a URL: the scratch folder may hold an older film than the bucket, so the run decides)
-        if isinstance(where, Path) and _up_to_date(storyboard, provider, budget, where, ledger, redo, loudness):
+        # (outputs at a URL: decided from the bucket's manifest, not from the scratch folder: bucket_up_to_date.py)
+        if _up_to_date(storyboard, provider, budget, where, ledger, redo, loudness):
             return
         from storyfilm.flow import film
 

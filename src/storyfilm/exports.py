@@ -118,6 +118,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
         "provider": plan.provider,
         "model": plan.tier,
         "film": {"file": _rel(film.path, film_dir), "sha256": file_digest_or_none(film.path),
+                 "bytes": film.path.stat().st_size if film.path.is_file() else None,  # checked in a bucket
                  "inputs": dict(inputs or {}),
                  "duration": round(film.duration, 6), "frames": film.frames,
                  "fps": film.fps, "width": film.width, "height": film.height,

@@ -30,18 +30,29 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, continuity_report, output_url, pictures, run_summary, seams, session, take_review
+from storyfilm import (
+    _prefect,
+    bucket_up_to_date,
+    continuity_report,
+    output_url,
+    pictures,
+    run_summary,
+    seams,
+    session,
+    take_review,
+)
 from storyfilm.errors import ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
 from storyfilm.providers import spec_for
-from storyfilm.public_links import public_base
+from storyfilm.public_links import object_url, public_base
 from storyfilm.report import ShotOutcome, progress_description, shot_rows, spent_usd, summary_markdown
 from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
 from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
 from storyfilm.take_pick import ReviewPending, TakesToReview
+from storyfilm.up_to_date import Verdict
 
 # Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
 # `storyfilm-<provider>` (tune it with `prefect gcl update` or `--concurrency`); local shots, and every
@@ -248,7 +259,7 @@ def _failure(outcomes: list[ShotOutcome]) -> ProviderError:
                                         for o in bad))
 
 
-def _publish(run: FilmRun, outcomes: list[ShotOutcome], made: Film | None, error: str, output_dir: Path,
+def _publish(run: FilmRun, outcomes: list[ShotOutcome], made: Film | None, error: str, output_dir: Path | str,
              base: str | None) -> None:
     """The summary, the shot table and the links, finished or failed; and how the progress bar ended."""
     plan = run.job.plan
@@ -264,6 +275,18 @@ def _publish(run: FilmRun, outcomes: list[ShotOutcome], made: Film | None, error
         _prefect.publish_run(plan.slug, plan.title, summary_markdown(report, extra), shot_rows(report),
                              run_summary.public_links(made, output_dir, base) if made else {})
         run.progress.finish(progress_description(report))
+
+
+def _unchanged(job: FilmJob, kept: Verdict, output_dir: str, base: str | None) -> dict[str, Any]:
+    """The film at the output URL is what this run would make: report it, link its objects, touch nothing."""
+    assert kept.recorded is not None
+    where = output_url.target(output_dir)
+    with _prefect.reporting("build the run's summary"):
+        report = run_summary.unchanged(job, kept.recorded, rehearsal=_rehearsal(), output_dir=where, base=base)
+        files = run_summary.recorded_files(job.film_dir, kept.recorded)
+        _prefect.publish_run(job.plan.slug, job.plan.title, summary_markdown(report), shot_rows(report),
+                             run_summary.public_links(files, where, base))
+    return bucket_up_to_date.result(kept)
 
 
 # JSON-friendly, typed parameters: the Prefect UI renders its run form from these.
@@ -320,6 +343,8 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         if planned:
             _prefect.publish_refusal(planned[0].slug, planned[0].title, str(exc))
         return Failed(message=str(exc), data=exc)
+    if (kept := bucket_up_to_date.unchanged(job)) is not None:  # a nightly run on a fresh worker, nothing changed
+        return _unchanged(job, kept, output_dir, base)
     plan = job.plan
     run = FilmRun(job=job, slot=_slot(job, concurrency, logger),
                   progress=_prefect.ProgressArtifact(_prefect.artifact_key("film", plan.slug, "progress"),
@@ -350,17 +375,19 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
                 failure = exc
     if made is None:
         assert failure is not None
-        _publish(run, outcomes, None, str(failure), Path(output_dir), base)
+        _publish(run, outcomes, None, str(failure), output_url.target(output_dir), base)
         return Failed(message=str(failure), data=failure)
-    _publish(run, outcomes, made, "", Path(output_dir), base)
+    _publish(run, outcomes, made, "", output_url.target(output_dir), base)
     info = made.info
     results = [o.result for o in outcomes if o.result]
     spent = spent_usd(results)
     logger.info("done: %s (%.2f s), %d of %d shots reused, $%.2f %s", info.path, info.duration,
                 sum(r.reused for r in results), len(results), spent,
                 "at list prices (rehearsal: nothing was paid)" if _rehearsal() else "spent")
-    return {"film": str(info.path), "duration": info.duration, "frames": info.frames,
-            "manifest": str(made.manifest), "shots": len(results), "flagged_seams": len(made.flagged),
+    where = output_url.target(output_dir)  # with outputs at a URL the film and manifest are named by their objects
+    return {"film": object_url(info.path, where, None) or str(info.path), "duration": info.duration,
+            "frames": info.frames, "manifest": object_url(made.manifest, where, None) or str(made.manifest),
+            "shots": len(results), "flagged_seams": len(made.flagged),
             "reused": sum(r.reused for r in results), "spent_usd": spent,
             "continuity": continuity_report.lines(made.continuity),
             "flagged_chains": sum(c.flagged for c in made.continuity)}

@@ -169,6 +169,10 @@ class ShotRunner:
     claims: ClaimSettings | None = None  # default: from the environment, waiting at the poll interval
     _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)  # shot key -> held claim
 
+    def __post_init__(self) -> None:
+        if self.claims is None:  # read now: a bad STORYFILM_CLAIM_LEASE stops the run before anything is paid
+            self.claims = ClaimSettings.from_env(self.poll.first)
+
     @property
     def host(self) -> Host:
         return Host.of(self.provider.spec)
@@ -179,7 +183,7 @@ class ShotRunner:
 
     def decide(self, shot: ShotPlan) -> Decision:
         """What `run` would do with the shot now (reading the ledger and hashing the shot's kept files)."""
-        facts = gather(self.ledger, self.shots_dir, shot.key, self.mirror.has if self.mirror else None)
+        facts = gather(self.ledger, self.shots_dir, shot.key, self.mirror.has if self.mirror else None, shot.id)
         return decide(facts.record, shot.id, redo=self.redo, run_id=self.run_id, host=self.host,
                       resume=self.resume, files=facts.files, now=time.time())
 
@@ -191,8 +195,8 @@ class ShotRunner:
             decision = self.decide(shot)
         if isinstance(decision, Reuse | Refuse):
             return self._carry_out(shot, request, parent, decision, started)
-        settings = self.claims or ClaimSettings.from_env(self.poll.first)
-        with claimed(self.ledger, shot.key, shot.id, self.run_id, settings, self.log) as self._leases[shot.key]:
+        assert self.claims is not None
+        with claimed(self.ledger, shot.key, shot.id, self.run_id, self.claims, self.log) as self._leases[shot.key]:
             try:  # decided again: another run may have finished the shot, or died, while this one waited
                 return self._carry_out(shot, request, parent, self.decide(shot), started)
             finally:
@@ -289,7 +293,7 @@ class ShotRunner:
             except DownloadError as again:
                 raise self._unusable(again, shot, job_id) from None
         if self.mirror:  # before "done": a done shot's files are in the bucket (or fetched again free)
-            self.mirror.keep(self.shots_dir, result)
+            result = self.mirror.keep(self.shots_dir, result)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(result))
         place(self.shots_dir, result)
         self.log(f"{shot.id}: {result.duration:.2f} s of new footage from {name} in {result.seconds:.1f} s, "
@@ -350,7 +354,7 @@ class ShotRunner:
                                 f"run with --redo {shot.id} to pay for it again", provider=rec.provider,
                                 shot=shot.id) from None
         if self.mirror:
-            self.mirror.keep(self.shots_dir, fresh)
+            fresh = self.mirror.keep(self.shots_dir, fresh)
         self.ledger.update(rec.key, rec.attempt, "done", result=asdict(fresh))
         place(self.shots_dir, fresh)
         return replace(fresh, reused=True)

@@ -45,7 +45,7 @@ def next_run(job: FilmJob) -> dict[str, str]:
         try:
             decisions = []
             for take in takes.takes_of(shot):  # a shot with takes: what is left to do of its takes, if anything
-                facts = gather(runner.ledger, runner.shots_dir, take.key)
+                facts = gather(runner.ledger, runner.shots_dir, take.key, shot_id=take.id)
                 decisions.append(decide(facts.record, shot.id, redo=frozenset(), run_id=None, host=runner.host,
                                         resume=runner.resume, files=facts.files, now=now))
         except (StoryfilmError, OSError):

@@ -19,8 +19,12 @@ nothing here prints more of a URL than its protocol, bucket and path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from storyfilm.assets import file_digest
 from storyfilm.errors import OutputError
@@ -46,6 +50,7 @@ class Mirror:
         except Exception as exc:  # noqa: BLE001 - each protocol's library raises its own errors
             raise self._error("cannot list the film's folder", exc) from None
         self._kept = {Path(n).name for n in names}
+        self._elsewhere: dict[str, str | None] = {}  # another film's folder URL -> its path, if it has the files
         self.uploaded: list[str] = []
         self.downloaded: list[str] = []
 
@@ -55,10 +60,59 @@ class Mirror:
     def _exists(self, rel: str) -> bool:
         return bool(self._fs.exists(f"{self._root}/{rel}"))
 
-    def has(self, key: str) -> bool:
-        """The kept segment and last frame of `key` are in the bucket."""
-        video, last = kept_paths(Path(), key)
-        return video.name in self._kept and last.name in self._kept
+    def exists(self, rel: str) -> bool:
+        try:
+            return self._exists(rel)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"cannot look for {rel}", exc) from None
+
+    def size(self, rel: str) -> int | None:
+        """The object's size in bytes; None when it is not there."""
+        try:
+            return int(self._fs.size(f"{self._root}/{rel}"))
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"cannot look at {rel}", exc) from None
+
+    def read_json(self, rel: str) -> dict[str, Any] | None:
+        """A small JSON object (the manifest) read from the bucket; None when it is missing or not JSON."""
+        try:
+            data = json.loads(self._fs.cat_file(f"{self._root}/{rel}"))
+        except (FileNotFoundError, ValueError):  # none yet, or not one storyfilm wrote: the film is made again
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"cannot read {rel}", exc) from None
+        self.downloaded.append(rel)
+        self._log(f"manifest: downloaded {rel} from {self.url} (what the film there was made from)")
+        return data if isinstance(data, dict) else None
+
+    def _folder(self, result: ShotResult) -> tuple[str, str] | None:
+        """The URL and bucket path of the folder whose shots/.kept/ holds the shot's files: this film's, else
+        the one its result names (another film's identical shot, in a shared ledger); None: neither."""
+        names = [p.name for p in kept_paths(Path(), result.key)]
+        if all(n in self._kept for n in names):
+            return self.url, self._root
+        other = result.kept_at
+        if not other or other == self.url or urlsplit(other).scheme != urlsplit(self.url).scheme:
+            return None
+        if other not in self._elsewhere:
+            import fsspec
+
+            found: str | None = None
+            try:
+                path = str(fsspec.core.url_to_fs(other)[1])
+                if all(self._fs.exists(f"{path}/shots/.kept/{n}") for n in names):
+                    found = path
+            except Exception:  # noqa: BLE001 - another film's folder this run may not read: not there for it
+                found = None
+            self._elsewhere[other] = found
+        elsewhere = self._elsewhere[other]
+        return (other, elsewhere) if elsewhere is not None else None
+
+    def has(self, result: ShotResult) -> bool:
+        """The kept segment and last frame of the shot are in the bucket (this film's folder or another's)."""
+        return self._folder(result) is not None
 
     def put(self, local: Path, rel: str) -> None:
         try:
@@ -67,11 +121,12 @@ class Mirror:
             raise self._error(f"cannot upload {rel}", exc) from None
         self.uploaded.append(rel)
 
-    def keep(self, shots_dir: Path, result: ShotResult) -> None:
-        """Upload a newly kept shot (last frame first: the segment marks it complete)."""
+    def keep(self, shots_dir: Path, result: ShotResult) -> ShotResult:
+        """Upload a newly kept shot (last frame first: the segment marks it complete); the result says where."""
         for path in reversed(kept_paths(shots_dir, result.key)):
             self.put(path, f"shots/.kept/{path.name}")
             self._kept.add(path.name)
+        return replace(result, kept_at=self.url)
 
     def ensure(self, shots_dir: Path, result: ShotResult, *, segment: bool = True, last_frame: bool = True) -> None:
         """shots/<id>.* of a done shot on this machine (downloaded if they are only in the bucket), checked."""
@@ -83,24 +138,29 @@ class Mirror:
             if dest.is_file() and file_digest(dest) == digest:
                 continue
             if not (kept.is_file() and file_digest(kept) == digest):
-                self._download(f"shots/.kept/{kept.name}", kept, digest, result.id)
+                rel = f"shots/.kept/{kept.name}"
+                where, folder = self._folder(result) or (self.url, self._root)
+                self._download(rel, kept, digest, result.id, where, folder)
+                if folder != self._root:  # another film's copy: this film's folder gets its own
+                    self.put(kept, rel)
+                    self._kept.add(kept.name)
             link(kept, dest)
 
-    def _download(self, rel: str, dest: Path, digest: str, shot_id: str) -> None:
+    def _download(self, rel: str, dest: Path, digest: str, shot_id: str, where: str, folder: str) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(f".{dest.name}.part")
         try:
-            self._fs.get_file(f"{self._root}/{rel}", str(part))
+            self._fs.get_file(f"{folder}/{rel}", str(part))
         except Exception as exc:  # noqa: BLE001
             part.unlink(missing_ok=True)
-            raise self._error(f"cannot download {rel} (shot '{shot_id}')", exc) from None
+            raise self._error(f"cannot download {rel} from {where} (shot '{shot_id}')", exc) from None
         if file_digest(part) != digest:
             part.unlink()
-            raise OutputError(f"{self.url}/{rel}: its sha256 differs from the one the ledger recorded for shot "
+            raise OutputError(f"{where}/{rel}: its sha256 differs from the one the ledger recorded for shot "
                               f"'{shot_id}'; it was changed after it was kept. Delete it to have it fetched again")
         part.replace(dest)
         self.downloaded.append(rel)
-        self._log(f"{shot_id}: downloaded {rel} from {self.url} (sha256 checked)")
+        self._log(f"{shot_id}: downloaded {rel} from {where} (sha256 checked)")
 
     def publish(self, film_dir: Path, files: Iterable[Path | None]) -> None:
         """The film and its exports, each under the same name beside the shots (the manifest last)."""

@@ -42,6 +42,7 @@ class RunReport:
     thumbnails: Mapping[str, str] = field(default_factory=dict)  # shot id -> image URI
     contact_sheet: str | None = None  # image URI
     timeline: str | None = None  # image URI of timeline.png: where the run's time went
+    up_to_date: bool = False  # the film was already what this run would make: nothing generated or assembled
 
     @property
     def results(self) -> list[ShotResult]:
@@ -80,6 +81,8 @@ def progress_description(report: RunReport) -> str:
     """What the progress artifact says when the run ends."""
     total = len(report.outcomes)
     finished = report.count("generated", "reused")
+    if report.up_to_date:
+        return f"up to date: {total} of {total} shots reused, nothing assembled"
     if not report.error:
         return f"finished: {total} of {total} shots, film assembled"
     if finished == total:
@@ -90,7 +93,9 @@ def progress_description(report: RunReport) -> str:
 
 
 def _heading(report: RunReport) -> str:
-    if report.film is not None:
+    if report.up_to_date:
+        state = "up to date (nothing generated, assembled or downloaded)"
+    elif report.film is not None:
         state = "finished"
     elif report.error:
         state = "FAILED"

@@ -6,9 +6,10 @@ damaged leaves it out; a report never fails a run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from storyfilm import pictures
 from storyfilm.next_run import next_run
@@ -16,6 +17,7 @@ from storyfilm.public_links import markdown_link, public_url
 from storyfilm.report import RunReport, ShotOutcome
 from storyfilm.results import Film
 from storyfilm.session import FilmJob
+from storyfilm.up_to_date import MANIFEST, reused_results
 
 # label in the summary -> the export's name in Film.exports ("film" is the film itself)
 FILES = (("Film", "film"), ("Manifest", "manifest"), ("Subtitles", "subtitles"), ("Timeline", "timeline"),
@@ -28,11 +30,11 @@ def film_files(made: Film) -> dict[str, Path]:
     return {label: files[name] for label, name in FILES if name in files}
 
 
-def public_links(made: Film, output_dir: Path, base: str | None) -> dict[str, str]:
+def public_links(made: Film | dict[str, Path], output_dir: Path | str, base: str | None) -> dict[str, str]:
     """Label -> http(s) URL of the film and its manifest (empty without a public base URL): link artifacts of
     their own; the summary links every file."""
     out: dict[str, str] = {}
-    for label, path in film_files(made).items():
+    for label, path in (made if isinstance(made, dict) else film_files(made)).items():
         if label not in ("Film", "Manifest"):
             continue
         url = public_url(path, output_dir, base)
@@ -42,7 +44,7 @@ def public_links(made: Film, output_dir: Path, base: str | None) -> dict[str, st
 
 
 def build(job: FilmJob, outcomes: Sequence[ShotOutcome], *, made: Film | None, error: str, rehearsal: bool,
-          output_dir: Path, base: str | None) -> RunReport:
+          output_dir: Path | str, base: str | None) -> RunReport:
     links: dict[str, str] = {}
     sheet: str | None = None
     timeline: str | None = None
@@ -65,3 +67,21 @@ def build(job: FilmJob, outcomes: Sequence[ShotOutcome], *, made: Film | None, e
     return RunReport(plan=job.plan, outcomes=outcomes, rehearsal=rehearsal, film=made.info if made else None,
                      error=error, links=links, thumbnails=thumbs, contact_sheet=sheet,
                      timeline=timeline)
+
+
+def recorded_files(film_dir: Path, recorded: Mapping[str, Any]) -> dict[str, Path]:
+    """Label -> file of a film as its manifest names them (their objects, for a film left in a bucket)."""
+    files = {"film": recorded["film"]["file"], "manifest": MANIFEST,  # (it does not name itself)
+             **{k: v for k, v in (recorded.get("exports") or {}).items() if v}}
+    return {label: film_dir / files[name] for label, name in FILES if name in files}
+
+
+def unchanged(job: FilmJob, recorded: Mapping[str, Any], *, rehearsal: bool, output_dir: Path | str,
+              base: str | None) -> RunReport:
+    """The report of a run that found the film up to date (bucket_up_to_date.py): every shot reused, the film's
+    files linked where they are."""
+    links = {label: markdown_link(path.name, path, output_dir, base)
+             for label, path in recorded_files(job.film_dir, recorded).items()}
+    outcomes = [ShotOutcome(r.id, "reused", replace(r, reused=True, seconds=0.0))
+                for r in reused_results(job.plan, job.decisions) or []]
+    return RunReport(plan=job.plan, outcomes=outcomes, rehearsal=rehearsal, links=links, up_to_date=True)

@@ -180,7 +180,7 @@ def decide_all(film: PlannedFilm, ledger: Ledger | None, host: Host, *, run_id: 
     now = time.time()
     out: dict[str, Decision] = {}
     for shot in takes.jobs(film.plan) if only is None else only:
-        facts = (gather(ledger, film.film_dir / "shots", shot.key, mirror.has if mirror else None) if ledger
+        facts = (gather(ledger, film.film_dir / "shots", shot.key, mirror.has if mirror else None, shot.id) if ledger
                  else Facts(None, None))
         out[shot.id] = decide(facts.record, shot.id, redo=film.redo, run_id=run_id, host=host, resume=resume,
                               files=facts.files, now=now)
@@ -310,8 +310,9 @@ class FilmJob:
 
     def finish(self, results: Sequence[ShotResult], log: Log | None = None) -> Film:
         """film.mp4 from the shots' new footage in storyboard order, its seams measured, its exports written."""
-        from storyfilm import continuity_report, exports, seams, up_to_date
+        from storyfilm import continuity_report, exports, manifest_links, seams, up_to_date
         from storyfilm.assemble import assemble
+        from storyfilm.public_links import public_base
 
         target = self.loudness_lufs if self.loudness_lufs is not None else self.plan.loudness_lufs
         mirror = self.runner.mirror
@@ -332,6 +333,7 @@ class FilmJob:
                                     asset_digests=self.digests, spans=self.clock.spans(),
                                     inputs=up_to_date.inputs(self.plan, results, target),
                                     continuity=continuity_report.manifest_section(self.plan, look, self.film_dir))
+        manifest_links.add(written["manifest"], self.film_dir, mirror.url if mirror else None, public_base())
         if mirror:
             mirror.publish(self.film_dir, [info.path, *written.values()])
         return Film(info, report, written, look.reports)

@@ -18,6 +18,7 @@ over (it stalled past its lease).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -40,9 +41,14 @@ class ClaimSettings:
     @classmethod
     def from_env(cls, wait: float, env: Mapping[str, str] | None = None) -> ClaimSettings:
         env = os.environ if env is None else env
-        lease = float(env.get(LEASE_ENV, 60.0))
-        if lease <= 0:
-            raise ValueError(f"{LEASE_ENV} must be more than 0 seconds, not {lease}")
+        raw = env.get(LEASE_ENV, "").strip()
+        try:
+            lease = float(raw) if raw else 60.0
+        except ValueError:
+            lease = math.nan
+        if not (0 < lease < math.inf):
+            raise LedgerError(f"{LEASE_ENV}={raw!r} is not a claim lease: give the seconds a dead worker may hold "
+                              "a shot up, a number more than 0 (default 60; renewed every third of it)")
         return cls(lease=lease, wait=max(wait, 0.05))
 
 

@@ -39,21 +39,25 @@ class Facts:
     files: Files | None  # of a done record's result (None: no finished result to look at)
 
 
-def gather(ledger: Ledger, shots_dir: Path, key: str, remote: Callable[[str], bool] | None = None) -> Facts:
+def gather(ledger: Ledger, shots_dir: Path, key: str, remote: Callable[[ShotResult], bool] | None = None,
+           shot_id: str | None = None) -> Facts:
     """One ledger read, and one hash of each kept file of a finished shot.
 
-    A result's paths are those of the run that kept it, perhaps on another machine (a shared ledger): they
-    are read as this run's shots/<id>.*, where this run keeps the shot. `remote(key)`: the kept files are in
-    the outputs' bucket (outputs.py), so files lost here are restorable from there.
+    A result's paths and id are those of the run that kept it, perhaps on another machine or of another film
+    (a shared ledger: an identical shot has the same key): they are read as this run's shot `shot_id` and its
+    shots/<id>.*, where this run keeps the shot. `remote(result)`: the kept files are in the outputs' bucket
+    (outputs.py), so files lost here are restorable from there.
     """
     record = ledger.latest(key)
     if record is None or record.state != "done" or record.result is None:
         return Facts(record, None)
-    video, last = shot_paths(shots_dir, record.result["id"])
-    record = replace(record, result={**record.result, "segment": str(video), "last_frame": str(last)})
+    shot_id = shot_id or record.result["id"]
+    video, last = shot_paths(shots_dir, shot_id)
+    record = replace(record, result={**record.result, "id": shot_id, "segment": str(video), "last_frame": str(last)})
     assert record.result is not None
-    state = files_state(shots_dir, ShotResult(**record.result))
-    return Facts(record, "restorable" if state == "lost" and remote is not None and remote(key) else state)
+    result = ShotResult(**record.result)
+    state = files_state(shots_dir, result)
+    return Facts(record, "restorable" if state == "lost" and remote is not None and remote(result) else state)
 
 
 def files_state(shots_dir: Path, result: ShotResult) -> Files:

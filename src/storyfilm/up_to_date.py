@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -59,9 +59,10 @@ def inputs(plan: Plan, results: Sequence[ShotResult], loudness_lufs: float | Non
 @dataclass(frozen=True)
 class Verdict:
     state: Literal["up to date", "captions rewritten", "run"]
-    film: Path
+    film: Path | str  # a URL for outputs at a URL (bucket_up_to_date.py)
     why: str = ""  # why a run is needed
     shots: int = 0
+    recorded: dict[str, Any] | None = field(default=None, repr=False)  # the manifest read (outputs at a URL)
 
 
 def _manifest(film_dir: Path) -> dict[str, Any] | None:
@@ -72,17 +73,24 @@ def _manifest(film_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def reused_results(plan: Plan, decisions: Mapping[str, object]) -> list[ShotResult] | None:
+    """The results the film holds when every job is reused (a shot with takes: its picked take, under the shot's
+    id); None while a shot's takes are not picked yet."""
+    if any(s.takes > 1 and s.chosen is None for s in plan.shots):
+        return None
+    return [replace(d.result, id=s.id) for s in plan.shots
+            if isinstance(d := decisions[takes.take_id(s.id, s.chosen or 1)], Reuse)]
+
+
 def check(plan: Plan, decisions: Mapping[str, object], film_dir: Path, loudness_lufs: float | None) -> Verdict:
     """What a run of `plan` would do to film_dir's film, given each shot's decision (see the module docstring)."""
     film = film_dir / FILM
     not_reused = [s.id for s in takes.jobs(plan) if not (isinstance(d := decisions[s.id], Reuse) and not d.restore)]
     if not_reused:
         return Verdict("run", film, f"{len(not_reused)} shot(s) to generate or restore")
-    if any(s.takes > 1 and s.chosen is None for s in plan.shots):
+    results = reused_results(plan, decisions)
+    if results is None:
         return Verdict("run", film, "takes to pick")
-    # a shot with takes: the film holds its picked take
-    results = [replace(d.result, id=s.id) for s in plan.shots
-               if isinstance(d := decisions[takes.take_id(s.id, s.chosen or 1)], Reuse)]
     recorded = _manifest(film_dir)
     if recorded is None:
         return Verdict("run", film, "no manifest")
@@ -133,8 +141,10 @@ def rewrite_captions(plan: Plan, recorded: dict[str, Any], film_dir: Path) -> No
 
 def before_run(path: str | Path, options: Any) -> Verdict:
     """`check` for a run of the storyboard at `path` with session.Options `options` (plan-only: nothing paid)."""
-    from storyfilm import session
+    from storyfilm import bucket_up_to_date, output_url, session
 
+    if output_url.is_url(options.output_dir):
+        return bucket_up_to_date.before_run(path, options)
     film_dir = options.output_dir / session.load_board(path).slug
     if not (film_dir / MANIFEST).is_file():  # a first run: no need to read the ledger or hash kept files twice
         return Verdict("run", film_dir / FILM, "no manifest")
