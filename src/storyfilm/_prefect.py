@@ -30,9 +30,9 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectAlreadyExists, ObjectNotFound
 from prefect.input import RunInput
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from storyfilm.errors import DeploymentError
+from storyfilm.errors import DeploymentError, ReviewError
 
 _log = logging.getLogger(__name__)
 R = TypeVar("R", bound=RunInput)
@@ -295,3 +295,30 @@ def answer_run(run_id: UUID, answer: Mapping[str, Any]) -> None:
         raise DeploymentError(f"flow run {run_id} is no longer waiting for approval ({exc})") from None
     except RuntimeError as exc:
         raise DeploymentError(f"the Prefect server did not take the answer: {exc}") from None
+
+
+# --- takes: a run paused for `pick: review` ---------------------------------------------------------
+
+
+class TakeChoice(RunInput):
+    """The form of a run paused for `pick: review` (the UI renders it from this model)."""
+
+    take: int = Field(ge=1, le=4, description="the take the film uses (see the takes artifact for each take's "
+                                              "last frame and score)")
+
+
+def review_takes(slug: str, shot_id: str, markdown: str, suggested: int, timeout_s: int) -> int:
+    """Publish the takes (artifact `takes-SLUG-SHOT`) and pause the run until someone chooses one in the UI (or
+    through the API, as the UI does); ReviewError when nobody does within `timeout_s`."""
+    from prefect.flow_runs import pause_flow_run
+
+    with reporting("publish the takes to review"):
+        create_markdown_artifact(key=artifact_key("takes", slug, shot_id), markdown=markdown,
+                                 description=f"takes of shot {shot_id}: choose one in the paused run's form")
+    form = TakeChoice.with_initial_data(description=markdown, take=suggested)
+    try:
+        chosen = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=2, key=f"takes-{shot_id}")
+    except FlowPauseTimeout:
+        raise ReviewError(f"shot '{shot_id}': nobody chose a take within {timeout_s} s; its takes are kept (paid "
+                          "once): run again to be asked again, or write `pick: auto` or a take number") from None
+    return int(chosen.take)

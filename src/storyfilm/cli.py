@@ -181,7 +181,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
          output: OutputOpt = "output", ledger: LedgerOpt = None, redo: RedoOpt = None,
          allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None) -> None:
     """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
-    from storyfilm import output_url, session
+    from storyfilm import output_url, session, takes
     from storyfilm.plan import check_budget
 
     _allow(allow_network, allow_assets_from)
@@ -198,9 +198,17 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     for s in the_plan.shots:
         start = (f"references from '{s.parent}' (match cut)" if s.by_reference else
                  s.start.describe() + (f" ({s.method})" if s.parent else ""))
-        table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", start, f"{s.duration} s",
-                      f"{s.resolution} {s.aspect_ratio}", s.camera, states[s.id], f"${s.cost_usd:.2f}")
+        for k, t in enumerate(takes.takes_of(s), start=1):  # a shot with takes: a row per take (a paid job each)
+            what = start if k == 1 else ""
+            what += f"{', ' if k == 1 else ''}take {k} of {s.takes}" if s.takes > 1 else ""
+            table.add_row(str(s.index + 1) if k == 1 else "", t.id, f"{s.chain + 1}", what, f"{s.duration} s",
+                          f"{s.resolution} {s.aspect_ratio}", s.camera, states[t.id], f"${s.cost_usd:.2f}")
     out.print(table)
+    if any(s.takes > 1 for s in the_plan.shots):
+        out.print(f"jobs: {sum(1 for _ in takes.jobs(the_plan))} for {len(the_plan.shots)} shots; takes: "
+                  + ", ".join(f"{s.id} {s.takes} (pick {s.pick}" + (f", take {s.chosen} picked" if s.chosen and
+                                                                     not isinstance(s.pick, int) else "") + ")"
+                              for s in the_plan.shots if s.takes > 1))
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
     counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed", "refused")}

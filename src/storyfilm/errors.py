@@ -211,3 +211,7 @@ class FaultSpecError(EmulatorError):
 
 class DriftSpecError(StoryfilmError):
     pass
+
+
+class ReviewError(StoryfilmError):
+    """A shot's takes wait for a person's choice (`pick: review`) and none can be asked, or none was given."""

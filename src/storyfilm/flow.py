@@ -41,6 +41,7 @@ from storyfilm import (
     run_summary,
     seams,
     session,
+    take_review,
 )
 from storyfilm.errors import ApprovalError, ProviderError, StoryfilmError
 from storyfilm.plan import Plan
@@ -52,6 +53,7 @@ from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
 from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
+from storyfilm.take_pick import ReviewPending, TakesToReview
 from storyfilm.up_to_date import Verdict
 
 # Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
@@ -92,6 +94,14 @@ def _log(message: str) -> None:
     get_run_logger().info(message)
     context = TaskRunContext.get()
     emit(Event("shot-status", context.parameters.get("shot_id") if context else None, message))
+
+
+def _review(asked: TakesToReview) -> int:
+    """`pick: review`: a form in the paused run where a server shows it; else a question in the terminal."""
+    if _prefect.has_server():
+        timeout = int(os.environ.get("STORYFILM_REVIEW_TIMEOUT", "3600"))
+        return _prefect.review_takes(asked.slug, asked.shot_id, take_review.markdown(asked), asked.suggested, timeout)
+    return take_review.ask_in_terminal(asked)
 
 
 def _rehearsal() -> bool:
@@ -182,9 +192,13 @@ def generate_shot(shot_id: str, run: FilmRun) -> ShotResult | State[Any]:
             result = run.job.make_shot(shot_id, parent)
             _report(result)
         else:
-            with _waiting_for_slot(run, shot_id):
+            try:
+                with _waiting_for_slot(run, shot_id):
+                    result = run.job.make_shot(shot_id, parent)
+                    _report(result)  # still in the slot: watchers see the slot's whole span
+            except ReviewPending:  # its takes are kept: a person chooses one outside the provider slot
                 result = run.job.make_shot(shot_id, parent)
-                _report(result)  # still in the slot: watchers see the slot's whole span
+                _report(result)
     except StoryfilmError as exc:  # a host's refusal or a user's mistake: one clear message, not a traceback
         emit(Event("shot-failed", shot_id, str(exc)))
         return Failed(message=str(exc), data=exc)
@@ -371,7 +385,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
             provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
             ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
             # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
-            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan))
+            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan, review=_review))
         if (kept := bucket_up_to_date.unchanged(job)) is not None:  # a nightly run on a fresh worker, nothing changed
             return _unchanged(job, kept, output_dir, base)
         if (held := _approval(job, storyboard, approve, output_url.target(output_dir), base, logger)) is not None:
