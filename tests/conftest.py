@@ -15,6 +15,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="storyfilm-tests-prefect-"))
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist (`pytest -n 4`): each worker process its own PREFECT_HOME (profiles, the ephemeral server's
+    # database), even where CI exported one for the whole run
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"storyfilm-tests-prefect-{worker}-")
+    # xdist sets COLUMNS=80 and LINES=24 in its workers: the CLI's rich consoles, made at import, would keep 80
+    # columns and ignore the COLUMNS a test gives CliRunner, as they do not in one process
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 # `storyfilm run` in a subprocess starts Prefect's ephemeral server: 20 s by default, too short on a busy machine
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
@@ -26,10 +34,21 @@ if TYPE_CHECKING:
     from .pgcluster import Cluster
 
 
+# Modules whose module-scoped fixture is expensive (a Prefect server, a browser, rendered films): under
+# `pytest -n N --dist loadgroup` each runs on one worker, which pays for the fixture once.
+ONE_WORKER_MODULES = ("test_colour_hold", "test_desk", "test_exports", "test_prefect_server", "test_up_to_date")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Hypothesis tests first: once a Prefect server runs in this process, its websocket keepalive thread
-    draws from the global `random` module, which Hypothesis reports as a strategy misusing `random`."""
+    draws from the global `random` module, which Hypothesis reports as a strategy misusing `random`.
+    (xdist hands each worker its tests in this order too.)"""
     items.sort(key=lambda item: not getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if isinstance(item, pytest.Function) else ""
+        if module in ONE_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +56,8 @@ def prefect_server() -> Iterator[None]:
     """A throw-away Prefect API (temporary database) for tests that run real flows."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # each xdist worker starts its own, at the same time as the others and their servers: 90 s ran out under load
+    with prefect_test_harness(server_startup_timeout=300):
         yield
 
 

@@ -69,7 +69,7 @@ def test_the_served_flow_still_validates_parameters_after_pickling() -> None:
     copy = cloudpickle.loads(cloudpickle.dumps(film))
     assert copy.validate_parameters({"storyboard": "x.yaml", "provider": "local", "budget_usd": "2.5"}) == {
         "storyboard": "x.yaml", "provider": "local", "budget_usd": 2.5, "output_dir": "output", "redo": None,
-        "ledger": None, "loudness_lufs": None, "concurrency": None}
+        "ledger": None, "loudness_lufs": None, "concurrency": None, "approve": False}
 
 
 @pytest.mark.parametrize(("cron", "timezone", "message"), [

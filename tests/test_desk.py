@@ -245,6 +245,9 @@ def test_a_run_failing_on_one_shot_of_five_says_what_is_done_paid_and_next(
     assert f"**Committed this run:** ${paid:.2f} for 4 generated shot(s)" in summary
     assert "4 generated, 0 reused, 1 failed, 0 not started" in summary
     assert summary.count("data:image/jpeg;base64,") == 4  # a thumbnail per done shot, no contact sheet
+    # the UI does not wrap table cells: the cell keeps to the action, the full hint is under the table
+    assert "| stop: refused by moderation |" in summary
+    assert "- **storm**, next run: stop: refused by moderation; edit the prompt or --redo" in summary
     progress = artifacts["film-storm-progress"]
     assert progress.data == pytest.approx(66.7)  # 4 of 5 shots + assembly
     assert progress.description == "failed after 4 of 5 shots: 1 failed"
@@ -261,3 +264,107 @@ def test_a_run_failing_on_one_shot_of_five_says_what_is_done_paid_and_next(
         page.screenshot(path=str(shots_dir / "failed-run.png"), full_page=True)
     finally:
         page.close()
+
+
+# Approve before paying: four runs of two-shot films wait at once, each answered another way.
+PIER = """\
+version: 1
+title: Pier {name}
+provider: wavespeed
+budget_usd: 2
+defaults: {{duration: 5, resolution: 480p, seed: 3}}
+shots:
+  - {{id: pier, prompt: "A pier at dawn, slow push-in."}}
+  - {{id: gull, prompt: A gull lands on the rail.}}
+"""
+
+
+def test_approval_pauses_before_paying_and_each_answer_decides(ui_server: dict[str, str], emulator: Any, browser: Any,
+                                                               shots_dir: Path, tmp_path: Path) -> None:
+    """Alpha: approved with another budget through the API (as the UI's form does) pays exactly its plan; Bravo:
+    rejected from a terminal; Charlie: nobody answers in time; Delta: approved from a terminal with a budget too
+    small for its plan. Only Alpha pays."""
+    from .test_approval import run_storyfilm
+
+    env = {**ui_server, "STORYFILM_POLL_INTERVAL": "0.05", "STORYFILM_APPROVAL_POLL": "1",
+           "WAVESPEED_BASE_URL": emulator.url, "WAVESPEED_API_KEY": "test-key-0123456789"}
+    names = ("Alpha", "Bravo", "Charlie", "Delta")
+    boards = {n: write_storyboard(tmp_path, PIER.format(name=n), f"{n.lower()}.yaml") for n in names}
+    runs = {n: subprocess.Popen([sys.executable, "-m", "storyfilm", "run", str(boards[n]), "--approve", "--output",
+                                 str(tmp_path / "out")], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True,
+                                env=env | ({"STORYFILM_APPROVAL_TIMEOUT": "2"} if n == "Charlie" else {}))
+            for n in names}
+    try:
+        def paused() -> dict[str, Any] | None:
+            with client(ui_server) as c:
+                found = {r.name.removeprefix("Pier "): r for r in c.read_flow_runs() if r.name.startswith("Pier ")}
+            waiting = {n: r for n, r in found.items() if r.state.is_paused()}
+            return waiting if {"Alpha", "Bravo", "Delta"} <= set(waiting) else None
+
+        waiting = wait_for("three runs waiting for approval", paused, 400)
+        assert emulator_stats(emulator.url)["submissions"] == 0  # planned, previewed, nothing paid
+        alpha = waiting["Alpha"]
+        plan = str(newest_artifact(ui_server, alpha.id, "film-alpha").data)
+        assert plan.startswith("# Pier Alpha: waiting for approval\n")
+        assert "**New cost:** $1.20 to pay of a budget of $2.00; all shots $1.20." in plan
+        assert "| 2 | gull | 1 | last frame of 'pier' (extend) | 5 s | 480p 16:9 | new | $0.60 |" in plan
+        animatic = tmp_path / "out" / "alpha" / "animatic" / "alpha" / "film.mp4"
+        assert f"`{animatic}`" in plan and "![animatic](data:image/jpeg;base64," in plan  # no public URL: a path
+        preview = probe.probe(animatic)
+        assert preview.video is not None and abs(preview.video.duration - 10.0) <= 1 / 24
+
+        base = ui_server["PREFECT_API_URL"].removesuffix("/api")
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        try:
+            page.goto(f"{base}/runs/flow-run/{alpha.id}", wait_until="networkidle")
+            page.get_by_role("button", name="Resume").first.click(timeout=60_000)
+            form = page.locator("[role=dialog]").first
+            form.get_by_text("Another budget (USD)").wait_for(timeout=30_000)
+            assert "new cost $1.20 (budget $2.00)" in form.inner_text()
+            page.screenshot(path=str(shots_dir / "approval.png"))
+        finally:
+            page.close()
+
+        with client(ui_server) as c:  # what the form's Submit sends
+            c.resume_flow_run(alpha.id, run_input={"answer": "approve", "budget_usd": 1.5, "reason": ""})
+        code, said = run_storyfilm(["approve", str(boards["Bravo"]), "--reject", "--reason", "too dark"], env, tmp_path)
+        assert code == 0 and said.startswith(f"rejected: Pier Bravo ({waiting['Bravo'].id})"), said
+        code, said = run_storyfilm(["approve", str(waiting["Delta"].id), "--budget", "0.5"], env, tmp_path)
+        assert code == 0 and said.startswith("approved with a budget of $0.50: Pier Delta"), said
+        done = {n: p.communicate(timeout=400) for n, p in runs.items()}
+    finally:
+        for proc in runs.values():
+            stop_group(proc)
+
+    codes = {n: runs[n].returncode for n in names}
+    assert codes == {"Alpha": 0, "Bravo": 1, "Charlie": 1, "Delta": 1}, done
+    assert all("Traceback" not in out + errors for out, errors in done.values())
+    assert "waiting for approval: answer in the Prefect UI at " in done["Alpha"][1]
+    assert done["Bravo"][1].endswith("error: rejected: too dark; nothing was paid\n")
+    assert done["Charlie"][1].endswith("error: not approved within 2 s; nothing was paid\n")
+    assert done["Delta"][1].endswith("error: approved with a budget of $0.50, but the plan's new spend is $1.20; "
+                                     "nothing was paid (run again with a larger budget)\n")
+    assert emulator_stats(emulator.url)["submissions"] == 2  # Alpha's plan, and nothing else
+    assert (tmp_path / "out" / "alpha" / "film.mp4").is_file()
+    with client(ui_server) as c:
+        ended = {r.name.removeprefix("Pier "): r for r in c.read_flow_runs() if r.name.startswith("Pier ")}
+    final = {n: r.state for n, r in ended.items()}
+    assert final["Alpha"].is_completed()
+    assert final["Bravo"].is_cancelled() and final["Bravo"].name == "Rejected"
+    assert final["Charlie"].is_failed() and final["Charlie"].message == "not approved within 2 s; nothing was paid"
+    assert final["Delta"].is_failed() and str(final["Delta"].message).startswith("approved with a budget of $0.50")
+    for n in ("Bravo", "Charlie", "Delta"):  # the summary says why nothing was made
+        summary = str(newest_artifact(ui_server, ended[n].id, f"film-{n.lower()}").data)
+        assert summary.startswith(f"# Pier {n}: not started\n") and "Nothing was paid" in summary
+
+
+def newest_artifact(env: dict[str, str], run_id: Any, key: str) -> Any:
+    """The run's latest artifact with `key` (the plan waiting for approval, then the summary of how the run ended)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with client(env) as c:
+        found = c.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+                                                                key=ArtifactFilterKey(any_=[key])))
+    assert found, f"no artifact {key} in run {run_id}"
+    return max(found, key=lambda a: a.created)

@@ -14,7 +14,7 @@ from storyfilm.emulator.faults import Fault, parse, parse_item, strip_tags
 from storyfilm.errors import FaultSpecError
 from storyfilm.media import probe
 
-from .emu import AF, GW, SMALL, T2V, WS, set_faults, stats, ws_submit, ws_wait
+from .emu import AF, GW, SMALL, T2V, WS, download, set_faults, stats, ws_submit, ws_wait
 
 # --- the spec language ---
 
@@ -34,6 +34,8 @@ from .emu import AF, GW, SMALL, T2V, WS, set_faults, stats, ws_submit, ws_wait
     ("poll-slow=0.5*3", Fault("poll", slow=0.5, count=3)),
     ("output-metadata@apiframe", Fault("job", output="metadata", provider="apiframe")),
     ("download-endless", Fault("download", answer="endless")),
+    ("render-dark@wavespeed", Fault("job", flaw="dark", provider="wavespeed")),
+    ("render-frozen*2", Fault("job", flaw="frozen", count=2)),
 ])
 def test_fault_items_parse_and_print_back(spec: str, fault: Fault) -> None:
     assert parse_item(spec) == fault
@@ -53,6 +55,8 @@ def test_fault_items_parse_and_print_back(spec: str, fault: Fault) -> None:
     ("poll-noid", "unknown fault 'poll-noid'"),  # a poll answer has no job id to lose
     ("download-badjson", "unknown fault 'download-badjson'"),
     ("output-gopher", "unknown fault 'output-gopher'"),
+    ("render-blurry", "unknown fault 'render-blurry'"),
+    ("render-dark=2", "takes no value"),
     ("poll-slow", "poll-slow needs seconds"),
     ("submit-echo=3", "takes no value"),
 ])
@@ -194,3 +198,28 @@ def test_missing_or_wrong_keys_get_401_in_the_hosts_shape(strict: EmulatorServer
         else:
             assert body["error"]["type"] == "authentication_error"
     assert httpx.request(method, f"{strict.url}{path}", headers={auth: right}, json={}).status_code != 401
+
+
+@pytest.mark.slow
+def test_a_flawed_render_is_frozen_or_dark_from_its_first_new_frame(emulator: EmulatorServer, tmp_path: Path) -> None:
+    """One job of three identical ones is rendered frozen, one dark (the global book hands each to one job);
+    the third, and frame 0 of each, are as asked."""
+    import numpy as np
+
+    set_faults(emulator.url, "render-frozen,render-dark")
+    body = {"prompt": "A lighthouse at dusk, push in.", "duration": 4, **SMALL}
+    ids = [ws_submit(emulator.url, T2V, body).json()["data"]["id"] for _ in range(3)]
+    frames = []
+    for job_id in ids:
+        final, _ = ws_wait(emulator.url, job_id)
+        assert final["status"] == "completed"
+        video = download(final["outputs"][0], tmp_path / f"{job_id}.mp4")
+        assert probe.probe(video).audio is not None  # the audio is kept
+        assert probe.probe(video).video.frames == 4 * 24 + 1  # type: ignore[union-attr]
+        frames.append([f.astype(np.float32) for f in probe.read_frames(video, [0, 1, 48, 96])])
+    frozen, dark, good = frames
+    assert max(float(np.abs(f - frozen[0]).mean()) for f in frozen) < 1.0  # one picture throughout
+    assert float(np.abs(good[2] - good[0]).mean()) > 5.0  # the good one moves
+    assert float(np.abs(dark[0] - good[0]).mean()) < 1.0  # the start frame is left alone
+    assert all(d.mean() < 0.2 * g.mean() for d, g in zip(dark[1:], good[1:], strict=True))
+    assert stats(emulator.url)["submissions"] == 3

@@ -10,7 +10,8 @@ def test_core_modules_and_the_cli_load_without_prefect() -> None:
     modules = ["storyfilm.storyboard", "storyfilm.plan", "storyfilm.session", "storyfilm.decide", "storyfilm.storage",
                "storyfilm.results", "storyfilm.generate", "storyfilm.ledger", "storyfilm.ledger_copy",
                "storyfilm.assemble", "storyfilm.exports", "storyfilm.providers", "storyfilm.progress",
-               "storyfilm.report", "storyfilm.console_progress", "storyfilm.cli"]
+               "storyfilm.report", "storyfilm.console_progress", "storyfilm.cli", "storyfilm.approval",
+               "storyfilm.animatic_preview"]
     code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
             "print(sorted(m for m in sys.modules if m.startswith('prefect')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -138,7 +138,7 @@ def test_a_renewed_claim_outlives_its_first_lease(ledger_at: str) -> None:
 
 def test_a_fresh_file_has_todays_tables_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "new.sqlite"
-    assert Ledger(path).schema == (0, 2)
+    assert Ledger(path).schema == (0, 3)
     old = tmp_path / "old.sqlite"
     shutil.copy(OLD, old)
     for table in ("jobs", "events"):
@@ -148,7 +148,7 @@ def test_a_fresh_file_has_todays_tables_in_wal_mode(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
         assert "AUTOINCREMENT" in sql  # event ids never reused, as before
-        assert db.execute("SELECT value FROM ledger_meta WHERE name = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM ledger_meta WHERE name = 'schema_version'").fetchone() == ("3",)
     finally:
         db.close()
 
@@ -159,7 +159,7 @@ def test_a_ledger_file_written_before_schema_versions_is_upgraded_in_place(tmp_p
     jobs_before, events_before = raw(path, "jobs"), raw(path, "events")
     assert len(jobs_before) == 6 and len(events_before) == 18
     book = Ledger(path)
-    assert book.schema == (1, 2)
+    assert book.schema == (1, 3)
     assert raw(path, "jobs") == jobs_before and raw(path, "events") == events_before  # not a byte of history lost
     states = {r.shot_id: r.state for r in book.records()}
     assert states == {"a1": "done", "a2": "done", "b1": "done", "x1": "failed", "x2": "intent", "x3": "submitted"}
@@ -170,16 +170,16 @@ def test_a_ledger_file_written_before_schema_versions_is_upgraded_in_place(tmp_p
     x1 = next(r for r in book.records() if r.shot_id == "x1")
     assert record(book, x1.key, "x1") == 1
     assert isinstance(book.claim(x1.key, "run-new", 30), Claim)
-    assert Ledger(path).schema == (2, 2)  # upgraded once
+    assert Ledger(path).schema == (3, 3)  # upgraded once
 
 
 def test_a_ledger_from_a_newer_storyfilm_is_refused(ledger_at: str) -> None:
     Ledger(ledger_at).close()
     engine = sa.create_engine(parse(ledger_at))
     with engine.begin() as db:
-        db.execute(sa.text("UPDATE ledger_meta SET value = '3' WHERE name = 'schema_version'"))
+        db.execute(sa.text("UPDATE ledger_meta SET value = '4' WHERE name = 'schema_version'"))
     engine.dispose()
-    with pytest.raises(LedgerError, match="version 3, written by a newer storyfilm"):
+    with pytest.raises(LedgerError, match="version 4, written by a newer storyfilm"):
         Ledger(ledger_at)
 
 

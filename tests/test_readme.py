@@ -35,7 +35,7 @@ README = REPO / "README.md"
 SKIPPED = {
     "pip install -e .[dev]": "the set-up: this test runs the storyfilm and prefect it installed",
     "pytest -m not slow": "the test command itself (its fast lane)",
-    "pytest": "the test command itself",
+    "pytest -n 4": "the test command itself",
     "python -m benchmarks": "takes 10-15 min; tests/test_benchmarks.py runs `python -m benchmarks --quick` (every "
                             "part on tiny inputs) and checks that the assembly contenders make the same film",
     "export WAVESPEED_API_KEY=...": "a real API key (a placeholder here); no command run here needs one",

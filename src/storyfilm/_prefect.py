@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -25,13 +25,17 @@ from prefect.artifacts import (
 )
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectAlreadyExists, ObjectNotFound
+from prefect.input import RunInput
+from pydantic import BaseModel, Field
 
-from storyfilm.errors import DeploymentError
+from storyfilm.errors import DeploymentError, ReviewError
 
 _log = logging.getLogger(__name__)
+R = TypeVar("R", bound=RunInput)
 
 
 def artifact_key(*parts: str) -> str:
@@ -313,14 +317,14 @@ def deployment_name(name: str) -> str:
     return name
 
 
-def require_server() -> str:
+def require_server(need: str = "a schedule needs") -> str:
     """The API URL of a reachable Prefect server. Schedules need one: the temporary server Prefect
     starts on demand (ephemeral mode) runs no scheduler and stops with the process."""
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
     if not url:
-        raise DeploymentError("a schedule needs a Prefect server, and none is configured (PREFECT_API_URL): start "
+        raise DeploymentError(f"{need} a Prefect server, and none is configured (PREFECT_API_URL): start "
                               "one with `prefect server start`, then `prefect config set "
                               "PREFECT_API_URL=http://127.0.0.1:4200/api`")
     with get_client(sync_client=True) as client:
@@ -335,3 +339,109 @@ def pause_deployment(name: str) -> None:
     """Pause a deployment's schedules (`flow/deployment` name)."""
     with get_client(sync_client=True) as client:
         client.pause_deployment(client.read_deployment_by_name(name).id)
+
+
+# --- approval: a paused run and its answer ------------------------------------------------------------
+
+
+def approval_form(fields: type[BaseModel], description: str) -> type[RunInput]:
+    """A Prefect run-input form with `fields` (a pydantic model) and `description` shown above it."""
+    form: type[RunInput] = type("Approval", (RunInput, fields), {"__module__": __name__})
+    return form.with_initial_data(description=description)
+
+
+def wait_for_answer(form: type[R], *, timeout: int, poll: int, unanswered: str) -> R | None:
+    """Pause this flow run until its form is answered (the UI's Resume, or `storyfilm approve`); None once
+    `timeout` seconds pass unanswered, the run then Failed with the message `unanswered`."""
+    from prefect.flow_runs import pause_flow_run
+    from prefect.runtime import flow_run
+    from prefect.states import Failed
+
+    try:
+        return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll, key="approval")
+    except FlowPauseTimeout:
+        # The server refuses to move an expired pause anywhere but to its own "The flow was failed and never
+        # resumed" (and its expiry service may have put it there already); Failed -> Failed is allowed, so the
+        # run's own end (the same message, returned by the flow) is accepted after this.
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(flow_run.id), Failed(message=unanswered), force=True)
+        return None
+
+
+def publish_plan(slug: str, title: str, markdown: str) -> None:
+    """The plan waiting for approval, as the run's summary (replaced by the summary of the run's end)."""
+    with reporting("publish the plan"):
+        create_markdown_artifact(key=artifact_key("film", slug), markdown=markdown,
+                                 description=f"storyfilm: {title} (waiting for approval, "
+                                             f"{len(markdown.encode()) / 1000:.0f} KB)")
+
+
+def flow_run_url(run_id: UUID | str) -> str | None:
+    """The run's page in the Prefect UI, when a server is configured."""
+    from prefect.settings import get_current_settings
+
+    ui = get_current_settings().ui_url
+    return f"{str(ui).rstrip('/')}/runs/flow-run/{run_id}" if ui else None
+
+
+def paused_runs(*, tag: str | None = None, run: str | None = None) -> list[FlowRun]:
+    """Paused flow runs with `tag`, or the run named or numbered `run` (any state: the caller says why not)."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        if run is not None:
+            try:
+                return [client.read_flow_run(UUID(run))]
+            except ValueError:  # not an id: a run's name
+                return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run])))
+            except ObjectNotFound:
+                return []
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[tag] if tag else None),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+
+
+def answer_run(run_id: UUID, answer: Mapping[str, Any]) -> None:
+    """Resume a paused run with its form's answer, as the UI's Resume button does."""
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(run_id, run_input=dict(answer))
+    except (NotPausedError, FlowPauseTimeout) as exc:
+        raise DeploymentError(f"flow run {run_id} is no longer waiting for approval ({exc})") from None
+    except RuntimeError as exc:
+        raise DeploymentError(f"the Prefect server did not take the answer: {exc}") from None
+
+
+# --- takes: a run paused for `pick: review` ---------------------------------------------------------
+
+
+class TakeChoice(RunInput):
+    """The form of a run paused for `pick: review` (the UI renders it from this model)."""
+
+    take: int = Field(ge=1, le=4, description="the take the film uses (see the takes artifact for each take's "
+                                              "last frame and score)")
+
+
+def review_takes(slug: str, shot_id: str, markdown: str, suggested: int, timeout_s: int) -> int:
+    """Publish the takes (artifact `takes-SLUG-SHOT`) and pause the run until someone chooses one in the UI (or
+    through the API, as the UI does); ReviewError when nobody does within `timeout_s`."""
+    from prefect.flow_runs import pause_flow_run
+
+    with reporting("publish the takes to review"):
+        create_markdown_artifact(key=artifact_key("takes", slug, shot_id), markdown=markdown,
+                                 description=f"takes of shot {shot_id}: choose one in the paused run's form")
+    form = TakeChoice.with_initial_data(description=markdown, take=suggested)
+    try:
+        chosen = pause_flow_run(wait_for_input=form, timeout=timeout_s, poll_interval=2, key=f"takes-{shot_id}")
+    except FlowPauseTimeout:
+        raise ReviewError(f"shot '{shot_id}': nobody chose a take within {timeout_s} s; its takes are kept (paid "
+                          "once): run again to be asked again, or write `pick: auto` or a take number") from None
+    return int(chosen.take)

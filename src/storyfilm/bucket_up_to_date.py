@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storyfilm import takes
 from storyfilm.decide import Reuse
 from storyfilm.plan import Plan
-from storyfilm.up_to_date import FILM, MANIFEST, Verdict, captions_key, film_key
+from storyfilm.up_to_date import FILM, MANIFEST, Verdict, captions_key, film_key, reused_results
 
 if TYPE_CHECKING:
     from storyfilm.outputs import Mirror
@@ -32,10 +33,12 @@ if TYPE_CHECKING:
 def check(plan: Plan, decisions: Mapping[str, object], mirror: Mirror, loudness_lufs: float | None) -> Verdict:
     """What a run of `plan` would do to the film at `mirror`'s URL (see the module docstring)."""
     film = f"{mirror.url}/{FILM}"
-    missing = [s.id for s in plan.shots if not isinstance(decisions[s.id], Reuse)]
+    missing = [s.id for s in takes.jobs(plan) if not isinstance(decisions[s.id], Reuse)]
     if missing:
         return Verdict("run", film, f"{len(missing)} shot(s) to generate or fetch")
-    results = [d.result for s in plan.shots if isinstance(d := decisions[s.id], Reuse)]
+    results = reused_results(plan, decisions)
+    if results is None:
+        return Verdict("run", film, "takes to pick")
     recorded = mirror.read_json(MANIFEST)
     if recorded is None:
         return Verdict("run", film, "no manifest in the bucket")

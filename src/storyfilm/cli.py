@@ -22,7 +22,11 @@ from rich.table import Table
 from storyfilm.errors import StoryfilmError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from storyfilm import session
     from storyfilm.console_progress import FilmProgress
+    from storyfilm.progress import Event
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a YAML storyboard into a finished multi-shot film.")
@@ -118,26 +122,6 @@ def _prefect_defaults(quiet_console: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 
-def _temporary_server_early() -> threading.Thread:
-    """Start Prefect's temporary server (ephemeral mode: no PREFECT_API_URL) on a thread of its own, so that its
-    process boots while this one imports the flow and prepares the run (joined before the flow starts, which
-    then finds it running). A failure here is left to the flow: it starts the server itself, as it always did."""
-
-    def start() -> None:
-        from prefect.settings import get_current_settings
-
-        if get_current_settings().api.url:
-            return
-        from prefect.server.api.server import SubprocessASGIServer
-
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()  # stopped at exit, by Prefect's atexit hook (SIGTERM exits through it)
-
-    thread = threading.Thread(target=start, name="storyfilm-prefect-server", daemon=True)
-    thread.start()
-    return thread
-
-
 def _ledger_param(ledger: str | None) -> str | None:
     """The flow's `ledger` parameter. Prefect stores parameters and shows them in its UI, so a URL with a
     password reaches the flow through STORYFILM_LEDGER_URL in this process's environment instead (the flow
@@ -197,7 +181,7 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
          output: OutputOpt = "output", ledger: LedgerOpt = None, redo: RedoOpt = None,
          allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None) -> None:
     """Validate and show the shot graph, what is cached, in flight or new, and the cost. Free."""
-    from storyfilm import output_url, session
+    from storyfilm import output_url, session, takes
     from storyfilm.plan import check_budget
 
     _allow(allow_network, allow_assets_from)
@@ -214,9 +198,17 @@ def plan(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: Budget
     for s in the_plan.shots:
         start = (f"references from '{s.parent}' (match cut)" if s.by_reference else
                  s.start.describe() + (f" ({s.method})" if s.parent else ""))
-        table.add_row(str(s.index + 1), s.id, f"{s.chain + 1}", start, f"{s.duration} s",
-                      f"{s.resolution} {s.aspect_ratio}", s.camera, states[s.id], f"${s.cost_usd:.2f}")
+        for k, t in enumerate(takes.takes_of(s), start=1):  # a shot with takes: a row per take (a paid job each)
+            what = start if k == 1 else ""
+            what += f"{', ' if k == 1 else ''}take {k} of {s.takes}" if s.takes > 1 else ""
+            table.add_row(str(s.index + 1) if k == 1 else "", t.id, f"{s.chain + 1}", what, f"{s.duration} s",
+                          f"{s.resolution} {s.aspect_ratio}", s.camera, states[t.id], f"${s.cost_usd:.2f}")
     out.print(table)
+    if any(s.takes > 1 for s in the_plan.shots):
+        out.print(f"jobs: {sum(1 for _ in takes.jobs(the_plan))} for {len(the_plan.shots)} shots; takes: "
+                  + ", ".join(f"{s.id} {s.takes} (pick {s.pick}" + (f", take {s.chosen} picked" if s.chosen and
+                                                                     not isinstance(s.pick, int) else "") + ")"
+                              for s in the_plan.shots if s.takes > 1))
     chains = "; ".join(" -> ".join(s.id for s in c) for c in the_plan.chains)
     out.print(f"chains ({len(the_plan.chains)}): {chains}")
     counts = {k: sum(v == k for v in states.values()) for k in ("cached", "in flight", "new", "failed", "refused")}
@@ -268,6 +260,10 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None,
         emulate: Annotated[bool, typer.Option("--emulate", help="rehearse for free: start the emulator in-process, "
                                                                 "point the provider at it, write to output/emulated/")]
+        = False,
+        approve: Annotated[bool, typer.Option("--approve", help="before anything is paid, show the plan and a free "
+                                                                "animatic and wait for approval (on a Prefect server: "
+                                                                "its UI or `storyfilm approve`; otherwise: asks here)")]
         = False) -> None:
     """Generate every shot (reusing unchanged ones) and assemble output/<name>/film.mp4."""
     from storyfilm import output_url
@@ -275,7 +271,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    from storyfilm import film_folder
+    from storyfilm import film_folder, session
     from storyfilm.progress import listening
     from storyfilm.session import load_board
 
@@ -289,7 +285,9 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         # (outputs at a URL: decided from the bucket's manifest, not from the scratch folder: bucket_up_to_date.py)
         if _up_to_date(storyboard, provider, budget, where, ledger, redo, loudness):
             return
-        server = _temporary_server_early()
+        if approve or board.approve:
+            _approve_here(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=where,
+                                                      ledger=ledger, redo=tuple(redo or ()), resume=not emulate))
         from storyfilm.flow import film
 
         started = time.monotonic()
@@ -303,10 +301,10 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
             if view:
                 stack.enter_context(view)
                 stack.enter_context(listening(view))
-            server.join()
+            stack.enter_context(listening(_tell_waiting(storyboard)))
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
                           redo=list(redo or []), ledger=ledger,
-                          loudness_lufs=loudness, concurrency=concurrency)
+                          loudness_lufs=loudness, concurrency=concurrency, approve=approve)
     except StoryfilmError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -323,6 +321,84 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     if result.get("flagged_chains"):
         err.print(f"[yellow]{result['flagged_chains']} chain(s) drift in colour[/]: see continuity.png beside the "
                   "film (a moving camera changes the colours too), and `color: hold` in the README", soft_wrap=True)
+
+
+def _approve_here(storyboard: Path, options: session.Options) -> None:
+    """Without a Prefect server no other process can answer a paused run: ask in this terminal, or refuse."""
+    from storyfilm import _prefect, animatic_preview, approval, session
+    from storyfilm.errors import ApprovalError
+    from storyfilm.plan import check_budget
+
+    if _prefect.has_server():
+        return  # the flow pauses; the UI or `storyfilm approve` answers
+    seen = session.preview(storyboard, options)
+    check_budget(seen.plan, seen.new_cost_usd)
+    if not approval.held(True, seen.new_cost_usd):
+        return
+    if not sys.stdin.isatty():
+        raise ApprovalError(approval.NO_SERVER)
+    out.print("making the free animatic preview ...")
+    made = animatic_preview.make(storyboard, seen.film.film_dir)
+    out.print(shown(approval.terminal_text(seen.plan, seen.new_cost_usd, made.film)), highlight=False)
+    if not typer.confirm("approve, and pay for this plan?", default=False):
+        err.print("not approved: nothing was paid")
+        raise typer.Exit(1)
+    os.environ[approval.APPROVED_ENV] = approval.fingerprint(seen.plan, seen.new_cost_usd)
+
+
+def _tell_waiting(storyboard: Path) -> Callable[[Event], None]:
+    def tell(event: Event) -> None:
+        if event.kind == "approval-waiting":
+            err.print(f"waiting for approval: answer in the Prefect UI{' at ' + event.message if event.message else ''}"
+                      f", or run `storyfilm approve {shown(storyboard)}` (nothing is paid until then)",
+                      highlight=False, soft_wrap=True)
+    return tell
+
+
+@app.command()
+def approve(
+    target: Annotated[str, typer.Argument(help="the paused run's storyboard file, or the run's id or name",
+                                          show_default=False)],
+    reject: Annotated[bool, typer.Option("--reject", help="reject: the run stops, nothing is paid")] = False,
+    budget: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--budget", min=0.01, max=1_000_000, callback=_finite,
+        help="approve with this budget, USD (the plan is checked against it before anything is paid)")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="why (shown in the run's final state)")] = "",
+) -> None:
+    """Answer a run that waits for approval (needs a Prefect server): approve it (with another budget), or reject it."""
+    _prefect_defaults(quiet_console=True)
+    from storyfilm import _prefect, approval
+    from storyfilm.errors import ApprovalError
+    from storyfilm.session import load_board
+
+    if reject and budget is not None:
+        raise typer.BadParameter("--budget approves with another budget; it cannot go with --reject")
+    if len(reason) > 500:
+        raise typer.BadParameter(f"--reason takes at most 500 characters, not {len(reason)}")
+    try:
+        answer = approval.Answer(answer="reject" if reject else "approve", budget_usd=budget or 0, reason=reason)
+        _prefect.require_server("answering a paused run needs")
+        if Path(target).is_file():
+            board = load_board(Path(target))
+            runs, what = _prefect.paused_runs(tag=f"film:{board.slug}"), f"of '{board.title}' ({target})"
+        else:
+            runs, what = _prefect.paused_runs(run=target), f"'{target}'"
+        paused = [r for r in runs if r.state is not None and r.state.is_paused()]
+        if not paused:
+            found = "; ".join(f"{r.name} is {r.state.name if r.state else 'without a state'}" for r in runs[:5])
+            raise ApprovalError(f"no flow run {what} is waiting for approval" + (f" ({found})" if found else "")
+                                + ("" if runs or Path(target).is_file() else
+                                   ": give the storyboard file, or the run's id or name"))
+        if len(paused) > 1:
+            raise ApprovalError(f"{len(paused)} flow runs {what} wait for approval: "
+                                + ", ".join(f"{r.name} ({r.id})" for r in paused) + "; name one by its id")
+        _prefect.answer_run(paused[0].id, answer.model_dump(mode="json"))
+    except StoryfilmError as exc:
+        _fail(exc)
+    done = "rejected" if reject else "approved" + (f" with a budget of ${budget:.2f}" if budget is not None else "")
+    where = _prefect.flow_run_url(paused[0].id)
+    out.print(f"{done}: {shown(paused[0].name)} ({paused[0].id})" + (f"; follow it at {where}" if where else ""),
+              highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -372,6 +448,9 @@ def serve(
     allow_network: NetworkOpt = None, allow_assets_from: AssetRootOpt = None,
     name: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--name", help="deployment name (default: the storyboard's file name)")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="every run waits for approval before anything is paid "
+                                                            "(its Resume form in the UI, or `storyfilm approve`)")]
+    = False,
     keep_schedule: Annotated[bool, typer.Option(
         "--keep-schedule", help="leave the schedule active when serve stops (under a supervisor that restarts "
                                 "it: runs due meanwhile wait as Late and start on restart)")] = False,
@@ -407,7 +486,7 @@ def serve(
     parameters: dict[str, object] = {"storyboard": str(storyboard.resolve()), "output_dir": films_at}
     options = {"provider": provider, "budget_usd": budget, "loudness_lufs": loudness, "concurrency": concurrency,
                "ledger": ledger}
-    parameters |= {k: v for k, v in options.items() if v is not None}
+    parameters |= {k: v for k, v in options.items() if v is not None} | ({"approve": True} if approve else {})
     out.print(f"serving [bold]storyfilm/{deployment}[/] ('{shown(planned.board.title)}') on {api_url}: "
               f"cron '{schedule.cron}' ({schedule.timezone or 'UTC'}); films in {films_at}", highlight=False)
     out.print(f"run it now: prefect deployment run 'storyfilm/{deployment}'; stop with Ctrl-C"

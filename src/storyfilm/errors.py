@@ -5,6 +5,7 @@
     ├── PlanError                   a valid storyboard the chosen provider/budget cannot take
     │   └── BudgetExceeded          the plan (or the next submit) would spend more than allowed
     ├── DeploymentError             a schedule, server or concurrency setting for Prefect is wrong
+    ├── ApprovalError               a run that waits for approval cannot be answered, or was not approved
     ├── LedgerError                 the pay-once ledger: unreadable, unreachable, a URL or schema it cannot use
     │   └── ClaimLost               a run's claim on a shot is no longer its own (expired and taken over)
     ├── OutputError                 outputs at a URL: unreachable, refused, a file changed since it was kept
@@ -75,6 +76,10 @@ class BudgetExceeded(PlanError):
 
 
 class DeploymentError(StoryfilmError):
+    pass
+
+
+class ApprovalError(StoryfilmError):
     pass
 
 
@@ -206,3 +211,7 @@ class FaultSpecError(EmulatorError):
 
 class DriftSpecError(StoryfilmError):
     pass
+
+
+class ReviewError(StoryfilmError):
+    """A shot's takes wait for a person's choice (`pick: review`) and none can be asked, or none was given."""

@@ -106,6 +106,7 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
             "frames_in_file": r.frames, "film_frames": r.new_frames, "seam_frames_dropped": r.new_from_frame,
             "has_audio": r.has_audio, "job_id": r.job_id, "cost_usd": r.cost_usd, "cache_key": r.key,
             "reused": r.reused, "generation_seconds": r.seconds, **span_fields(spans or {}, s.id), "color": s.color,
+            "takes": _takes(r.take, film_dir),
             "hold": r.hold, "host_file": _rel(Path(r.segment).with_suffix(".host.mp4"), film_dir) if r.hold else None,
             "in_film": _film_place(film, i) if i < len(film.placements) else None,
         })
@@ -134,6 +135,13 @@ def manifest(plan: Plan, results: Sequence[ShotResult], film: FilmInfo, film_dir
         "continuity": dict(continuity) if continuity is not None else None,
         "shots": shots,
     }
+
+
+def _takes(take: Mapping[str, Any] | None, film_dir: Path) -> dict[str, Any] | None:
+    """A shot with takes: which one the film uses, how it was chosen, every take's score and file."""
+    if take is None:
+        return None
+    return {**take, "files": [_rel(f, film_dir) for f in take.get("files", [])]}
 
 
 # --- OpenTimelineIO --------------------------------------------------------------------------------

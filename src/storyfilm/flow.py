@@ -26,21 +26,34 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture
 from prefect.runtime.flow_run import get_id as flow_run_id
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from storyfilm import _prefect, bucket_up_to_date, continuity_report, output_url, pictures, run_summary, seams, session
-from storyfilm.errors import ProviderError, StoryfilmError
+from storyfilm import (
+    _prefect,
+    animatic_preview,
+    approval,
+    bucket_up_to_date,
+    continuity_report,
+    output_url,
+    pictures,
+    run_summary,
+    seams,
+    session,
+    take_review,
+)
+from storyfilm.errors import ApprovalError, ProviderError, StoryfilmError
 from storyfilm.plan import Plan
 from storyfilm.progress import Event, emit
 from storyfilm.providers import spec_for
-from storyfilm.public_links import object_url, public_base
+from storyfilm.public_links import markdown_link, object_url, public_base
 from storyfilm.report import ShotOutcome, progress_description, shot_rows, spent_usd, summary_markdown
 from storyfilm.results import Film, ShotResult
 from storyfilm.session import FilmJob
 from storyfilm.slot_gate import PriorityGate, ready_at_start, successors, urgencies
 from storyfilm.storyboard import LOUDNESS_RANGE, ProviderName
+from storyfilm.take_pick import ReviewPending, TakesToReview
 from storyfilm.up_to_date import Verdict
 
 # Shots of one provider at a time: hosted shots take a slot of the Prefect global concurrency limit
@@ -81,6 +94,14 @@ def _log(message: str) -> None:
     get_run_logger().info(message)
     context = TaskRunContext.get()
     emit(Event("shot-status", context.parameters.get("shot_id") if context else None, message))
+
+
+def _review(asked: TakesToReview) -> int:
+    """`pick: review`: a form in the paused run where a server shows it; else a question in the terminal."""
+    if _prefect.has_server():
+        timeout = int(os.environ.get("STORYFILM_REVIEW_TIMEOUT", "3600"))
+        return _prefect.review_takes(asked.slug, asked.shot_id, take_review.markdown(asked), asked.suggested, timeout)
+    return take_review.ask_in_terminal(asked)
 
 
 def _rehearsal() -> bool:
@@ -188,9 +209,13 @@ def generate_shot(shot_id: str, run: FilmRun) -> ShotResult | State[Any]:
             result = run.job.make_shot(shot_id, parent)
             _report(result)
         else:
-            with _waiting_for_slot(run, shot_id):
+            try:
+                with _waiting_for_slot(run, shot_id):
+                    result = run.job.make_shot(shot_id, parent)
+                    _report(result)  # still in the slot: watchers see the slot's whole span
+            except ReviewPending:  # its takes are kept: a person chooses one outside the provider slot
                 result = run.job.make_shot(shot_id, parent)
-                _report(result)  # still in the slot: watchers see the slot's whole span
+                _report(result)
     except StoryfilmError as exc:  # a host's refusal or a user's mistake: one clear message, not a traceback
         emit(Event("shot-failed", shot_id, str(exc)))
         return Failed(message=str(exc), data=exc)
@@ -271,6 +296,49 @@ def _publish(run: FilmRun, outcomes: list[ShotOutcome], made: Film | None, error
         run.progress.finish(progress_description(report))
 
 
+def _approval(job: FilmJob, storyboard: str, required: bool, output_dir: Path | str, base: str | None,
+              logger: RunLogger) -> State[Any] | None:
+    """Hold the run for approval when asked (approval.py); None: go on. Runs after planning, before any paid call."""
+    plan, new = job.plan, job.new_cost_usd
+    if not approval.held(required or job.approve, new) or approval.approved_in_terminal(plan, new):
+        return None
+    if not _prefect.has_server():  # ephemeral mode: no other process can reach this run to answer it
+        raise ApprovalError(approval.NO_SERVER)
+    timeout, poll = approval.settings()
+    logger.info("making the free animatic preview")
+    preview = None
+    try:
+        made = animatic_preview.make(storyboard, job.film_dir)
+        sheet = pictures.contact_sheet(made.contact_sheet, max_bytes=60_000) if made.contact_sheet else None
+        preview = approval.PreviewLink(markdown_link("film.mp4", made.film, output_dir, base),
+                                       pictures.data_uri(sheet) if sheet else None, made.reused)
+    except StoryfilmError as exc:  # a preview that cannot be made must not stop the producer from deciding
+        logger.warning("no animatic preview: %s", exc)
+    _prefect.publish_plan(plan.slug, plan.title, approval.plan_markdown(
+        plan, {k: session.shot_state(d) for k, d in job.decisions.items()}, new, preview=preview,
+        storyboard=storyboard, timeout_s=timeout, rehearsal=_rehearsal()))
+    where = _prefect.flow_run_url(flow_run_id() or "")
+    logger.info("waiting for approval: $%.2f new; answer in the Prefect UI%s or with `storyfilm approve %s`", new,
+                f" ({where})" if where else "", storyboard)
+    emit(Event("approval-waiting", message=where or ""))
+    form = _prefect.approval_form(approval.Answer, approval.form_description(plan, new))
+    message = f"not approved within {timeout} s; nothing was paid"
+    answer = _prefect.wait_for_answer(form, timeout=timeout, poll=poll, unanswered=message)
+    if answer is None:
+        _prefect.publish_refusal(plan.slug, plan.title, message)
+        return Failed(message=message, data=ApprovalError(message))
+    got = approval.Answer.model_validate(answer.model_dump())
+    verdict = approval.verdict(got, plan, new)
+    logger.info("%s", verdict.message)
+    if not verdict.go:
+        _prefect.publish_refusal(plan.slug, plan.title, verdict.message)
+        rejected = ApprovalError(verdict.message)
+        return (Cancelled(name="Rejected", message=verdict.message, data=rejected) if got.answer == "reject"
+                else Failed(message=verdict.message, data=rejected))
+    job.approve_budget(verdict.budget_usd)
+    return None
+
+
 def _unchanged(job: FilmJob, kept: Verdict, output_dir: str, base: str | None) -> dict[str, Any]:
     """The film at the output URL is what this run would make: report it, link its objects, touch nothing."""
     assert kept.recorded is not None
@@ -297,7 +365,7 @@ Loudness = Annotated[float, Field(ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],
       validate_parameters=True)
 def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budget | None = None,
          output_dir: str = "output", redo: list[str] | None = None, ledger: str | None = None,
-         loudness_lufs: Loudness | None = None, concurrency: Concurrency | None = None
+         loudness_lufs: Loudness | None = None, concurrency: Concurrency | None = None, approve: bool = False
          ) -> dict[str, Any] | State[Any]:
     """Turn a storyboard file into OUTPUT_DIR/SLUG/film.mp4 with its manifest, timeline, subtitles and
     contact sheet (SLUG: the storyboard's title, lowercased with dashes).
@@ -315,6 +383,8 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         loudness_lufs: overrides the storyboard's loudness target, -40 to -5 LUFS (EBU R128, e.g. -14 for the web)
         concurrency: shots of this provider at once, 1 to 64; for a hosted provider on a Prefect server this
             sets the concurrency limit storyfilm-PROVIDER that every run shares
+        approve: before anything is paid, show the plan and a free animatic and wait for a producer's answer
+            (this run's Resume form, or `storyfilm approve`); the storyboard's `approve: true` asks for it too
 
     Links: set STORYFILM_PUBLIC_URL (in the worker's environment) to the http(s) URL at which output_dir is
     served, and the summary links the film and its files there; without it, it shows their paths.
@@ -332,13 +402,15 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
             provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
             ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
             # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
-            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan))
+            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan, review=_review))
+        if (kept := bucket_up_to_date.unchanged(job)) is not None:  # a nightly run on a fresh worker, nothing changed
+            return _unchanged(job, kept, output_dir, base)
+        if (held := _approval(job, storyboard, approve, output_url.target(output_dir), base, logger)) is not None:
+            return held
     except StoryfilmError as exc:  # refused before anything was paid: a user's mistake, not a bug
         if planned:
             _prefect.publish_refusal(planned[0].slug, planned[0].title, str(exc))
         return Failed(message=str(exc), data=exc)
-    if (kept := bucket_up_to_date.unchanged(job)) is not None:  # a nightly run on a fresh worker, nothing changed
-        return _unchanged(job, kept, output_dir, base)
     plan = job.plan
     run = FilmRun(job=job, slot=_slot(job, concurrency, logger),
                   progress=_prefect.ProgressArtifact(_prefect.artifact_key("film", plan.slug, "progress"),

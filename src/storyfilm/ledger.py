@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from storyfilm import ledger_url
 from storyfilm.errors import ClaimLost as ClaimLost  # re-exported: callers import them from here
 from storyfilm.errors import LedgerError as LedgerError
-from storyfilm.ledger_schema import claims, events, jobs, make_engine, migrate, now, transaction, upsert
+from storyfilm.ledger_schema import claims, events, jobs, make_engine, migrate, now, picks, transaction, upsert
 
 State = Literal["intent", "submitted", "completed", "done", "failed", "rejected"]
 IN_FLIGHT: frozenset[State] = frozenset({"intent", "submitted", "completed"})
@@ -212,6 +212,30 @@ class Ledger:
                 raise LedgerError(f"no ledger record {key[:12]}#{attempt}")
             detail = fields.get("job_id") or fields.get("error") or fields.get("video_url")
             _event(db, key, attempt, shot, state, str(detail) if detail else None)
+
+    # --- picks (takes.py) --------------------------------------------------------------------------
+
+    def picks(self) -> dict[str, int]:
+        """Every recorded choice among takes: pick key -> take."""
+        with self._db(write=False) as db:
+            return {r.key: int(r.take) for r in db.execute(sa.select(picks.c.key, picks.c.take))}
+
+    def pick(self, key: str) -> tuple[int, str, list[dict[str, Any]]] | None:
+        """The recorded choice for `key`: take, how it was chosen and the scores of every take."""
+        with self._db(write=False) as db:
+            row = db.execute(sa.select(picks).where(picks.c.key == key)).first()
+        return (int(row.take), str(row.how), json.loads(row.scores)) if row else None
+
+    def record_pick(self, *, key: str, shot_id: str, take: int, how: str, scores: list[dict[str, Any]],
+                    run_id: str) -> None:
+        """Record (or change) the take the film uses; the history stays in `events`."""
+        with self._db() as db:
+            stmt = upsert(db.dialect, picks).values(key=key, shot_id=shot_id, take=take, how=how,
+                                                    scores=json.dumps(scores), run_id=run_id, at=time.time())
+            db.execute(stmt.on_conflict_do_update(index_elements=[picks.c.key], set_={
+                "take": stmt.excluded.take, "how": stmt.excluded.how, "scores": stmt.excluded.scores,
+                "run_id": stmt.excluded.run_id, "at": stmt.excluded.at}))
+            _event(db, key, 0, shot_id, "picked", f"take {take} ({how})")
 
     # --- claims ----------------------------------------------------------------------------------
 

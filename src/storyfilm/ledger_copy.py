@@ -4,7 +4,8 @@ its SQLite file into the team's PostgreSQL database, or back.
 Safe to repeat: a job DST already has, identical, is skipped, and so is an event (same time, key, attempt,
 state and detail). A job that DST has differently (another job id, a later state, ...) stops the copy
 before anything is written: the two ledgers disagree about what was paid, and a person must decide which is
-right. Claims are not copied: they belong to runs in progress on the source's machine.
+right. Claims are not copied: they belong to runs in progress on the source's machine. Picks (which take of
+a shot with takes the film uses) are copied where DST has none for those takes; DST's own choices stay.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from storyfilm.errors import LedgerError
 from storyfilm.ledger import Ledger
-from storyfilm.ledger_schema import events, jobs, transaction
+from storyfilm.ledger_schema import events, jobs, picks, transaction
 
 _CHUNK = 500  # keys per IN (...) query
 _EVENT_FIELDS = ("at", "key", "attempt", "shot_id", "state", "detail")
@@ -37,6 +38,7 @@ def copy_history(src: Ledger, dst: Ledger) -> Copied:
                                                                                   jobs.c.attempt))]
         src_events = [tuple(r) for r in db.execute(sa.select(*(events.c[f] for f in _EVENT_FIELDS))
                                                    .order_by(events.c.id))]
+        src_picks = [dict(r._mapping) for r in db.execute(sa.select(picks))]
     keys = sorted({j["key"] for j in src_jobs} | {e[1] for e in src_events})
     with transaction(dst.engine) as db:
         there = {(r.key, r.attempt): dict(r._mapping) for chunk in _chunks(keys)
@@ -53,6 +55,10 @@ def copy_history(src: Ledger, dst: Ledger) -> Copied:
             db.execute(jobs.insert(), new_jobs)
         if new_events:
             db.execute(events.insert(), new_events)
+        chosen = {r.key for chunk in _chunks([p["key"] for p in src_picks])
+                  for r in db.execute(sa.select(picks.c.key).where(picks.c.key.in_(chunk)))}
+        if new_picks := [p for p in src_picks if p["key"] not in chosen]:
+            db.execute(picks.insert(), new_picks)
     return Copied(len(new_jobs), len(new_events), len(src_jobs) - len(new_jobs), len(src_events) - len(new_events))
 
 

@@ -4,6 +4,7 @@ Schema versions (the number is kept in `ledger_meta`):
 
     1  jobs, events: the ledger as storyfilm wrote it before the version was recorded (no ledger_meta)
     2  + claims (which run may submit a shot, until when), ledger_meta
+    3  + picks (which take of a shot with takes the film uses, and the scores it was chosen by)
 
 A fresh database gets the latest version; an older one is upgraded in place, in one transaction (on
 PostgreSQL under an advisory lock, so workers starting together upgrade it once); a newer one is refused.
@@ -21,7 +22,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from storyfilm.errors import LedgerError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x5F11_ED6E  # pg_advisory_xact_lock id: "storyfilm ledger"
 
 metadata = sa.MetaData()
@@ -70,6 +71,17 @@ claims = sa.Table(
     sa.Column("claimed_at", sa.Double, nullable=False),
     sa.Column("until", sa.Double, nullable=False),  # the lease's end, on the database's clock
     sa.Column("previous_run", sa.Text),  # the run whose expired claim this one took over
+)
+
+picks = sa.Table(
+    "picks", metadata,
+    sa.Column("key", sa.Text, primary_key=True),  # takes.pick_key: the takes' inputs and how many there are
+    sa.Column("shot_id", sa.Text, nullable=False),
+    sa.Column("take", sa.Integer, nullable=False),
+    sa.Column("how", sa.Text, nullable=False),  # auto, review or the storyboard's take number
+    sa.Column("scores", sa.Text, nullable=False),  # JSON: every take's score and measures
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
 )
 
 meta = sa.Table(
@@ -148,8 +160,12 @@ def _to_2(conn: sa.Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _to_3(conn: sa.Connection) -> None:
+    picks.create(conn, checkfirst=True)
+
+
 # version n -> n + 1
-_STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _to_2}
+_STEPS: dict[int, Callable[[sa.Connection], None]] = {1: _to_2, 2: _to_3}
 
 
 def migrate(engine: sa.Engine) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import assert_never
 
+from storyfilm import takes
 from storyfilm.decide import Decision, Refuse, Replay, Resume, Reuse, Submit, decide
 from storyfilm.errors import StoryfilmError
 from storyfilm.session import FilmJob
@@ -42,11 +43,15 @@ def next_run(job: FilmJob) -> dict[str, str]:
     now = time.time()
     for shot in job.plan.shots:
         try:
-            facts = gather(runner.ledger, runner.shots_dir, shot.key)
-            decision = decide(facts.record, shot.id, redo=frozenset(), run_id=None, host=runner.host,
-                              resume=runner.resume, files=facts.files, now=now)
+            decisions = []
+            for take in takes.takes_of(shot):  # a shot with takes: what is left to do of its takes, if anything
+                facts = gather(runner.ledger, runner.shots_dir, take.key, shot_id=take.id)
+                decisions.append(decide(facts.record, shot.id, redo=frozenset(), run_id=None, host=runner.host,
+                                        resume=runner.resume, files=facts.files, now=now))
         except (StoryfilmError, OSError):
             out[shot.id] = ""
             continue
-        out[shot.id] = describe(decision, shot.cost_usd)
+        todo = [d for d in decisions if not isinstance(d, Reuse)]
+        out[shot.id] = describe(todo[0] if todo else decisions[0],
+                                shot.cost_usd * max(1, sum(isinstance(d, Submit) for d in todo)))
     return out

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from storyfilm import takes
 from storyfilm.camera import resolve_camera
 from storyfilm.casting import MAX_PROMPT, Casting, cast
 from storyfilm.errors import BudgetExceeded, PlanError, Problem
@@ -76,6 +77,10 @@ class ShotPlan:
     characters: tuple[str, ...] = ()  # named by the shot (casting.py)
     reference_clip_seconds: int = 0  # `method: reference`: the previous shot's last seconds sent as a clip
     color: Literal["hold", "free"] | None = None  # `color:` (continuity_hold.py); None: measured, never altered
+    takes: int = 1  # jobs paid for this shot (takes.py); cost_usd is one job's
+    pick: Literal["auto", "review"] | int = "auto"
+    chosen: int | None = None  # the take the film uses, where known before the run (None: the shots after it
+    # are planned from take 1 until the takes are picked)
 
     @property
     def output_key(self) -> str:
@@ -136,7 +141,7 @@ class Plan:
 
     @property
     def cost_usd(self) -> float:
-        return round(sum(s.cost_usd for s in self.shots), 4)
+        return round(sum(s.cost_usd * s.takes for s in self.shots), 4)
 
     @property
     def notes(self) -> list[str]:
@@ -254,11 +259,13 @@ def _notes(spec: ProviderSpec, limits: Limits, endpoint: Endpoint, seed: object,
 
 
 def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: str | None = None,
-              tier: str | None = None, budget_usd: float | None = None) -> Plan:
+              tier: str | None = None, budget_usd: float | None = None, picks: Mapping[str, int] | None = None
+              ) -> Plan:
     """Resolve the storyboard into a plan for one provider and tier.
 
     `asset_digests` maps asset names to content hashes, so that a changed image changes the keys of
-    exactly the shots that use it (and every shot chained after them).
+    exactly the shots that use it (and every shot chained after them). `picks`: the takes chosen earlier
+    (takes.pick_key -> take, from the ledger), which the shots chained after a shot with takes start from.
     """
     provider_name = provider or board.provider
     tier_name = tier or board.model
@@ -340,9 +347,10 @@ def make_plan(board: Storyboard, asset_digests: Mapping[str, str], *, provider: 
             cost_usd=spec.price(tier_name, resolution, duration, endpoint), key=key, endpoint=endpoint,
             notes=_notes(spec, spec.limits(tier_name, endpoint), endpoint, fields["seed"], bool(fields["audio"]))
             + casting.notes,
-            characters=casting.names, reference_clip_seconds=casting.clip_seconds,
+            characters=casting.names, reference_clip_seconds=casting.clip_seconds, takes=s.takes, pick=s.pick,
         ))
-        keys[s.id] = shots[-1].output_key  # a continued shot starts from its parent's result, held or not
+        shots[-1] = takes.resolve(shots[-1], picks or {})
+        keys[s.id] = takes.chain_key(shots[-1])  # a continued shot starts from its parent's result, held or not
     for (path, message), ids in limit_problems.items():
         used_by = f" (used by {len(ids)} shots: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" \
             if path[0] == "defaults" else ""

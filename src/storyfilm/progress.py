@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 EventKind = Literal[
+    "approval-waiting",  # paused before paying until a producer answers; message: the run's page in the UI
     "film-planned",  # shots: every shot id in storyboard order; message: the film's title
     "shot-waiting",  # queued behind the provider's concurrency limit
     "shot-started",  # generating (holds a provider slot)

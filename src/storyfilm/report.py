@@ -130,8 +130,10 @@ def _shot_table(report: RunReport) -> str:
         lines.append(f"| {picture} | {s.id} | {status} | "
                      f"{(r.duration if r else s.duration):.2f} s | {o.waited_s:.1f} s | "
                      f"{f'{r.seconds:.1f} s' if r else ''} | {_money(r.cost_usd if r and not r.reused else 0.0)} |"
-                     + (f" {_cell(o.next_run)} |" if nxt else ""))
-    return "\n".join(lines) + "\n"
+                     + (f" {_cell(o.next_run.split('; ')[0])} |" if nxt else ""))
+    # the UI does not wrap cells: what a stopped shot needs from the user goes under the table, in full
+    hints = [f"- **{o.id}**, next run: {_cell(o.next_run)}" for o in report.outcomes if "; " in o.next_run]
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(hints) + "\n" if hints else "")
 
 
 def _cell(text: str) -> str:

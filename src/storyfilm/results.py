@@ -49,6 +49,8 @@ class ShotResult:
     # outputs at a URL: the film folder whose shots/.kept/ holds the files (a shared ledger's other films reuse
     # an identical shot from there; outputs.Mirror)
     kept_at: str | None = None
+    # a shot with takes (take_pick.py): the take the film uses, how it was chosen, every take's score and file
+    take: dict[str, Any] | None = None
 
     @property
     def new_frames(self) -> int:

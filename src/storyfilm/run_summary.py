@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from storyfilm import pictures
-from storyfilm.decide import Reuse
 from storyfilm.next_run import next_run
 from storyfilm.public_links import markdown_link, public_url
 from storyfilm.report import RunReport, ShotOutcome
 from storyfilm.results import Film
 from storyfilm.session import FilmJob
-from storyfilm.up_to_date import MANIFEST
+from storyfilm.up_to_date import MANIFEST, reused_results
 
 # label in the summary -> the export's name in Film.exports ("film" is the film itself)
 FILES = (("Film", "film"), ("Manifest", "manifest"), ("Subtitles", "subtitles"), ("Timeline", "timeline"),
@@ -83,6 +82,6 @@ def unchanged(job: FilmJob, recorded: Mapping[str, Any], *, rehearsal: bool, out
     files linked where they are."""
     links = {label: markdown_link(path.name, path, output_dir, base)
              for label, path in recorded_files(job.film_dir, recorded).items()}
-    outcomes = [ShotOutcome(s.id, "reused", replace(d.result, reused=True, seconds=0.0))
-                for s in job.plan.shots if isinstance(d := job.decisions[s.id], Reuse)]
+    outcomes = [ShotOutcome(r.id, "reused", replace(r, reused=True, seconds=0.0))
+                for r in reused_results(job.plan, job.decisions) or []]
     return RunReport(plan=job.plan, outcomes=outcomes, rehearsal=rehearsal, links=links, up_to_date=True)

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from storyfilm import assets as asset_store
-from storyfilm import film_folder, output_url
+from storyfilm import film_folder, output_url, takes
 from storyfilm.decide import Decision, Host, Refuse, Replay, Resume, Reuse, Submit, decide
 from storyfilm.ledger import Ledger, existing_ledger
 from storyfilm.ledger_url import ledger_location
 from storyfilm.netpolicy import ALLOW_NETWORKS_ENV
-from storyfilm.plan import Plan, check_budget, make_plan, redo_closure
+from storyfilm.plan import Plan, ShotPlan, check_budget, make_plan, redo_closure
 from storyfilm.results import Film, ShotResult
 from storyfilm.shot_times import ShotClock
 from storyfilm.storage import Facts, gather
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from storyfilm.generate import PollSettings, ShotRunner
     from storyfilm.outputs import Mirror
     from storyfilm.providers.factory import KeyLookup
+    from storyfilm.take_pick import Picker, Review
 
 Log = Callable[[str], None]
 
@@ -70,6 +71,7 @@ class Options:
     key_lookup: KeyLookup | None = field(default=None, repr=False)  # API keys kept outside the environment
     log: Log = field(default=_quiet, repr=False)  # what each shot does, as it happens
     on_plan: Callable[[Plan], None] = field(default=_nothing, repr=False)  # called once the plan is made
+    review: Review | None = field(default=None, repr=False)  # asks a person to pick a take (`pick: review`)
 
 
 # --- the storyboard, parsed once per run ----------------------------------------------------------
@@ -145,7 +147,7 @@ def plan_film(path: str | Path, options: Options) -> PlannedFilm:
     options.on_plan(plan)
     local, remote = output_url.split(options.output_dir)
     film_dir = local / plan.slug
-    return PlannedFilm(board, digests, plan, redo_closure(plan, options.redo), film_dir,
+    return PlannedFilm(board, digests, plan, takes.with_takes(redo_closure(plan, options.redo), plan), film_dir,
                        ledger_location(film_dir, options.ledger), f"{remote}/{plan.slug}" if remote else None)
 
 
@@ -166,16 +168,18 @@ def shot_state(decision: Decision) -> ShotState:
 
 
 def new_cost(plan: Plan, decisions: Mapping[str, Decision]) -> float:
-    """What a run would newly spend: the shots it would submit."""
-    return round(sum(s.cost_usd for s in plan.shots if isinstance(decisions[s.id], Submit)), 4)
+    """What a run would newly spend: the jobs (shots and their takes) it would submit."""
+    return round(sum(s.cost_usd for s in takes.jobs(plan) if isinstance(decisions[s.id], Submit)), 4)
 
 
 def decide_all(film: PlannedFilm, ledger: Ledger | None, host: Host, *, run_id: str | None,
-               resume: bool, mirror: Mirror | None = None) -> dict[str, Decision]:
-    """Every shot's decision from facts gathered now (a shot: one ledger read, one hash of each of its kept files)."""
+               resume: bool, mirror: Mirror | None = None, only: Sequence[ShotPlan] | None = None
+               ) -> dict[str, Decision]:
+    """Every job's decision (a shot's, each of its takes'; or `only` those) from facts gathered now (a job: one
+    ledger read, one hash of each of its kept files)."""
     now = time.time()
     out: dict[str, Decision] = {}
-    for shot in film.plan.shots:
+    for shot in takes.jobs(film.plan) if only is None else only:
         facts = (gather(ledger, film.film_dir / "shots", shot.key, mirror.has if mirror else None, shot.id) if ledger
                  else Facts(None, None))
         out[shot.id] = decide(facts.record, shot.id, redo=film.redo, run_id=run_id, host=host, resume=resume,
@@ -211,9 +215,11 @@ class Preview:
 def preview(path: str | Path, options: Options) -> Preview:
     """A plan-only prepare: the ledger is read if there is one; nothing is written, no provider is built."""
     from storyfilm.providers import spec_for
+    from storyfilm.take_pick import with_picks
 
     film = plan_film(path, options)
     ledger = existing_ledger(film.ledger_at)
+    film = with_picks(film, ledger)
     return Preview(film, decide_all(film, ledger, Host.of(spec_for(film.plan.provider)), run_id=None,
                                     resume=options.resume))
 
@@ -227,6 +233,7 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
     from storyfilm.generate import BudgetGuard, PollSettings, ShotRunner
     from storyfilm.outputs import Mirror
     from storyfilm.providers import make_provider, spec_for
+    from storyfilm.take_pick import Picker, with_picks
 
     if options.loudness_lufs is not None:
         check_target(options.loudness_lufs)
@@ -234,6 +241,8 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
     plan = film.plan
     film_folder.claim(film.film_dir, path)  # before the ledger is made: never another storyboard's folder
     ledger = Ledger(film.ledger_at)
+    film = with_picks(film, ledger)
+    plan = film.plan
     run_id = options.run_id or str(uuid.uuid4())
     mirror = Mirror(film.remote, options.log) if film.remote else None
     decisions = decide_all(film, ledger, Host.of(spec_for(plan.provider)), run_id=run_id, resume=options.resume,
@@ -247,7 +256,8 @@ def prepare(path: str | Path, options: Options) -> FilmJob:
     used = {a for s in plan.shots for a in (s.start.asset, s.end_image, *s.references) if a}
     assets = asset_store.materialise(film.board, film.film_dir / "assets", used)
     return FilmJob(plan=plan, digests=film.digests, film_dir=film.film_dir, runner=runner, assets=assets,
-                   decisions=decisions, loudness_lufs=options.loudness_lufs)
+                   decisions=decisions, loudness_lufs=options.loudness_lufs, approve=film.board.approve,
+                   picker=Picker(film, options.review) if any(s.takes > 1 for s in plan.shots) else None)
 
 
 @dataclass
@@ -261,6 +271,8 @@ class FilmJob:
     assets: Mapping[str, Path]  # local files of the assets the shots use
     decisions: Mapping[str, Decision]  # taken in `prepare`
     loudness_lufs: float | None = None  # overrides the storyboard's
+    approve: bool = False  # the storyboard asks for approval before anything is paid (approval.py)
+    picker: Picker | None = None  # chooses among the takes of shots that have several (take_pick.py)
     clock: ShotClock = field(init=False)  # when each shot was ready, took its slot, was kept
 
     def __post_init__(self) -> None:
@@ -269,21 +281,31 @@ class FilmJob:
     @property
     def generating(self) -> frozenset[str]:
         """The shots this run asks the host for (resumes and refusals included: they take a slot too)."""
-        return frozenset(shot_id for shot_id, d in self.decisions.items() if not isinstance(d, Reuse))
+        return frozenset(takes.shot_of(job_id) for job_id, d in self.decisions.items() if not isinstance(d, Reuse))
 
     @property
     def new_cost_usd(self) -> float:
         return new_cost(self.plan, self.decisions)
 
+    def approve_budget(self, budget_usd: float | None) -> None:
+        """Approved with this budget (nothing paid yet): the plan and the check before every submit take it."""
+        from storyfilm.approval import with_budget
+        from storyfilm.generate import BudgetGuard
+
+        self.plan = with_budget(self.plan, budget_usd)
+        self.runner.budget = BudgetGuard(budget_usd)
+
     def reusable(self, shot_id: str) -> bool:
-        """The shot's kept segment is reused: no call to the host, so no provider slot to wait for."""
-        return isinstance(self.decisions[shot_id], Reuse)
+        """The shot's kept segment (each take's) is reused: no call to the host, so no provider slot to wait for."""
+        return all(isinstance(self.decisions[t.id], Reuse) for t in takes.takes_of(self.plan.shot(shot_id)))
 
     def make_shot(self, shot_id: str, parent: ShotResult | None = None) -> ShotResult:
         """The shot, reused, resumed or generated (`parent`: the result of the shot it continues)."""
         from storyfilm.generate import build_request
 
         shot = self.plan.shot(shot_id)
+        if self.picker is not None and shot.takes > 1:
+            return self.picker.make(self, shot, parent)
         decision = self.decisions[shot_id]
         if isinstance(decision, Reuse):  # carried out as decided (its files were hashed then); no time span
             return self.runner.run(shot, build_request(shot, self.assets, parent), parent, decision)

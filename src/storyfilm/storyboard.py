@@ -137,9 +137,32 @@ class Character(_Strict):
                                                   "that names it")
 
 
+MAX_TAKES = 4
+
+
 class Shot(ShotFields):
     id: str = Field(pattern=SHOT_ID, description="unique, [a-z0-9_-]{1,64}")
     continue_from: str | None = Field(None, pattern=SHOT_ID, description="an earlier shot's id")
+    takes: int = Field(1, description=f"jobs generated for this shot, 1 to {MAX_TAKES}: each is paid; one is "
+                                      "kept in the film (`pick`)")
+    pick: Literal["auto", "review"] | int = Field("auto", description="which take the film uses: auto (the best "
+                                                                      "score), review (a person chooses) or a "
+                                                                      "take number")
+
+    @field_validator("pick", mode="before")
+    @classmethod
+    def _pick_choice(cls, value: object) -> object:  # one message, not one per member of the union
+        if isinstance(value, bool) or not isinstance(value, int | str) or \
+                isinstance(value, str) and value not in ("auto", "review"):
+            raise ValueError(f"{value!r} is not a choice; allowed: auto, review or a take number (1 to {MAX_TAKES})")
+        return value
+
+    @field_validator("takes")
+    @classmethod
+    def _takes_range(cls, value: int) -> int:
+        if not 1 <= value <= MAX_TAKES:
+            raise ValueError(f"{value} takes; allowed 1 to {MAX_TAKES} (each take is a paid job)")
+        return value
 
 
 class Storyboard(_Strict):
@@ -151,6 +174,8 @@ class Storyboard(_Strict):
     loudness_lufs: float | None = Field(None, ge=LOUDNESS_RANGE[0], le=LOUDNESS_RANGE[1],
                                         description="normalise the film's loudness to this EBU R128 target "
                                                     "(-14 web, -16 podcasts, -23 broadcast); off when absent")
+    approve: bool = Field(False, description="stop after planning, before anything is paid, until a producer "
+                                             "approves (README: Approve before paying)")
     defaults: ShotFields = Field(default_factory=lambda: ShotFields.model_validate({}))
     assets: dict[str, str] = Field(default_factory=dict,
                                    description="name: a path inside this file's folder, or an https URL")
@@ -305,6 +330,7 @@ def _rules(board: Storyboard) -> list[tuple[Path_, str]]:
                         "continue with `method: reference`, or drop references"))
         if shot.characters is not None:
             out += _cast_problems(board, shot.characters, (*here, "characters"))
+        out += _pick_problems(shot, here)
         seen.setdefault(shot.id, i)
     if d.characters is not None:
         out += _cast_problems(board, d.characters, ("defaults", "characters"))
@@ -312,6 +338,17 @@ def _rules(board: Storyboard) -> list[tuple[Path_, str]]:
         if not character.images and character.description is None:
             out.append((("characters", name), "a character needs `images`, a `description` or both"))
     return out
+
+
+def _pick_problems(shot: Shot, here: Path_) -> list[tuple[Path_, str]]:
+    """`pick` names a take the shot has, and `review` has takes to choose from."""
+    if isinstance(shot.pick, int) and not 1 <= shot.pick <= shot.takes:
+        takes = f"takes 1 to {shot.takes}" if shot.takes > 1 else "one take (add `takes: N` for more)"
+        return [((*here, "pick"), f"take {shot.pick} does not exist: the shot has {takes}; allowed: auto, review "
+                                  "or a take number")]
+    if shot.pick == "review" and shot.takes == 1:
+        return [((*here, "pick"), "`pick: review` needs takes to choose from: set `takes: 2` to 4, or remove pick")]
+    return []
 
 
 def _cast_problems(board: Storyboard, names: list[str], here: Path_) -> list[tuple[Path_, str]]:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from storyfilm import takes
 from storyfilm.assets import file_digest_or_none
 from storyfilm.decide import Reuse
 from storyfilm.plan import Plan
@@ -72,13 +73,24 @@ def _manifest(film_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def reused_results(plan: Plan, decisions: Mapping[str, object]) -> list[ShotResult] | None:
+    """The results the film holds when every job is reused (a shot with takes: its picked take, under the shot's
+    id); None while a shot's takes are not picked yet."""
+    if any(s.takes > 1 and s.chosen is None for s in plan.shots):
+        return None
+    return [replace(d.result, id=s.id) for s in plan.shots
+            if isinstance(d := decisions[takes.take_id(s.id, s.chosen or 1)], Reuse)]
+
+
 def check(plan: Plan, decisions: Mapping[str, object], film_dir: Path, loudness_lufs: float | None) -> Verdict:
     """What a run of `plan` would do to film_dir's film, given each shot's decision (see the module docstring)."""
     film = film_dir / FILM
-    not_reused = [s.id for s in plan.shots if not (isinstance(d := decisions[s.id], Reuse) and not d.restore)]
+    not_reused = [s.id for s in takes.jobs(plan) if not (isinstance(d := decisions[s.id], Reuse) and not d.restore)]
     if not_reused:
         return Verdict("run", film, f"{len(not_reused)} shot(s) to generate or restore")
-    results = [d.result for s in plan.shots if isinstance(d := decisions[s.id], Reuse)]
+    results = reused_results(plan, decisions)
+    if results is None:
+        return Verdict("run", film, "takes to pick")
     recorded = _manifest(film_dir)
     if recorded is None:
         return Verdict("run", film, "no manifest")

@@ -12,6 +12,9 @@ A spec is a comma-separated list of items `NAME[=VALUE][*COUNT][@PROVIDER]`:
     moderation | timeout | error | cancel
                           the next job ends failed for that reason (cancel: cancelled)
     slow=30               the next job takes 30 s from submit to completed
+    render-frozen | render-dark
+                          the next job completes with a visibly worse render: its new frames all one picture,
+                          or at 12 % of their brightness (flaws.py): what a take's score must see through
     ...*all               every time, not just once
 
 A hostile or broken host (what a client must survive without paying twice or keeping junk):
@@ -56,12 +59,14 @@ from storyfilm.errors import FaultSpecError
 Stage = Literal["submit", "poll", "download", "upload", "job"]
 Outcome = Literal["moderation", "timeout", "error", "cancel"]
 Output = Literal["file", "ftp", "metadata", "linklocal", "missing"]
+Flaw = Literal["frozen", "dark"]
 
 PROVIDERS = ("wavespeed", "apiframe", "gateway")
 HEADER = "X-Emulator-Fault"
 _HTTP_STAGES = ("submit", "poll", "download", "upload")
 _OUTCOMES: tuple[Outcome, ...] = ("moderation", "timeout", "error", "cancel")
 _OUTPUTS: tuple[Output, ...] = ("file", "ftp", "metadata", "linklocal", "missing")
+_FLAWS: tuple[Flaw, ...] = ("frozen", "dark")
 # How an answer is spoiled, by stage (see the module docstring).
 ANSWERS: dict[str, tuple[str, ...]] = {
     "submit": ("reset", "badjson", "noid", "badid", "wrongtype", "echo"),
@@ -74,7 +79,8 @@ _TAG = re.compile(r"\[\[fault:([^\]]*)\]\]")
 _ALLOWED = ("allowed: submit-CODE, poll-CODE, upload-CODE, download-CODE (CODE 429 or 500-599, "
             "=SECONDS or =none for Retry-After), download-drop, moderation, timeout, error, cancel, slow=SECONDS, "
             "poll-slow=SECONDS, " + ", ".join(f"{stage}-{a}" for stage, answers in ANSWERS.items() for a in answers)
-            + ", " + ", ".join(f"output-{o}" for o in _OUTPUTS) + "; then *COUNT or *all, and @wavespeed, "
+            + ", " + ", ".join(f"output-{o}" for o in _OUTPUTS) + ", "
+            + ", ".join(f"render-{f}" for f in _FLAWS) + "; then *COUNT or *all, and @wavespeed, "
             "@apiframe or @gateway")
 
 
@@ -90,6 +96,7 @@ class Fault:
     provider: str | None = None
     answer: str | None = None  # how the answer is spoiled (ANSWERS)
     output: Output | None = None  # what a completed job gives as its output URL
+    flaw: Flaw | None = None  # how a completed job's render is visibly worse than asked
 
     @property
     def refuses(self) -> bool:
@@ -109,6 +116,8 @@ class Fault:
             return f"{self.stage}-{self.answer}"
         if self.output is not None:
             return f"output-{self.output}"
+        if self.flaw is not None:
+            return f"render-{self.flaw}"
         if self.slow is not None:
             return f"slow={self.slow:g}" if self.stage == "job" else f"{self.stage}-slow={self.slow:g}"
         return str(self.outcome)
@@ -161,6 +170,8 @@ def parse_item(item: str) -> Fault:
         return Fault(stage=stage, answer=rest, count=count, provider=provider)  # type: ignore[arg-type]
     if stage == "output" and rest in _OUTPUTS:
         return Fault(stage="job", output=rest, count=count, provider=provider)
+    if stage == "render" and rest in _FLAWS:
+        return Fault(stage="job", flaw=rest, count=count, provider=provider)
     if name == "poll-slow":
         if value is None:
             raise FaultSpecError(f"fault '{item}': poll-slow needs seconds, e.g. poll-slow=2")
@@ -199,7 +210,7 @@ class FaultBook:
 
     def take(self, stage: Stage, provider: str, *, kind: str | None = None) -> Fault | None:
         """The first fault of this stage that may still fire (used up by one); `kind` picks among job
-        faults: "outcome", "slow" or "output"."""
+        faults: "outcome", "slow", "output" or "flaw"."""
         with self._lock:
             for i, fault in enumerate(self.faults):
                 if fault.stage != stage or not fault.applies_to(provider) or self._left[i] == 0:
@@ -226,6 +237,7 @@ class JobFaults:
     outcome: Outcome | None = None
     slow: float | None = None
     output: Output | None = None
+    flaw: Flaw | None = None
 
 
 def _first(faults: list[Fault], stage: Stage, provider: str) -> Fault | None:
@@ -265,7 +277,7 @@ class FaultControl:
         """The faults an accepted job carries (used up from the global book now)."""
         own = [f for f in parse(header) + prompt_faults(prompt) if f.applies_to(provider)]
         chosen: dict[str, object] = {}
-        for kind in ("outcome", "slow", "output"):
+        for kind in ("outcome", "slow", "output", "flaw"):
             value = next((getattr(f, kind) for f in own if f.stage == "job" and getattr(f, kind) is not None), None)
             if value is None and (taken := self.book.take("job", provider, kind=kind)) is not None:
                 value = getattr(taken, kind)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from storyfilm.emulator.catalog import FPS
 from storyfilm.emulator.faults import JobFaults
 from storyfilm.emulator.media import MediaFailure, Rendered, RenderRequest, render_job
 
@@ -118,7 +119,12 @@ class JobStore:
 
     def _render(self, job: Job) -> None:
         try:
-            job.rendered = self._rendered(job)
+            rendered = self._rendered(job)
+            if job.faults.flaw is not None:  # a visibly worse take, written under this job's own name
+                from storyfilm.emulator.flaws import flawed
+
+                rendered = flawed(rendered, job.faults.flaw, job.request.duration * FPS, self.outputs, job.id)
+            job.rendered = rendered
         except MediaFailure as exc:
             job.render_failure = Failure(exc.kind, str(exc))
         except Exception as exc:  # noqa: BLE001 - a broken render fails its job like a host's internal error
