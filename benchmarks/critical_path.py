@@ -69,8 +69,12 @@ def analyse(manifest: dict[str, Any], slots: int = SLOTS) -> dict[str, float]:
             "waited": waited, "shots": len(shots)}
 
 
-def measure(latency: float, repeat: int, quick: bool = False) -> dict[str, Any]:
-    """In a worker: one warm-up film, then each film `repeat` times (and the first one first come, first served)."""
+SERVER = " (Prefect server: global concurrency limit)"
+
+
+def measure(latency: float, repeat: int, quick: bool = False, server_mode: bool = False) -> dict[str, Any]:
+    """In a worker: one warm-up film, then each film `repeat` times (and the first one first come, first served);
+    with `server_mode` (PREFECT_API_URL set: slots of the limit storyfilm-wavespeed), the first film only."""
     from benchmarks.common import operation
 
     def run() -> dict[str, Any]:
@@ -90,8 +94,10 @@ def measure(latency: float, repeat: int, quick: bool = False) -> dict[str, Any]:
             warm = storyboard(Path(tmp) / "warm.yaml", [1, 1])
             if not quick:  # Prefect's server and the imports warmed up, as in orchestration.py
                 film_flow.film(storyboard=str(warm), output_dir=str(Path(tmp) / "warm"), concurrency=SLOTS)
-            runs = [(name, chains, True) for name, chains in SHAPES.items()][:1 if quick else None]
-            if not quick:
+            runs = [(name, chains, True) for name, chains in SHAPES.items()][:1 if quick or server_mode else None]
+            if server_mode:
+                runs = [(name + SERVER, chains, urgent) for name, chains, urgent in runs]
+            elif not quick:
                 runs.append(("long chain first, first come first served", SHAPES["long chain first"], False))
             real_urgencies = film_flow.urgencies
             for k in range(repeat):
@@ -103,8 +109,8 @@ def measure(latency: float, repeat: int, quick: bool = False) -> dict[str, Any]:
                     result = film_flow.film(storyboard=str(board), output_dir=str(Path(tmp) / f"out-{name}-{k}"),
                                             concurrency=SLOTS)
                     manifest = json.loads(Path(result["manifest"]).read_text())
-                    out.setdefault(name, []).append(analyse(manifest))
-                    if k == 0 and urgent and name == "long chain first" and not quick:
+                    out.setdefault(name, []).append({**analyse(manifest), "load": os.getloadavg()[0]})
+                    if k == 0 and urgent and name == "long chain first" and not quick and not server_mode:
                         picture = Path(result["manifest"]).parent / "timeline.png"
                         out.setdefault("_pictures", []).append({"bytes": float(len(picture.read_bytes()))})
                         (Path(__file__).parent / "critical-path-timeline.png").write_bytes(picture.read_bytes())
@@ -124,6 +130,21 @@ def run(latency: float, repeat: int, quick: bool = False) -> list[Section]:
                                    "STORYFILM_POLL_MAX_INTERVAL": "0.1"}, timeout=1800)
     results: dict[str, list[dict[str, float]]] = measured.result["results"]
     results.pop("_pictures", None)
+    if not quick:  # the same with a running `prefect server start` (its own home), one film
+        from benchmarks.startup import _prefect_server
+
+        with tempfile.TemporaryDirectory(prefix="storyfilm-bench-prefect-") as home:
+            log("critical path: the first film with a Prefect server")
+            server, api = _prefect_server(str(Path(home) / "server"))
+            try:
+                env = {**QUIET_PREFECT, "PREFECT_HOME": str(Path(home) / "client"), "PREFECT_API_URL": api,
+                       "STORYFILM_POLL_INTERVAL": "0.1", "STORYFILM_POLL_MAX_INTERVAL": "0.1"}
+                served = run_worker("critical_path:measure",
+                                    {"latency": latency, "repeat": repeat, "server_mode": True}, env=env, timeout=1800)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        results.update(served.result["results"])
     rows = []
     for name, runs in results.items():
         def m(key: str, runs: list[dict[str, float]] = runs) -> float:
@@ -131,18 +152,21 @@ def run(latency: float, repeat: int, quick: bool = False) -> list[Section]:
 
         rows.append((name, f"{m('span'):.1f}", f"{m('longest'):.1f}", f"{m('total') / SLOTS:.1f}", f"{m('bound'):.1f}",
                      f"**{m('ratio'):.3f}**", f"{m('per_shot'):.2f}", f"{m('waited'):.1f}",
-                     f"{m('long_root'):.1f}", f"{m('long_gaps'):.1f}"))
+                     f"{m('long_root'):.1f}", f"{m('long_gaps'):.1f}", f"{m('load'):.1f}"))
     section.add(*table(("film", "generation s (first slot taken to last shot kept)", "longest chain s",
                         f"all generation / {SLOTS} slots s", "lower bound s", "ratio to the bound",
                         "one shot s (median)", "waited for a slot s (sum)",
-                        "long chain's first shot started after s", "long chain: parent kept to next started s (sum)"),
+                        "long chain's first shot started after s", "long chain: parent kept to next started s (sum)",
+                        "load average (1 min) at the film's end"),
                        rows), "")
     section.add(f"Medians of {repeat} run(s) per film, from the manifests' `started_at` / `finished_at` (a shot's "
                 "generation: slot taken to segment kept)."
-                + (" The last row hands slots out first come, first served, as runs did before the gate: short "
-                   "chains take the slots while the long chain's next shot waits. The timeline of the first film: "
-                   "`benchmarks/critical-path-timeline.png`." if not quick else ""), "")
-    for name in [n for n in SHAPES if n in results]:
+                + (" The row 'first come first served' hands slots out as runs did before the gate: short "
+                   "chains take the slots while the long chain's next shot waits. The row 'Prefect server' runs "
+                   "against a `prefect server start` of its own (temporary home, free port): the slots are the "
+                   "global concurrency limit storyfilm-wavespeed, asked for in the gate's order. "
+                   "The timeline of the first film: `benchmarks/critical-path-timeline.png`." if not quick else ""), "")
+    for name in [n for n in [*SHAPES, *(s + SERVER for s in SHAPES)] if n in results]:
         ratio = median(r["ratio"] for r in results[name])
         section.check(f"critical path first: generation within 1.10x of its lower bound ({name}, {SLOTS} slots)",
                       f"{ratio:.3f}x", ratio <= 1.10)

@@ -39,7 +39,7 @@ PROMPTS = ["dawn harbour, slow push-in", "gulls over the pier, pan right", "nigh
 # The ephemeral server gets 90 s to start, as `storyfilm run` gives it: 20 s timed out on a loaded machine.
 QUIET_PREFECT = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
                  "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
-                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
+                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
 
 
 def storyboard(path: Path, chains: int = CHAINS, per_chain: int = PER_CHAIN, seconds: int = 5,

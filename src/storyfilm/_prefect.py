@@ -99,6 +99,129 @@ def limit_slot(name: str) -> Iterator[None]:
         yield
 
 
+Lease = tuple[threading.Event, threading.Thread]  # (set it to give the slot back, the thread holding it)
+
+
+class LimitLeases:
+    """Slots of the global concurrency limit `name` held for shots, each by a thread of its own (which renews
+    its lease), so that a slot can pass from one shot of this run to the next without going back to the server:
+    on a server with SQLite, a release and an acquisition at the same moment often meet a locked database
+    (HTTP 503) and the client retries ~2 s later, with the slot idle meanwhile."""
+
+    IDLE_SECONDS = 30.0  # a slot passed on to a shot that never came goes back to the server after this
+
+    def __init__(self, name: str):
+        self.name = name
+        self.lock = threading.Lock()  # hold it around deciding who gets a slot and `give`
+        self._kept: dict[str, Lease] = {}
+        self._idle: list[Lease] = []
+
+    def take(self, key: str) -> Lease:
+        """The slot kept for `key`, an idle one, or a new one from the server (blocks until granted)."""
+        with self.lock:
+            if key in self._kept:
+                return self._kept.pop(key)
+            if self._idle:
+                return self._idle.pop()
+        granted, done = threading.Event(), threading.Event()
+        failed: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                with limit_slot(self.name):
+                    granted.set()
+                    done.wait()
+            except BaseException as exc:  # noqa: BLE001 - handed to the shot that asked for the slot (raised there)
+                failed.append(exc)
+            finally:
+                granted.set()
+
+        # the caller's context: the API it reports to
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(hold,), daemon=True,
+                                  name=f"storyfilm-slot-{key}")
+        thread.start()
+        granted.wait()
+        if failed:
+            raise failed[0]
+        return done, thread
+
+    def give(self, lease: Lease, to: str | None, *, wanted: bool = False) -> None:
+        """Keep the slot for the shot `to`; or, when another shot of this run is `wanted` to take it, for
+        whichever comes first; else give it back to the server (and wait until it is back). Call under `lock`."""
+        if to is not None:
+            self._kept[to] = lease
+        elif wanted:
+            self._idle.append(lease)
+            threading.Timer(self.IDLE_SECONDS, self._expire, (lease,)).start()
+        else:
+            self._back(lease)
+
+    def _expire(self, lease: Lease) -> None:
+        with self.lock:
+            if lease not in self._idle:
+                return
+            self._idle.remove(lease)
+        self._back(lease)
+
+    @staticmethod
+    def _back(lease: Lease) -> None:
+        done, thread = lease
+        done.set()
+        thread.join()
+
+
+@contextmanager
+def tag_limits_checked_ahead(every: float = 2.0) -> Iterator[threading.Thread | None]:
+    """While the block runs, tell Prefect's task engine ahead of time that the current tags have no tag
+    concurrency limits (when, checked every `every` seconds, they have none).
+
+    Before a task run enters Running, the engine asks the server for slots of the limits `tag:TAG` of its tags
+    and remembers a "none exist" for 5 s only (prefect.concurrency.services._no_limits_cache). A chained shot
+    starts a moment after its parent ends, usually after that answer expired, so the film's critical path
+    waited for the call: 0.5-2.3 s per hand-over on a loaded ephemeral server. The same answer is fetched here,
+    off that path, and put where the engine looks; a tag that has a limit leaves the engine's own acquisition
+    alone (and so does a Prefect without that cache: the engine then asks, as before).
+    """
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency import services
+    from prefect.context import TagsContext
+
+    names = sorted(f"tag:{tag}" for tag in TagsContext.get().current_tags)
+    cache, lock = getattr(services, "_no_limits_cache", None), getattr(services, "_cache_lock", None)
+    use = getattr(services, "_should_use_cache", None)
+    holder = ConcurrencyLeaseHolder(type="task_run", id=UUID(int=0))
+    if not names or cache is None or lock is None or use is None or not use(names, holder):
+        yield None
+        return
+    stop = threading.Event()
+
+    def check() -> None:
+        with get_client(sync_client=True) as client:
+            while not stop.is_set():
+                try:
+                    for name in names:
+                        try:
+                            client.read_global_concurrency_limit_by_name(name)
+                            return  # a limit exists: the engine acquires its slots, as it always does
+                        except ObjectNotFound:
+                            pass
+                except httpx.HTTPError:
+                    pass  # the engine asks for itself
+                else:
+                    with lock:
+                        cache[frozenset(names)] = True
+                stop.wait(every)
+
+    # the caller's context: the API it reports to (ephemeral mode keeps it in a context variable)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(check,), daemon=True,
+                              name="storyfilm-tag-limits")
+    thread.start()
+    try:
+        yield thread  # it ends early when a tag has a limit
+    finally:
+        stop.set()
+
+
 @contextmanager
 def reporting(what: str) -> Iterator[None]:
     """Telling the UI must not fail a film (or a paid shot): an API error here is logged, not raised."""

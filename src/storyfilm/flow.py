@@ -139,11 +139,28 @@ def _slot(job: FilmJob, concurrency: int | None, logger: RunLogger) -> Slot:
     if not server:
         return gate.turn
 
+    leases = _prefect.LimitLeases(name)
+
     @contextmanager
     def gated_limit_slot(shot_id: str) -> Iterator[None]:
-        # this run asks the server for slots in its order of urgency, at most `slots` of them at once
-        with gate.turn(shot_id), _prefect.limit_slot(name):
-            yield
+        # this run asks the server for slots in its order of urgency, at most `slots` of them at once; a slot
+        # the gate keeps for a shot's successor keeps its server lease too
+        gate.acquire(shot_id)
+        released = False
+        try:
+            lease = leases.take(shot_id)
+            passed = False
+            try:
+                yield
+                passed = True
+            finally:
+                with leases.lock:  # the slot goes on to the shot the gate gives it to, or back to the server
+                    wanted = bool(gate.waiting)
+                    heir, released = gate.release(shot_id, hand_on=passed), True
+                    leases.give(lease, heir, wanted=wanted)
+        finally:
+            if not released:  # a failure passes nothing on (its successors will not come)
+                gate.release(shot_id, hand_on=False)
 
     return gated_limit_slot
 
@@ -406,7 +423,7 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
         logger.warning("note: %s", note)
     emit(Event("film-planned", message=plan.title, shots=tuple(s.id for s in plan.shots)))
     futures: dict[str, PrefectFuture[Any]] = {}
-    with tags(*_tags(plan)):
+    with tags(*_tags(plan)), _prefect.tag_limits_checked_ahead():
         for shot in plan.shots:
             # ignore: `wait_for` is a keyword of Prefect's submit that its overloads' stubs leave out
             futures[shot.id] = generate_shot.submit(  # type: ignore[call-overload]

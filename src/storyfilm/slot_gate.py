@@ -126,15 +126,19 @@ class PriorityGate:
             self._free -= 1
             self._lock.notify_all()  # the next in line may find a slot free too
 
-    def release(self, name: str, *, hand_on: bool = True) -> None:
-        """Give the slot back; with `hand_on`, keep it for the most urgent successor if it beats every waiter."""
+    def release(self, name: str, *, hand_on: bool = True) -> str | None:
+        """Give the slot back; with `hand_on`, keep it for the most urgent successor if it beats every waiter.
+        Returns the successor the slot is kept for, if any."""
         with self._lock:
             heir = min(((self._key(n), n) for n in self._next.get(name, ()) if n in self._urgency), default=None)
+            kept = None
             if hand_on and heir is not None and (not self._waiting or heir[0] < self._waiting[0][0]):
                 self._kept.add(heir[1])
+                kept = heir[1]
             else:
                 self._free += 1
             self._lock.notify_all()
+            return kept
 
     @contextmanager
     def turn(self, name: str) -> Iterator[None]:
