@@ -134,8 +134,8 @@ def validate(body: dict[str, object]) -> tuple[str, RenderRequest] | tuple[str, 
         reference_audios=tuple(given.audios), reference_video_seconds=(2.0, 15.0))
 
 
-def task(job: Job, base: str) -> dict[str, object]:
-    phase = job.phase()
+def task(job: Job, base: str, at: float | None = None) -> dict[str, object]:
+    phase = job.phase(at)
     out: dict[str, object] = {
         "id": job.id, "task_id": job.id, "object": "video.generation.job", "model": job.model,
         "status": _STATUS[phase.state], "progress": round(phase.progress * 100), "created_at": int(job.created),
@@ -182,7 +182,8 @@ async def _create(request: Request) -> Response:
     job = emu.accept(request, provider=PROVIDER, model=str(body["model"]), tier=tier, render=checked, body=body,
                      api_key=key, prompt=prompt,
                      cost_usd=emulator(request).price(tier, checked.resolution, checked.duration))
-    return await spoil.answer(fault, task(job, base_url(request)), JSONResponse)
+    # the job as accepted (queued), however long this busy server took to answer
+    return await spoil.answer(fault, task(job, base_url(request), at=job.created), JSONResponse)
 
 
 @router.get("/v1/videos/{task_id}")

@@ -154,8 +154,8 @@ def _lengths(durations: tuple[int, ...]) -> str:
     return f"{', '.join(map(str, durations[:-1]))} or {durations[-1]}"
 
 
-def prediction(job: Job, base: str) -> dict[str, object]:
-    phase = job.phase()
+def prediction(job: Job, base: str, at: float | None = None) -> dict[str, object]:
+    phase = job.phase(at)
     done = phase.state == "completed"
     data: dict[str, object] = {
         "id": job.id, "model": job.model, "input": job.body,
@@ -322,4 +322,5 @@ async def _submit(model_path: str, request: Request) -> Response:
     job = emu.accept(request, provider=PROVIDER, model=model_path.strip("/"), tier=tier, render=checked,
                      body=body, api_key=key or "", prompt=prompt,
                      cost_usd=emulator(request).price(tier, checked.resolution, checked.duration, kind))
-    return await spoil.answer(fault, prediction(job, base_url(request)), envelope)
+    # the job as accepted (created), however long this busy server took to answer
+    return await spoil.answer(fault, prediction(job, base_url(request), at=job.created), envelope)
