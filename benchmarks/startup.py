@@ -95,6 +95,8 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
             server_proc, api = _prefect_server(str(Path(tmp) / "prefect-server-home"))
             try:
                 modes = {"ephemeral Prefect server (default)": {**base, "PREFECT_HOME": home},
+                         "ephemeral, started by Prefect at the first API call (before issue 14)":
+                             {**base, "PREFECT_HOME": home, "STORYFILM_EARLY_PREFECT_SERVER": "0"},
                          "running Prefect server (PREFECT_API_URL)": {**base, "PREFECT_HOME": home,
                                                                       "PREFECT_API_URL": api}}
                 for env in modes.values() if warm else ():  # not counted: database migrations, first imports
