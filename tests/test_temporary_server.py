@@ -113,8 +113,11 @@ def test_a_run_reports_to_the_server_it_started_first_and_leaves_none_behind(tmp
         runs = db.execute("SELECT flow_run.name, flow_run.state_type FROM flow_run JOIN flow "
                           "ON flow.id = flow_run.flow_id WHERE flow.name = 'storyfilm'").fetchall()
         shots = db.execute("SELECT name, state_type FROM task_run WHERE name = 'one'").fetchall()
+        # ephemeral mode to the flow too: no server-wide concurrency limit made (that is for a Prefect server)
+        limits = db.execute("SELECT name FROM concurrency_limit_v2").fetchall()
     assert runs == [("Early Server", "COMPLETED")]
     assert shots == [("one", "COMPLETED")]
+    assert limits == []
 
 
 @pytest.mark.slow
@@ -152,3 +155,26 @@ def test_no_early_server_where_a_server_is_configured(tmp_path: Path, monkeypatc
     assert not configured_elsewhere()
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     assert configured_elsewhere()
+
+
+@pytest.mark.parametrize(("code", "said", "spawned"), [(3, "exited with code 3", 2), (1, "no database here", 1)])
+def test_a_server_that_cannot_start_is_reported_not_waited_for(monkeypatch: pytest.MonkeyPatch, code: int, said: str,
+                                                                spawned: int) -> None:
+    """uvicorn's exit 3 (a port taken between our check and its bind) is retried once on another port; any
+    other exit is an answer at once, with what the server said (the CLI then lets Prefect start its own)."""
+    from storyfilm import temporary_server
+
+    ports: list[int] = []
+
+    def failing(port: int) -> list[str]:
+        ports.append(port)
+        return [sys.executable, "-c", f"import sys; sys.stderr.write('no database here'); sys.exit({code})"]
+
+    monkeypatch.setattr(temporary_server, "command", failing)
+    server = temporary_server.TemporaryServer()
+    try:
+        assert not server.ready(timeout=600)
+        assert said in server.problem and len(ports) == spawned
+    finally:
+        server.stop()
+    assert server.process.poll() is not None

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import IO
@@ -72,8 +73,8 @@ def command(port: int) -> list[str]:
 
 
 def _die_with_parent() -> None:
-    # Linux: the kernel sends SIGTERM when the CLI dies, even by SIGKILL, so no server is ever orphaned
-    # (Prefect's own is when its parent is killed).
+    # Linux: the kernel sends SIGTERM when the thread that started it ends (this process's main thread: when
+    # the CLI dies, even by SIGKILL), so no server is ever orphaned (Prefect's own is when its parent is killed).
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -94,7 +95,7 @@ class TemporaryServer:
         self._answered = threading.Event()  # healthy, or `problem` says why not
         self.process = self._spawn()
         atexit.register(self.stop)  # registered before Prefect's own exit handlers: runs after they flush
-        threading.Thread(target=self._watch, daemon=True, name="storyfilm-temporary-server").start()
+        self._watched()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.port = _free_port()
@@ -116,14 +117,8 @@ class TemporaryServer:
             conn.close()
 
     def _watch(self) -> None:
-        retried = False  # a start lost to a port taken meanwhile is retried once, on another port
         while not self._stopped.is_set():
-            code = self.process.poll()
-            if code == STARTUP_FAILURE and not retried:
-                retried, self.process = True, self._spawn()
-                continue
-            if code is not None:
-                self.problem = f"it exited with code {code}: {self._errors()}"
+            if self.process.poll() is not None:
                 break
             with contextlib.suppress(OSError, http.client.HTTPException):
                 if self._get("/health") == 200:
@@ -133,11 +128,28 @@ class TemporaryServer:
             self._stopped.wait(0.05)
         self._answered.set()
 
+    def _watched(self) -> None:
+        self._answered.clear()
+        threading.Thread(target=self._watch, daemon=True, name="storyfilm-temporary-server").start()
+
     def ready(self, timeout: float) -> bool:
-        """Wait until it answers; False (and `problem` says why) when it exited or `timeout` passed."""
-        if not self._answered.wait(timeout):
-            self.problem = f"it did not answer within {timeout:.0f} s: {self._errors()}"
-        return self._answered.is_set() and not self.problem
+        """Wait until it answers; False (and `problem` says why) when it exited or `timeout` passed. A start
+        lost to a port taken meanwhile is retried once, on another port (from this thread: the server dies
+        with the thread that started it)."""
+        deadline = time.monotonic() + timeout
+        for retry in (True, False):
+            if not self._answered.wait(max(0.0, deadline - time.monotonic())):
+                self.problem = f"it did not answer within {timeout:.0f} s: {self._errors()}"
+                return False
+            code = self.process.poll()
+            if code is None:
+                return True
+            if not (retry and code == STARTUP_FAILURE):
+                break
+            self.process = self._spawn()
+            self._watched()
+        self.problem = f"it exited with code {code}: {self._errors()}"
+        return False
 
     def _errors(self) -> str:
         with contextlib.suppress(ValueError):  # closed: stopped already
@@ -158,7 +170,11 @@ class TemporaryServer:
 
 
 def start() -> TemporaryServer | None:
-    """The server, started now, when this run will use Prefect's ephemeral mode; None otherwise."""
-    if os.environ.get(EARLY_ENV, "1") == "0" or configured_elsewhere() or not _ephemeral_allowed():
+    """The server, started now, when this run will use Prefect's ephemeral mode; None otherwise, and when
+    Prefect is imported already (a run called in-process, as tests do: no import left to overlap, and this
+    process's environment is not ours to change for later callers)."""
+    if "prefect" in sys.modules or os.environ.get(EARLY_ENV, "1") == "0":
+        return None
+    if configured_elsewhere() or not _ephemeral_allowed():
         return None
     return TemporaryServer()
