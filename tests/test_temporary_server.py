@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,10 +56,10 @@ def parent_and_session(pid: int) -> tuple[int, int]:
     return int(fields[1]), int(fields[3])
 
 
-def wait_until(what: str, check: object, timeout: float, proc: subprocess.Popen[str]) -> None:
+def wait_until(what: str, check: Callable[[], object], timeout: float, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         if proc.poll() is not None:
             raise AssertionError(f"the run ended before {what}: {proc.communicate()}")
@@ -96,7 +96,7 @@ def test_a_run_reports_to_the_server_it_started_first_and_leaves_none_behind(tmp
         return bool(seen)
 
     try:
-        wait_until("Prefect server", server_seen, 60, proc)
+        wait_until("Prefect server", server_seen, 120, proc)
         out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
