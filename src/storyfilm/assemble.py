@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,8 +28,8 @@ import numpy as np
 from storyfilm import audio
 from storyfilm.audio import AudioPart
 from storyfilm.errors import IncompatibleSegments, MediaError
-from storyfilm.media import ffmpeg, probe
-from storyfilm.media.ffmpeg import AUDIO_BITRATE, CHANNELS, SAMPLE_RATE, VideoFormat
+from storyfilm.media import aac, ffmpeg, probe
+from storyfilm.media.ffmpeg import SAMPLE_RATE, VideoFormat
 from storyfilm.media.house import copy_blockers
 from storyfilm.media.probe import MediaInfo
 from storyfilm.results import FilmInfo, Placement
@@ -259,43 +261,51 @@ def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Pat
     runs = _runs(ready)
     sources: list[tuple[Path, int, int]] = []  # (file, first frame, frames) in film order
     encoded = 0
-    for k, run in enumerate(runs):
-        if isinstance(run, _Copy):
-            sources.append((ready[run.ready].path, run.start, run.frames))
-            continue
-        chunk = work_dir / f"join-{k:04d}.mp4"
-        _encode_chunk(run, ready, fmt, chunk)
-        sources.append((chunk, 0, run.frames))
-        encoded += run.frames
-    if on_progress and encoded:
-        on_progress(f"encoded {encoded} of {total} frames (transitions, cuts off keyframes); copied the rest")
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
-    try:
-        written = _write(sources, pcm, fmt, tmp)
-        if written != total:
-            raise MediaError(f"wrote {written} frames, expected {total}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-        for k in range(len(runs)):
-            (work_dir / f"join-{k:04d}.mp4").unlink(missing_ok=True)
+    # the sound is encoded on the other cores while transitions are encoded and the pictures copied
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aac") as pool:
+        sound = aac.encode(pcm, pool, aac.chunk_size(len(pcm), workers))
+        try:
+            for k, run in enumerate(runs):
+                if isinstance(run, _Copy):
+                    sources.append((ready[run.ready].path, run.start, run.frames))
+                    continue
+                chunk = work_dir / f"join-{k:04d}.mp4"
+                _encode_chunk(run, ready, fmt, chunk)
+                sources.append((chunk, 0, run.frames))
+                encoded += run.frames
+            if on_progress and encoded:
+                on_progress(f"encoded {encoded} of {total} frames (transitions, cuts off keyframes); copied the rest")
+            written = _write(sources, sound, fmt, tmp)
+            if written != total:
+                raise MediaError(f"wrote {written} frames, expected {total}")
+            os.replace(tmp, out)
+        finally:
+            for part in sound.parts:
+                part.cancel()
+            tmp.unlink(missing_ok=True)
+            for k in range(len(runs)):
+                (work_dir / f"join-{k:04d}.mp4").unlink(missing_ok=True)
     return FilmInfo(path=out, frames=total, fps=fmt.fps, width=fmt.width, height=fmt.height, normalised=normalised,
                     placements=placements, copied_frames=total - encoded, encoded_frames=encoded, loudness=loudness,
                     seam_crossfade_frames=seam_crossfade_frames, seconds=round(time.monotonic() - started, 3))
 
 
-def _write(sources: Sequence[tuple[Path, int, int]], pcm: np.ndarray, fmt: VideoFormat, dst: Path) -> int:
-    """Remux the video packets of every source range, one after the other, and encode `pcm` beside them."""
+def _write(sources: Sequence[tuple[Path, int, int]], sound: aac.Chunks, fmt: VideoFormat, dst: Path) -> int:
+    """Remux the video packets of every source range, one after the other, with the encoded sound beside them."""
     ticks = fmt.timescale // fmt.fps  # per frame
     spf = audio.samples_per_frame(fmt.fps)
-    layout = "stereo" if CHANNELS == 2 else "mono"
     with av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}) as film:
         with av.open(str(sources[0][0])) as first:
             vout = film.add_stream_from_template(first.streams.video[0])
             extradata = first.streams.video[0].codec_context.extradata
         vout.time_base = Fraction(1, fmt.timescale)
-        aout = film.add_stream("aac", rate=SAMPLE_RATE, layout=layout)
-        aout.bit_rate = int(AUDIO_BITRATE.rstrip("k")) * 1000
+        # opened by the muxer, never fed: it gives the stream its parameters and the priming (edit list)
+        aout = film.add_stream("aac", rate=SAMPLE_RATE, layout=aac.LAYOUT)
+        aout.bit_rate = aac.encoder_bit_rate()
+        packets = sound.packets()
+        pending = next(packets, None)
         offset = 0  # film frames written so far
         for path, start, frames in sources:
             with av.open(str(path)) as src:
@@ -321,14 +331,18 @@ def _write(sources: Sequence[tuple[Path, int, int]], pcm: np.ndarray, fmt: Video
                     copied += 1
             if copied != frames:
                 raise MediaError(f"{path}: copied {copied} frames, expected {frames}")
-            # the sound under these pictures, so the file is interleaved as it plays
-            chunk = pcm[offset * spf:(offset + frames) * spf]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp", layout=layout)
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = offset * spf
-            for packet in aout.encode(frame):
-                film.mux(packet)
             offset += frames
-        for packet in aout.encode(None):
-            film.mux(packet)
+            # the sound under these pictures, so the file is interleaved as it plays
+            while pending is not None and pending.pts is not None and pending.pts < offset * spf:
+                _mux_sound(film, aout, pending)
+                pending = next(packets, None)
+        while pending is not None:
+            _mux_sound(film, aout, pending)
+            pending = next(packets, None)
     return offset
+
+
+def _mux_sound(film: av.container.OutputContainer, aout: av.audio.stream.AudioStream, packet: av.Packet[Any]) -> None:
+    packet.time_base = Fraction(1, SAMPLE_RATE)
+    packet.stream = aout
+    film.mux(packet)
