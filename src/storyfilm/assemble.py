@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +30,7 @@ from storyfilm.audio import AudioPart
 from storyfilm.errors import IncompatibleSegments, MediaError
 from storyfilm.media import aac, ffmpeg, probe
 from storyfilm.media.ffmpeg import SAMPLE_RATE, VideoFormat
-from storyfilm.media.house import copy_blockers
+from storyfilm.media.house import copy_blockers, house_parameter_sets
 from storyfilm.media.probe import MediaInfo
 from storyfilm.results import FilmInfo, Placement
 from storyfilm.transitions import CUT, Crossfade, Fade, Join, Overlap
@@ -63,10 +63,13 @@ class _Ready:
     overlap: int  # film frames shared with the piece before (its join's)
 
 
-def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece, MediaInfo, list[str]]]:
+def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat,
+                 pool: Executor) -> list[tuple[Piece, MediaInfo, list[int], list[str]]]:
+    house = pool.submit(house_parameter_sets, fmt)  # two short ffmpeg runs, beside the probes
+    scans = list(pool.map(probe.probe_keyframes, [piece.path for piece in pieces]))
+    house.result()
     infos = []
-    for i, piece in enumerate(pieces):
-        info = probe.probe(piece.path)
+    for i, (piece, (info, keyframes)) in enumerate(zip(pieces, scans, strict=True)):
         if info.video is None:
             raise IncompatibleSegments(piece.path, ["no video stream"])
         available = info.video.frames - piece.start_frame
@@ -76,15 +79,15 @@ def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece,
                                                     f" but the file has {info.video.frames}"])
         if i == 0 and piece.join.frames(fmt.fps):
             raise MediaError(f"{piece.label or piece.path}: a {piece.join} needs a previous piece to join")
-        infos.append((piece, info, copy_blockers(info, fmt)))
+        infos.append((piece, info, keyframes, copy_blockers(info, fmt)))
     return infos
 
 
-def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
-             on_progress: Progress | None) -> tuple[list[_Ready], list[str]]:
+def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path, on_progress: Progress | None,
+             pool: Executor) -> tuple[list[_Ready], list[str]]:
     ready: list[_Ready] = []
     normalised: list[str] = []
-    for i, (piece, info, diffs) in enumerate(_plan_pieces(pieces, fmt)):
+    for i, (piece, info, keyframes, diffs) in enumerate(_plan_pieces(pieces, fmt, pool)):
         assert info.video is not None
         want = piece.frames if piece.frames is not None else info.video.frames - piece.start_frame
         audio_start = float(piece.start_frame / info.video.fps)
@@ -94,15 +97,15 @@ def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
                 on_progress(f"normalising {piece.label or piece.path.name}: {'; '.join(diffs)}")
             dst = work_dir / f"norm-{i:04d}.mp4"
             ffmpeg.run(ffmpeg.normalize_args(piece.path, dst, fmt, start_frame=piece.start_frame, frames=want))
-            made = probe.probe(dst).video
-            assert made is not None  # normalize_args maps the video stream
-            frames = made.frames
-            ready.append(_Ready(piece, dst, 0, frames, frames, frozenset(probe.keyframe_indices(dst)), info,
+            made, made_keyframes = probe.probe_keyframes(dst)
+            assert made.video is not None  # normalize_args maps the video stream
+            frames = made.video.frames
+            ready.append(_Ready(piece, dst, 0, frames, frames, frozenset(made_keyframes), info,
                                 piece.path, audio_start, overlap))
             normalised.append(piece.label or piece.path.name)
         else:
             ready.append(_Ready(piece, piece.path, piece.start_frame, want, info.video.frames,
-                                frozenset(probe.keyframe_indices(piece.path)), info, piece.path, audio_start, overlap))
+                                frozenset(keyframes), info, piece.path, audio_start, overlap))
     for i, r in enumerate(ready):
         after = ready[i + 1].overlap if i + 1 < len(ready) else 0
         if r.overlap + after > r.frames:
@@ -237,34 +240,36 @@ def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Pat
     if loudness_lufs is not None:
         audio.check_target(loudness_lufs)
     work_dir.mkdir(parents=True, exist_ok=True)
-    ready, normalised = _prepare(pieces, fmt, work_dir, on_progress)
-    placements: list[Placement] = []
-    first = 0
-    for r in ready:
-        first -= r.overlap
-        v = r.info.video
-        assert v is not None
-        placements.append(Placement(r.piece.label or r.piece.path.name, r.piece.path, r.piece.start_frame,
-                                    v.frames, v.fps, r.info.audio is not None, first, r.frames,
-                                    r.piece.join, r.overlap))
-        first += r.frames
-    total = first
-    parts = [AudioPart(r.audio_from, r.audio_start, p.first, p.frames, p.join)
-             for r, p in zip(ready, placements, strict=True)]
-    pcm = audio.film_track(parts, total, fmt.fps, seam_crossfade_frames)
-    loudness = None
-    if loudness_lufs is not None:
-        pcm, loudness = audio.normalise(pcm, loudness_lufs)
-        if on_progress:
-            after = loudness.after.integrated
-            on_progress(f"loudness {loudness.before.integrated:.1f} -> {after:.1f} LUFS (target {loudness_lufs:g})")
-    runs = _runs(ready)
-    sources: list[tuple[Path, int, int]] = []  # (file, first frame, frames) in film order
-    encoded = 0
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
-    # the sound is encoded on the other cores while transitions are encoded and the pictures copied
     workers = os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aac") as pool:
+    # one pool for the whole join: the segments probed and their sound decoded side by side, the film's
+    # sound encoded on every core while transitions are encoded and the pictures copied
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="assemble") as pool:
+        ready, normalised = _prepare(pieces, fmt, work_dir, on_progress, pool)
+        placements: list[Placement] = []
+        first = 0
+        for r in ready:
+            first -= r.overlap
+            v = r.info.video
+            assert v is not None
+            placements.append(Placement(r.piece.label or r.piece.path.name, r.piece.path, r.piece.start_frame,
+                                        v.frames, v.fps, r.info.audio is not None, first, r.frames,
+                                        r.piece.join, r.overlap))
+            first += r.frames
+        total = first
+        parts = [AudioPart(r.audio_from, r.audio_start, p.first, p.frames, p.join)
+                 for r, p in zip(ready, placements, strict=True)]
+        pcm = audio.film_track(parts, total, fmt.fps, seam_crossfade_frames, pool)
+        loudness = None
+        if loudness_lufs is not None:
+            pcm, loudness = audio.normalise(pcm, loudness_lufs)
+            if on_progress:
+                after = loudness.after.integrated
+                on_progress(f"loudness {loudness.before.integrated:.1f} -> {after:.1f} LUFS "
+                            f"(target {loudness_lufs:g})")
+        runs = _runs(ready)
+        sources: list[tuple[Path, int, int]] = []  # (file, first frame, frames) in film order
+        encoded = 0
+        tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
         sound = aac.encode(pcm, pool, aac.chunk_size(len(pcm), workers))
         try:
             for k, run in enumerate(runs):
@@ -276,7 +281,8 @@ def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Pat
                 sources.append((chunk, 0, run.frames))
                 encoded += run.frames
             if on_progress and encoded:
-                on_progress(f"encoded {encoded} of {total} frames (transitions, cuts off keyframes); copied the rest")
+                on_progress(f"encoded {encoded} of {total} frames (transitions, cuts off keyframes); "
+                            "copied the rest")
             written = _write(sources, sound, fmt, tmp)
             if written != total:
                 raise MediaError(f"wrote {written} frames, expected {total}")
@@ -313,18 +319,20 @@ def _write(sources: Sequence[tuple[Path, int, int]], sound: aac.Chunks, fmt: Vid
                 if vs.codec_context.extradata != extradata:
                     raise MediaError(f"{path}: H.264 parameter sets differ from the film's; cannot copy")
                 assert vs.time_base is not None  # MP4 streams always have one
+                # a frame is p/q source ticks; integer arithmetic (Fractions cost a third of the remux)
                 src_ticks = Fraction(1, fmt.fps) / vs.time_base
+                p, q = src_ticks.numerator, src_ticks.denominator
                 first_pts = vs.start_time or 0
-                base = first_pts + start * src_ticks
+                at = offset * ticks
                 copied = 0
                 for packet in src.demux(vs):
                     if packet.pts is None or packet.dts is None or not packet.size:
                         continue
-                    index = round((packet.pts - first_pts) / src_ticks)
+                    index = _round_div((packet.pts - first_pts) * q, p)
                     if not start <= index < start + frames:
                         continue
-                    packet.pts = round((packet.pts - base) / src_ticks * ticks) + offset * ticks
-                    packet.dts = round((packet.dts - base) / src_ticks * ticks) + offset * ticks
+                    packet.pts = _round_div(((packet.pts - first_pts) * q - start * p) * ticks, p) + at
+                    packet.dts = _round_div(((packet.dts - first_pts) * q - start * p) * ticks, p) + at
                     packet.time_base = vout.time_base
                     packet.stream = vout
                     film.mux(packet)
@@ -340,6 +348,12 @@ def _write(sources: Sequence[tuple[Path, int, int]], sound: aac.Chunks, fmt: Vid
             _mux_sound(film, aout, pending)
             pending = next(packets, None)
     return offset
+
+
+def _round_div(n: int, d: int) -> int:
+    """round(n / d) for integers, halves to even as round() does."""
+    whole, rest = divmod(n, d)
+    return whole + (2 * rest > d or (2 * rest == d and whole % 2 == 1))
 
 
 def _mux_sound(film: av.container.OutputContainer, aout: av.audio.stream.AudioStream, packet: av.Packet[Any]) -> None:
