@@ -36,6 +36,7 @@ from storyfilm.results import FilmInfo, Placement
 from storyfilm.transitions import CUT, Crossfade, Fade, Join, Overlap
 
 Progress = Callable[[str], None]
+MAX_WORKERS = 8  # threads for a join: more cores would shorten the sound's chunks below their pre-roll
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Pat
     if loudness_lufs is not None:
         audio.check_target(loudness_lufs)
     work_dir.mkdir(parents=True, exist_ok=True)
-    workers = os.cpu_count() or 1
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
     # one pool for the whole join: the segments probed and their sound decoded side by side, the film's
     # sound encoded on every core while transitions are encoded and the pictures copied
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="assemble") as pool:

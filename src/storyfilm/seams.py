@@ -147,7 +147,7 @@ def analyse(film: FilmInfo) -> list[Seam]:
     joins = list(range(1, len(film.placements)))
     if not joins:
         return []
-    workers = min(os.cpu_count() or 1, len(joins))
+    workers = min(os.cpu_count() or 1, len(joins), 8)
     # the film's sound decoded, and its joins' pictures in one run of joins per core, side by side
     # (FFmpeg decodes without the GIL)
     with ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="seams") as pool:
