@@ -166,6 +166,7 @@ def ephemeral_env(tmp_path: Path, emulator_url: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # two `python -m storyfilm` processes
 def test_without_a_server_or_a_terminal_run_approve_refuses_and_pays_nothing(emulator: Any, tmp_path: Path) -> None:
     board = write_storyboard(tmp_path, BOARD, "quay.yaml")
     env = ephemeral_env(tmp_path, emulator.url)

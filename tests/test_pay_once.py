@@ -23,9 +23,10 @@ from .helpers import emulator_stats, point_hosts_at, write_storyboard
 pytestmark = pytest.mark.slow
 
 
-def board(prompt4: str = "The lamp room.", prompt_b2: str = "Waves break.", provider: str = "apiframe") -> str:
-    chain_a = ["Dawn over the harbour.", "The keeper walks the pier.", "He climbs the stairs.", prompt4,
-               "He lights the lamp.", "The beam sweeps the sea."]
+def board(prompt2: str = "The keeper walks the pier.", prompt_b2: str = "Waves break.",
+          provider: str = "apiframe") -> str:
+    """Two chains: a1-a4 and b1-b2 (six shots: each step below has shots before and after the one it changes)."""
+    chain_a = ["Dawn over the harbour.", prompt2, "He climbs the stairs.", "He lights the lamp."]
     shots = "".join(f"  - id: a{i + 1}\n    prompt: {p}\n" for i, p in enumerate(chain_a))
     shots += f"  - id: b1\n    cut: true\n    prompt: A ship in the storm.\n  - id: b2\n    prompt: {prompt_b2}\n"
     return (f"version: 1\ntitle: Pay Once\nprovider: {provider}\n"
@@ -52,31 +53,32 @@ def test_rerun_edit_redo_each_pays_only_for_what_changed(prefect_server: None, h
     out = str(tmp_path / "out")
     path = write_storyboard(tmp_path, board(), "pay.yaml")
     first = film(storyboard=str(path), output_dir=out)
-    assert emulator_stats(hosts.url)["submissions"] == 8
+    assert emulator_stats(hosts.url)["submissions"] == 6
     digest = film_digest(Path(first["film"]))
 
     again = film(storyboard=str(path), output_dir=out)  # unchanged: nothing submitted, the same film
-    assert emulator_stats(hosts.url)["submissions"] == 8 and again["reused"] == 8 and again["spent_usd"] == 0
+    assert emulator_stats(hosts.url)["submissions"] == 6 and again["reused"] == 6 and again["spent_usd"] == 0
     assert film_digest(Path(again["film"])) == digest
 
-    write_storyboard(tmp_path, board(prompt4="The lamp room, edited."), "pay.yaml")
-    film(storyboard=str(path), output_dir=out)  # shot 4 of the 6-shot chain: shots 4, 5 and 6 again
+    write_storyboard(tmp_path, board(prompt2="The keeper walks the pier, edited."), "pay.yaml")
+    film(storyboard=str(path), output_dir=out)  # shot 2 of the 4-shot chain: shots 2, 3 and 4 again, not 1
     stats = emulator_stats(hosts.url)
-    assert stats["submissions"] == 11
-    assert prompts_submitted(stats, 8) == ["He lights the lamp.", "The beam sweeps the sea.",
-                                           "The lamp room, edited."]
+    assert stats["submissions"] == 9
+    assert prompts_submitted(stats, 6) == ["He climbs the stairs.", "He lights the lamp.",
+                                           "The keeper walks the pier, edited."]
 
-    write_storyboard(tmp_path, board(prompt4="The lamp room, edited.", prompt_b2="Waves, edited."), "pay.yaml")
+    write_storyboard(tmp_path, board(prompt2="The keeper walks the pier, edited.", prompt_b2="Waves, edited."),
+                     "pay.yaml")
     film(storyboard=str(path), output_dir=out)  # the other chain: only its shot
     stats = emulator_stats(hosts.url)
-    assert stats["submissions"] == 12 and prompts_submitted(stats, 11) == ["Waves, edited."]
+    assert stats["submissions"] == 10 and prompts_submitted(stats, 9) == ["Waves, edited."]
 
-    film(storyboard=str(path), output_dir=out, redo=["a5"])  # deliberately: a5 and what follows it
+    film(storyboard=str(path), output_dir=out, redo=["a3"])  # deliberately: a3 and what follows it, not a1, a2
     stats = emulator_stats(hosts.url)
-    assert stats["submissions"] == 14
-    assert prompts_submitted(stats, 12) == ["He lights the lamp.", "The beam sweeps the sea."]
+    assert stats["submissions"] == 12
+    assert prompts_submitted(stats, 10) == ["He climbs the stairs.", "He lights the lamp."]
     film(storyboard=str(path), output_dir=out)  # and the redone shots are the kept ones now
-    assert emulator_stats(hosts.url)["submissions"] == 14
+    assert emulator_stats(hosts.url)["submissions"] == 12
 
 
 def test_budgets_refuse_before_paying_and_stop_mid_run(prefect_server: None, hosts, tmp_path: Path) -> None:
@@ -146,7 +148,7 @@ def test_sigkill_while_polling_then_rerun_pays_nothing_twice(hosts, tmp_path: Pa
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     killed_at = emulator_stats(hosts.url)["submissions"]
-    assert 2 <= killed_at < 8
+    assert 2 <= killed_at < 6
 
     ledger = Ledger(ledger_file)  # readable after the kill
     assert {r.state for r in ledger.records()} <= {"intent", "submitted", "completed", "done"}
@@ -155,8 +157,8 @@ def test_sigkill_while_polling_then_rerun_pays_nothing_twice(hosts, tmp_path: Pa
     done = run_to_completion(argv, env)
     assert done.returncode == 0, done.stderr
     stats = emulator_stats(hosts.url)
-    assert stats["submissions"] == 8  # the in-flight jobs were resumed, not submitted again
-    assert len({j["prompt"] for j in stats["jobs"]}) == 8
+    assert stats["submissions"] == 6  # the in-flight jobs were resumed, not submitted again
+    assert len({j["prompt"] for j in stats["jobs"]}) == 6
     manifest = json.loads((tmp_path / "out" / "killed" / "manifest.json").read_text())
     assert {s["job_id"] for s in manifest["shots"]} == {j["id"] for j in stats["jobs"]}
-    assert probe.probe(tmp_path / "out" / "killed" / "film.mp4").video.frames == 8 * 4 * 24  # type: ignore[union-attr]
+    assert probe.probe(tmp_path / "out" / "killed" / "film.mp4").video.frames == 6 * 4 * 24  # type: ignore[union-attr]

@@ -102,12 +102,12 @@ def test_slots_go_to_the_most_work_ahead_and_a_finished_shot_keeps_its_slot_for_
     # lb (4 s) comes after it, and u1 waits on
     h.finish("l1", 4)
     assert h.granted[3] == "l2"
-    time.sleep(0.3)  # lb's thread has arrived
+    h.until(lambda: "lb" in h.gate.waiting)  # lb's thread has arrived
     assert h.gate.waiting == ["lb", "u1"]
     # t1 finishes: its successor t2 (2 s, index 5) does not beat lb (4 s), so the slot goes to lb at once
     h.finish("t1", 5)
     assert h.granted[4] == "lb"
-    time.sleep(0.3)
+    h.until(lambda: "t2" in h.gate.waiting)  # t2's thread has arrived
     assert h.gate.waiting == ["t2", "u1"]  # ties in storyboard order
     h.finish("lb", 6)
     assert h.granted[5] == "t2"
@@ -161,7 +161,9 @@ def test_a_waiter_that_gives_up_leaves_the_line() -> None:
     gate._lock.wait = interrupted  # type: ignore[method-assign]
     thread = threading.Thread(target=waiter)
     thread.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while gate.waiting != ["a"] and time.monotonic() < deadline:  # the waiter has joined the line
+        time.sleep(0.005)
     assert gate.waiting == ["a"]
     stop.set()
     thread.join(5)
@@ -178,7 +180,10 @@ def test_the_first_slots_wait_for_every_shot_ready_at_the_start(plan: Plan) -> N
     granted: list[str] = []
     threads = [threading.Thread(target=lambda n=n: (gate.acquire(n), granted.append(n))) for n in ("s1", "l1")]
     threads[0].start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while gate.waiting != ["s1"] and time.monotonic() < deadline:  # s1 has asked
+        time.sleep(0.005)
+    time.sleep(0.1)  # and still has no slot a moment later
     assert granted == [] and gate.waiting == ["s1"]  # a slot is free, but l1 is expected
     threads[1].start()
     threads[1].join(5)

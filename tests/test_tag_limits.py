@@ -14,6 +14,7 @@ def _cached(key: frozenset[str]) -> bool:
         return bool(services._no_limits_cache.get(key, False))
 
 
+@pytest.mark.slow  # a Prefect server
 @pytest.mark.usefixtures("prefect_server")
 def test_tags_without_limits_are_known_ahead_and_a_tag_with_a_limit_is_left_to_the_engine() -> None:
     from prefect import tags

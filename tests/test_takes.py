@@ -221,7 +221,9 @@ def test_pick_review_pauses_the_run_with_the_takes_and_resumes_with_the_choice(p
 
     from prefect import get_client
     from prefect.flow_runs import resume_flow_run
+    from typer.testing import CliRunner
 
+    from storyfilm.cli import app
     from storyfilm.flow import film
 
     text = ("version: 1\ntitle: Review\nprovider: local\ndefaults: {duration: 1, resolution: 480p, "
@@ -245,6 +247,11 @@ def test_pick_review_pauses_the_run_with_the_takes_and_resumes_with_the_choice(p
         takes_md = next(a for a in artifact if a.key == "takes-review-a")
         assert str(takes_md.data).count("data:image/jpeg;base64,") == 2 and "the score's choice" in str(takes_md.data)
         assert not (out / "review" / "shots" / "b.mp4").exists()  # b waits for the choice
+        # `storyfilm approve` answers approvals only: it says what the run waits for and leaves it paused
+        said = CliRunner().invoke(app, ["approve", str(path)])
+        assert said.exit_code == 1 and "no flow run of 'Review'" in said.output, said.output
+        assert "waiting for a take of shot 'a'" in " ".join(said.output.split()), said.output
+        assert client.read_flow_run(paused.id).state.is_paused()
         resume_flow_run(paused.id, run_input={"take": 2})
     runner.join(120)
     result = done["result"]

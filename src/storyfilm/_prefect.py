@@ -377,6 +377,17 @@ def approval_form(fields: type[BaseModel], description: str) -> type[RunInput]:
     return form.with_initial_data(description=description)
 
 
+APPROVAL_PAUSE = "approval"  # the pause key of a run held for approval; a take review's is "takes-<shot>"
+
+
+def waiting_for(run: FlowRun) -> str | None:
+    """What a paused run waits for: "approval", "a take of shot <id>", another pause's key; None: not paused."""
+    if run.state is None or not run.state.is_paused():
+        return None
+    key = run.state.state_details.pause_key or "an answer"
+    return f"a take of shot '{key.removeprefix('takes-')}'" if key.startswith("takes-") else key
+
+
 def wait_for_answer(form: type[R], *, timeout: int, poll: int, unanswered: str) -> R | None:
     """Pause this flow run until its form is answered (the UI's Resume, or `storyfilm approve`); None once
     `timeout` seconds pass unanswered, the run then Failed with the message `unanswered`."""
@@ -385,7 +396,7 @@ def wait_for_answer(form: type[R], *, timeout: int, poll: int, unanswered: str) 
     from prefect.states import Failed
 
     try:
-        return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll, key="approval")
+        return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll, key=APPROVAL_PAUSE)
     except FlowPauseTimeout:
         # The server refuses to move an expired pause anywhere but to its own "The flow was failed and never
         # resumed" (and its expiry service may have put it there already); Failed -> Failed is allowed, so the

@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,14 +28,15 @@ import numpy as np
 from storyfilm import audio
 from storyfilm.audio import AudioPart
 from storyfilm.errors import IncompatibleSegments, MediaError
-from storyfilm.media import ffmpeg, probe
-from storyfilm.media.ffmpeg import AUDIO_BITRATE, CHANNELS, SAMPLE_RATE, VideoFormat
-from storyfilm.media.house import copy_blockers
+from storyfilm.media import aac, ffmpeg, probe
+from storyfilm.media.ffmpeg import SAMPLE_RATE, VideoFormat
+from storyfilm.media.house import copy_blockers, house_parameter_sets
 from storyfilm.media.probe import MediaInfo
 from storyfilm.results import FilmInfo, Placement
 from storyfilm.transitions import CUT, Crossfade, Fade, Join, Overlap
 
 Progress = Callable[[str], None]
+MAX_WORKERS = 8  # threads for a join: more cores would shorten the sound's chunks below their pre-roll
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,13 @@ class _Ready:
     overlap: int  # film frames shared with the piece before (its join's)
 
 
-def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece, MediaInfo, list[str]]]:
+def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat,
+                 pool: Executor) -> list[tuple[Piece, MediaInfo, list[int], list[str]]]:
+    house = pool.submit(house_parameter_sets, fmt)  # two short ffmpeg runs, beside the probes
+    scans = list(pool.map(probe.probe_keyframes, [piece.path for piece in pieces]))
+    house.result()
     infos = []
-    for i, piece in enumerate(pieces):
-        info = probe.probe(piece.path)
+    for i, (piece, (info, keyframes)) in enumerate(zip(pieces, scans, strict=True)):
         if info.video is None:
             raise IncompatibleSegments(piece.path, ["no video stream"])
         available = info.video.frames - piece.start_frame
@@ -74,15 +80,15 @@ def _plan_pieces(pieces: Sequence[Piece], fmt: VideoFormat) -> list[tuple[Piece,
                                                     f" but the file has {info.video.frames}"])
         if i == 0 and piece.join.frames(fmt.fps):
             raise MediaError(f"{piece.label or piece.path}: a {piece.join} needs a previous piece to join")
-        infos.append((piece, info, copy_blockers(info, fmt)))
+        infos.append((piece, info, keyframes, copy_blockers(info, fmt)))
     return infos
 
 
-def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
-             on_progress: Progress | None) -> tuple[list[_Ready], list[str]]:
+def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path, on_progress: Progress | None,
+             pool: Executor) -> tuple[list[_Ready], list[str]]:
     ready: list[_Ready] = []
     normalised: list[str] = []
-    for i, (piece, info, diffs) in enumerate(_plan_pieces(pieces, fmt)):
+    for i, (piece, info, keyframes, diffs) in enumerate(_plan_pieces(pieces, fmt, pool)):
         assert info.video is not None
         want = piece.frames if piece.frames is not None else info.video.frames - piece.start_frame
         audio_start = float(piece.start_frame / info.video.fps)
@@ -92,15 +98,15 @@ def _prepare(pieces: Sequence[Piece], fmt: VideoFormat, work_dir: Path,
                 on_progress(f"normalising {piece.label or piece.path.name}: {'; '.join(diffs)}")
             dst = work_dir / f"norm-{i:04d}.mp4"
             ffmpeg.run(ffmpeg.normalize_args(piece.path, dst, fmt, start_frame=piece.start_frame, frames=want))
-            made = probe.probe(dst).video
-            assert made is not None  # normalize_args maps the video stream
-            frames = made.frames
-            ready.append(_Ready(piece, dst, 0, frames, frames, frozenset(probe.keyframe_indices(dst)), info,
+            made, made_keyframes = probe.probe_keyframes(dst)
+            assert made.video is not None  # normalize_args maps the video stream
+            frames = made.video.frames
+            ready.append(_Ready(piece, dst, 0, frames, frames, frozenset(made_keyframes), info,
                                 piece.path, audio_start, overlap))
             normalised.append(piece.label or piece.path.name)
         else:
             ready.append(_Ready(piece, piece.path, piece.start_frame, want, info.video.frames,
-                                frozenset(probe.keyframe_indices(piece.path)), info, piece.path, audio_start, overlap))
+                                frozenset(keyframes), info, piece.path, audio_start, overlap))
     for i, r in enumerate(ready):
         after = ready[i + 1].overlap if i + 1 < len(ready) else 0
         if r.overlap + after > r.frames:
@@ -235,67 +241,78 @@ def assemble(pieces: Sequence[Piece], fmt: VideoFormat, out: Path, work_dir: Pat
     if loudness_lufs is not None:
         audio.check_target(loudness_lufs)
     work_dir.mkdir(parents=True, exist_ok=True)
-    ready, normalised = _prepare(pieces, fmt, work_dir, on_progress)
-    placements: list[Placement] = []
-    first = 0
-    for r in ready:
-        first -= r.overlap
-        v = r.info.video
-        assert v is not None
-        placements.append(Placement(r.piece.label or r.piece.path.name, r.piece.path, r.piece.start_frame,
-                                    v.frames, v.fps, r.info.audio is not None, first, r.frames,
-                                    r.piece.join, r.overlap))
-        first += r.frames
-    total = first
-    parts = [AudioPart(r.audio_from, r.audio_start, p.first, p.frames, p.join)
-             for r, p in zip(ready, placements, strict=True)]
-    pcm = audio.film_track(parts, total, fmt.fps, seam_crossfade_frames)
-    loudness = None
-    if loudness_lufs is not None:
-        pcm, loudness = audio.normalise(pcm, loudness_lufs)
-        if on_progress:
-            after = loudness.after.integrated
-            on_progress(f"loudness {loudness.before.integrated:.1f} -> {after:.1f} LUFS (target {loudness_lufs:g})")
-    runs = _runs(ready)
-    sources: list[tuple[Path, int, int]] = []  # (file, first frame, frames) in film order
-    encoded = 0
-    for k, run in enumerate(runs):
-        if isinstance(run, _Copy):
-            sources.append((ready[run.ready].path, run.start, run.frames))
-            continue
-        chunk = work_dir / f"join-{k:04d}.mp4"
-        _encode_chunk(run, ready, fmt, chunk)
-        sources.append((chunk, 0, run.frames))
-        encoded += run.frames
-    if on_progress and encoded:
-        on_progress(f"encoded {encoded} of {total} frames (transitions, cuts off keyframes); copied the rest")
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
-    try:
-        written = _write(sources, pcm, fmt, tmp)
-        if written != total:
-            raise MediaError(f"wrote {written} frames, expected {total}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-        for k in range(len(runs)):
-            (work_dir / f"join-{k:04d}.mp4").unlink(missing_ok=True)
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    # one pool for the whole join: the segments probed and their sound decoded side by side, the film's
+    # sound encoded on every core while transitions are encoded and the pictures copied
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="assemble") as pool:
+        ready, normalised = _prepare(pieces, fmt, work_dir, on_progress, pool)
+        placements: list[Placement] = []
+        first = 0
+        for r in ready:
+            first -= r.overlap
+            v = r.info.video
+            assert v is not None
+            placements.append(Placement(r.piece.label or r.piece.path.name, r.piece.path, r.piece.start_frame,
+                                        v.frames, v.fps, r.info.audio is not None, first, r.frames,
+                                        r.piece.join, r.overlap))
+            first += r.frames
+        total = first
+        parts = [AudioPart(r.audio_from, r.audio_start, p.first, p.frames, p.join)
+                 for r, p in zip(ready, placements, strict=True)]
+        pcm = audio.film_track(parts, total, fmt.fps, seam_crossfade_frames, pool)
+        loudness = None
+        if loudness_lufs is not None:
+            pcm, loudness = audio.normalise(pcm, loudness_lufs)
+            if on_progress:
+                after = loudness.after.integrated
+                on_progress(f"loudness {loudness.before.integrated:.1f} -> {after:.1f} LUFS "
+                            f"(target {loudness_lufs:g})")
+        runs = _runs(ready)
+        sources: list[tuple[Path, int, int]] = []  # (file, first frame, frames) in film order
+        encoded = 0
+        tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+        sound = aac.encode(pcm, pool, aac.chunk_size(len(pcm), workers))
+        try:
+            for k, run in enumerate(runs):
+                if isinstance(run, _Copy):
+                    sources.append((ready[run.ready].path, run.start, run.frames))
+                    continue
+                chunk = work_dir / f"join-{k:04d}.mp4"
+                _encode_chunk(run, ready, fmt, chunk)
+                sources.append((chunk, 0, run.frames))
+                encoded += run.frames
+            if on_progress and encoded:
+                on_progress(f"encoded {encoded} of {total} frames (transitions, cuts off keyframes); "
+                            "copied the rest")
+            written = _write(sources, sound, fmt, tmp)
+            if written != total:
+                raise MediaError(f"wrote {written} frames, expected {total}")
+            os.replace(tmp, out)
+        finally:
+            for part in sound.parts:
+                part.cancel()
+            tmp.unlink(missing_ok=True)
+            for k in range(len(runs)):
+                (work_dir / f"join-{k:04d}.mp4").unlink(missing_ok=True)
     return FilmInfo(path=out, frames=total, fps=fmt.fps, width=fmt.width, height=fmt.height, normalised=normalised,
                     placements=placements, copied_frames=total - encoded, encoded_frames=encoded, loudness=loudness,
                     seam_crossfade_frames=seam_crossfade_frames, seconds=round(time.monotonic() - started, 3))
 
 
-def _write(sources: Sequence[tuple[Path, int, int]], pcm: np.ndarray, fmt: VideoFormat, dst: Path) -> int:
-    """Remux the video packets of every source range, one after the other, and encode `pcm` beside them."""
+def _write(sources: Sequence[tuple[Path, int, int]], sound: aac.Chunks, fmt: VideoFormat, dst: Path) -> int:
+    """Remux the video packets of every source range, one after the other, with the encoded sound beside them."""
     ticks = fmt.timescale // fmt.fps  # per frame
     spf = audio.samples_per_frame(fmt.fps)
-    layout = "stereo" if CHANNELS == 2 else "mono"
     with av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}) as film:
         with av.open(str(sources[0][0])) as first:
             vout = film.add_stream_from_template(first.streams.video[0])
             extradata = first.streams.video[0].codec_context.extradata
         vout.time_base = Fraction(1, fmt.timescale)
-        aout = film.add_stream("aac", rate=SAMPLE_RATE, layout=layout)
-        aout.bit_rate = int(AUDIO_BITRATE.rstrip("k")) * 1000
+        # opened by the muxer, never fed: it gives the stream its parameters and the priming (edit list)
+        aout = film.add_stream("aac", rate=SAMPLE_RATE, layout=aac.LAYOUT)
+        aout.bit_rate = aac.encoder_bit_rate()
+        packets = sound.packets()
+        pending = next(packets, None)
         offset = 0  # film frames written so far
         for path, start, frames in sources:
             with av.open(str(path)) as src:
@@ -303,32 +320,44 @@ def _write(sources: Sequence[tuple[Path, int, int]], pcm: np.ndarray, fmt: Video
                 if vs.codec_context.extradata != extradata:
                     raise MediaError(f"{path}: H.264 parameter sets differ from the film's; cannot copy")
                 assert vs.time_base is not None  # MP4 streams always have one
+                # a frame is p/q source ticks; integer arithmetic (Fractions cost a third of the remux)
                 src_ticks = Fraction(1, fmt.fps) / vs.time_base
+                p, q = src_ticks.numerator, src_ticks.denominator
                 first_pts = vs.start_time or 0
-                base = first_pts + start * src_ticks
+                at = offset * ticks
                 copied = 0
                 for packet in src.demux(vs):
                     if packet.pts is None or packet.dts is None or not packet.size:
                         continue
-                    index = round((packet.pts - first_pts) / src_ticks)
+                    index = _round_div((packet.pts - first_pts) * q, p)
                     if not start <= index < start + frames:
                         continue
-                    packet.pts = round((packet.pts - base) / src_ticks * ticks) + offset * ticks
-                    packet.dts = round((packet.dts - base) / src_ticks * ticks) + offset * ticks
+                    packet.pts = _round_div(((packet.pts - first_pts) * q - start * p) * ticks, p) + at
+                    packet.dts = _round_div(((packet.dts - first_pts) * q - start * p) * ticks, p) + at
                     packet.time_base = vout.time_base
                     packet.stream = vout
                     film.mux(packet)
                     copied += 1
             if copied != frames:
                 raise MediaError(f"{path}: copied {copied} frames, expected {frames}")
-            # the sound under these pictures, so the file is interleaved as it plays
-            chunk = pcm[offset * spf:(offset + frames) * spf]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp", layout=layout)
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = offset * spf
-            for packet in aout.encode(frame):
-                film.mux(packet)
             offset += frames
-        for packet in aout.encode(None):
-            film.mux(packet)
+            # the sound under these pictures, so the file is interleaved as it plays
+            while pending is not None and pending.pts is not None and pending.pts < offset * spf:
+                _mux_sound(film, aout, pending)
+                pending = next(packets, None)
+        while pending is not None:
+            _mux_sound(film, aout, pending)
+            pending = next(packets, None)
     return offset
+
+
+def _round_div(n: int, d: int) -> int:
+    """round(n / d) for integers, halves to even as round() does."""
+    whole, rest = divmod(n, d)
+    return whole + (2 * rest > d or (2 * rest == d and whole % 2 == 1))
+
+
+def _mux_sound(film: av.container.OutputContainer, aout: av.audio.stream.AudioStream, packet: av.Packet[Any]) -> None:
+    packet.time_base = Fraction(1, SAMPLE_RATE)
+    packet.stream = aout
+    film.mux(packet)

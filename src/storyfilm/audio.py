@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 import re
 import subprocess
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,16 +74,35 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a.astype(np.float64) * b)) / energy if energy > 0 else 0.0
 
 
+READ_AHEAD = 3  # segments decoded ahead of the one being mixed (memory: a few segments' PCM)
+
+
+def _sounds(parts: Sequence[AudioPart], pool: Executor | None) -> Iterator[np.ndarray | None]:
+    """Each part's source decoded, in order (parts in a row from one file share it); with a pool, the next
+    few files decode while one is mixed."""
+    runs = [part.source for i, part in enumerate(parts) if i == 0 or part.source != parts[i - 1].source]
+    ahead: deque[Future[np.ndarray | None]] = deque()
+    pending = iter(runs)
+    audio: np.ndarray | None = None
+    for i, part in enumerate(parts):
+        if i and part.source == parts[i - 1].source:
+            yield audio
+            continue
+        if pool is None:
+            audio = probe.read_audio(part.source)
+        else:
+            while len(ahead) < READ_AHEAD and (source := next(pending, None)) is not None:
+                ahead.append(pool.submit(probe.read_audio, source))
+            audio = ahead.popleft().result()
+        yield audio
+
+
 def film_track(parts: Sequence[AudioPart], total_frames: int, fps: int,
-               seam_crossfade_frames: int = SEAM_CROSSFADE_FRAMES) -> np.ndarray:
+               seam_crossfade_frames: int = SEAM_CROSSFADE_FRAMES, pool: Executor | None = None) -> np.ndarray:
     """The whole film's sound as float32 (samples, channels), exactly `total_frames` frames long."""
     spf = samples_per_frame(fps)
     track = np.zeros((total_frames * spf, CHANNELS), dtype=np.float32)
-    cache: dict[Path, np.ndarray | None] = {}
-    for i, part in enumerate(parts):
-        if part.source not in cache:
-            cache = {part.source: probe.read_audio(part.source)}  # parts come in order: keep one file at a time
-        audio = cache[part.source]
+    for i, (part, audio) in enumerate(zip(parts, _sounds(parts, pool), strict=True)):
         start = round(part.start * SAMPLE_RATE)
         # a continuous join takes its crossfade from the incoming segment's pre-roll
         pre = min(seam_crossfade_frames * spf, start) if part.join.continuous and i else 0

@@ -388,9 +388,11 @@ def approve(
             runs, what = _prefect.paused_runs(tag=f"film:{board.slug}"), f"of '{board.title}' ({target})"
         else:
             runs, what = _prefect.paused_runs(run=target), f"'{target}'"
-        paused = [r for r in runs if r.state is not None and r.state.is_paused()]
+        paused = [r for r in runs if _prefect.waiting_for(r) == _prefect.APPROVAL_PAUSE]
         if not paused:
-            found = "; ".join(f"{r.name} is {r.state.name if r.state else 'without a state'}" for r in runs[:5])
+            found = "; ".join(f"{r.name} is {r.state.name if r.state else 'without a state'}"
+                              + (f", waiting for {waits} (answer it in the UI)" if (waits := _prefect.waiting_for(r))
+                                 else "") for r in runs[:5])
             raise ApprovalError(f"no flow run {what} is waiting for approval" + (f" ({found})" if found else "")
                                 + ("" if runs or Path(target).is_file() else
                                    ": give the storyboard file, or the run's id or name"))

@@ -66,35 +66,51 @@ def probe(path: Path) -> MediaInfo:
     """Streams, sizes, rates and frame counts of a media file (milliseconds, no decoding)."""
     path = Path(path)
     try:
-        return _probe(path)
+        with _open(path) as c:
+            return _describe(c, path)
     except av.error.FFmpegError as exc:  # a damaged file can fail while demuxing, after it opened
         raise ProbeError(f"{path}: not a readable media file ({exc})") from None
 
 
-def _probe(path: Path) -> MediaInfo:
-    with _open(path) as c:
-        video = audio = None
-        if c.streams.video:
+def probe_keyframes(path: Path) -> tuple[MediaInfo, list[int]]:
+    """probe() and keyframe_indices() from one opening of the file (an assembly does both for every segment)."""
+    path = Path(path)
+    try:
+        with _open(path) as c:
+            info = _describe(c, path)
+            if not c.streams.video:
+                return info, []
             vs = c.streams.video[0]
-            cc = vs.codec_context
-            fps = vs.average_rate or vs.guessed_rate or Fraction(0)
-            frames = vs.frames or _count_packets(c, vs)
-            sar = cc.sample_aspect_ratio or Fraction(1)
-            video = VideoInfo(
-                codec=cc.name, profile=cc.profile, width=cc.width, height=cc.height,
-                pix_fmt=cc.pix_fmt, fps=Fraction(fps), time_base=Fraction(vs.time_base or 0),
-                frames=int(frames), sar=Fraction(sar),
-                extradata_sha=hashlib.sha256(cc.extradata or b"").hexdigest()[:16],
-            )
-        if c.streams.audio:
-            ast = c.streams.audio[0]
-            dur = float(ast.duration * ast.time_base) if ast.duration and ast.time_base else 0.0
-            audio = AudioInfo(codec=ast.codec_context.name, sample_rate=ast.codec_context.sample_rate,
-                              channels=ast.codec_context.channels, duration=dur)
-        duration = float(c.duration / av.time_base) if c.duration else 0.0
-        if video is None and audio is None:
-            raise ProbeError(f"{path}: no video or audio stream")
-        return MediaInfo(path=path, video=video, audio=audio, duration=duration)
+            if not vs.frames:  # _describe counted the packets: read them again
+                c.seek(0, stream=vs)
+            return info, _keyframes(c)
+    except av.error.FFmpegError as exc:
+        raise ProbeError(f"{path}: not a readable media file ({exc})") from None
+
+
+def _describe(c: av.container.InputContainer, path: Path) -> MediaInfo:
+    video = audio = None
+    if c.streams.video:
+        vs = c.streams.video[0]
+        cc = vs.codec_context
+        fps = vs.average_rate or vs.guessed_rate or Fraction(0)
+        frames = vs.frames or _count_packets(c, vs)
+        sar = cc.sample_aspect_ratio or Fraction(1)
+        video = VideoInfo(
+            codec=cc.name, profile=cc.profile, width=cc.width, height=cc.height,
+            pix_fmt=cc.pix_fmt, fps=Fraction(fps), time_base=Fraction(vs.time_base or 0),
+            frames=int(frames), sar=Fraction(sar),
+            extradata_sha=hashlib.sha256(cc.extradata or b"").hexdigest()[:16],
+        )
+    if c.streams.audio:
+        ast = c.streams.audio[0]
+        dur = float(ast.duration * ast.time_base) if ast.duration and ast.time_base else 0.0
+        audio = AudioInfo(codec=ast.codec_context.name, sample_rate=ast.codec_context.sample_rate,
+                          channels=ast.codec_context.channels, duration=dur)
+    duration = float(c.duration / av.time_base) if c.duration else 0.0
+    if video is None and audio is None:
+        raise ProbeError(f"{path}: no video or audio stream")
+    return MediaInfo(path=path, video=video, audio=audio, duration=duration)
 
 
 def _video_end_seconds(vs: av.video.stream.VideoStream, container: av.container.InputContainer) -> float:
@@ -199,8 +215,11 @@ def first_frame(path: Path) -> np.ndarray:
 def keyframe_indices(path: Path) -> list[int]:
     """Display-order indices of the keyframes (demux only, no decoding)."""
     with _open(path) as c:
-        vs = c.streams.video[0]
-        pts = sorted((p.pts, p.is_keyframe) for p in c.demux(vs) if p.pts is not None and p.size)
+        return _keyframes(c)
+
+
+def _keyframes(c: av.container.InputContainer) -> list[int]:
+    pts = sorted((p.pts, p.is_keyframe) for p in c.demux(c.streams.video[0]) if p.pts is not None and p.size)
     return [i for i, (_, key) in enumerate(pts) if key]
 
 
