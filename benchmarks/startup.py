@@ -7,7 +7,10 @@ storyboards/lighthouse.yaml (five shots, two chains, local images). `run` render
 storyboard against an emulator served by this benchmark's worker; the first submit is the moment the
 emulator accepted the job (its own record), counted from the moment the command was started. `run` uses
 Prefect's ephemeral mode (a temporary PREFECT_HOME, migrated by one run that is not counted), as a user
-without a Prefect server does; a second set of runs points PREFECT_API_URL at a running `prefect server`.
+without a Prefect server does: the server `storyfilm run` starts itself while it imports Prefect
+(temporary_server.py), and, interleaved with it, the one Prefect starts at the flow's first API call
+(STORYFILM_EARLY_PREFECT_SERVER=0, as before issue 14); a third set points PREFECT_API_URL at a running
+`prefect server`.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
             server_proc, api = _prefect_server(str(Path(tmp) / "prefect-server-home"))
             try:
                 modes = {"ephemeral Prefect server (default)": {**base, "PREFECT_HOME": home},
+                         "ephemeral, started by Prefect at the first API call (before issue 14)":
+                             {**base, "PREFECT_HOME": home, "STORYFILM_EARLY_PREFECT_SERVER": "0"},
                          "running Prefect server (PREFECT_API_URL)": {**base, "PREFECT_HOME": home,
                                                                       "PREFECT_API_URL": api}}
                 for env in modes.values() if warm else ():  # not counted: database migrations, first imports

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectAlreadyEx
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
+from storyfilm import temporary_server
 from storyfilm.errors import DeploymentError, ReviewError
 
 _log = logging.getLogger(__name__)
@@ -86,10 +88,35 @@ LEASE_SECONDS = 60.0
 
 
 def has_server() -> bool:
-    """Whether runs report to a Prefect server (not the temporary one of ephemeral mode)."""
+    """Whether runs report to a Prefect server (not the temporary one of ephemeral mode, Prefect's or ours)."""
     from prefect.settings import get_current_settings
 
-    return get_current_settings().api.url is not None
+    url = get_current_settings().api.url
+    return url is not None and url != os.environ.get(temporary_server.ADOPTED_ENV)
+
+
+def report_to(server: temporary_server.TemporaryServer | None) -> str:
+    """Point this process's Prefect client at the temporary server `storyfilm run` started, once it answers.
+    A server configured where only Prefect sees it (.env, prefect.toml) wins: ours stops unused. One that
+    fails to start is stopped too, and Prefect starts its own as it always did; the answer then says why."""
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    if server is None:
+        return ""
+    settings = get_current_settings()
+    if settings.api.url is not None:
+        server.stop()
+        return ""
+    # the process-wide settings (read at import) and so every thread, not just this context, see it
+    os.environ["PREFECT_API_URL"] = os.environ[temporary_server.ADOPTED_ENV] = server.api_url
+    refresh_global_settings_context()
+    if server.ready(settings.server.ephemeral.startup_timeout_seconds):
+        return ""
+    server.stop()
+    del os.environ["PREFECT_API_URL"], os.environ[temporary_server.ADOPTED_ENV]
+    refresh_global_settings_context()
+    return server.problem
 
 
 @contextmanager

@@ -271,7 +271,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    from storyfilm import film_folder, session
+    from storyfilm import film_folder, session, temporary_server
     from storyfilm.progress import listening
     from storyfilm.session import load_board
 
@@ -285,9 +285,11 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         # (outputs at a URL: decided from the bucket's manifest, not from the scratch folder: bucket_up_to_date.py)
         if _up_to_date(storyboard, provider, budget, where, ledger, redo, loudness):
             return
+        early = temporary_server.start()  # on the other core while this process imports Prefect and the flow
         if approve or board.approve:
             _approve_here(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=where,
                                                       ledger=ledger, redo=tuple(redo or ()), resume=not emulate))
+        from storyfilm import _prefect
         from storyfilm.flow import film
 
         started = time.monotonic()
@@ -302,6 +304,9 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
                 stack.enter_context(view)
                 stack.enter_context(listening(view))
             stack.enter_context(listening(_tell_waiting(storyboard)))
+            if problem := _prefect.report_to(early):
+                err.print(f"[yellow]Prefect's temporary server did not start early[/] ({shown(problem)}); "
+                          "Prefect starts its own", highlight=False, soft_wrap=True)
             result = film(storyboard=str(storyboard), provider=provider, budget_usd=budget, output_dir=str(output),
                           redo=list(redo or []), ledger=ledger,
                           loudness_lufs=loudness, concurrency=concurrency, approve=approve)
