@@ -46,7 +46,11 @@ def test_a_checked_segments_last_frame_is_converted_without_the_rounding_bias(tm
 
 
 def test_keyframes_are_found_without_decoding(tmp_path: Path) -> None:
-    assert probe.keyframe_indices(make_clip(tmp_path / "c.mp4", 4, gop=24)) == [0, 24, 48, 72]
+    clip = make_clip(tmp_path / "c.mp4", 4, gop=24)
+    assert probe.keyframe_indices(clip) == [0, 24, 48, 72]
+    # the assembly's one opening per segment gives what the two calls give
+    info, keyframes = probe.probe_keyframes(clip)
+    assert (info, keyframes) == (probe.probe(clip), [0, 24, 48, 72]) and info.video and info.video.frames == 96
 
 
 def test_not_media_is_a_probe_error(tmp_path: Path) -> None:
