@@ -115,15 +115,21 @@ def test_a_refused_submit_ahead_fails_its_shot_with_the_hosts_answer_and_is_not_
     head_start.release(job)
 
 
-@pytest.mark.parametrize("reason", ["redo", "emulated", "off"])
+@pytest.mark.parametrize("reason", ["redo", "emulated", "off", "key in a Prefect Secret", "bad public URL",
+                                    "over budget"])
 def test_runs_the_head_start_leaves_to_the_flow(tmp_path: Path, emulator: EmulatorServer,
                                                 monkeypatch: pytest.MonkeyPatch, reason: str) -> None:
+    """Where the flow would stop, or decide otherwise, before its first submit: nothing is submitted ahead."""
     point_hosts_at(emulator.url, monkeypatch)
     path = board(tmp_path)
     options = session.Options(output_dir=tmp_path / "out", redo=("c",) if reason == "redo" else (),
-                              resume=reason != "emulated")
+                              resume=reason != "emulated", budget_usd=0.01 if reason == "over budget" else None)
     if reason == "off":
         monkeypatch.setenv(head_start.ENV, "0")
+    if reason == "key in a Prefect Secret":  # only the flow can read it
+        monkeypatch.delenv("WAVESPEED_API_KEY")
+    if reason == "bad public URL":  # the flow refuses it before anything is paid
+        monkeypatch.setenv("STORYFILM_PUBLIC_URL", "ftp://films.example.com")
     assert head_start.begin(path, options) is None
     assert jobs(emulator) == []
 

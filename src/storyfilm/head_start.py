@@ -63,9 +63,12 @@ def begin(path: str | Path, options: Options) -> FilmJob | None:
     key = _key(path, options)
     if key is None or os.environ.get(ENV, "1") == "0":
         return None
+    from storyfilm.public_links import public_base
+
     try:
+        public_base()  # the flow's first check: a wrong STORYFILM_PUBLIC_URL stops it before anything is paid
         board = session.load_board(path)
-        job = session.prepare(path, options)
+        job = session.prepare(path, options)  # (a key kept only in a Prefect Secret block: found by the flow)
     except StoryfilmError:
         return None
     if (job.approve or job.runner.mirror is not None
