@@ -56,7 +56,7 @@ def test_the_most_urgent_job_is_submitted_ahead_and_finished_by_its_shot_once(
     point_hosts_at(emulator.url, monkeypatch)
     path = board(tmp_path)
     options = session.Options(output_dir=tmp_path / "out")
-    job = head_start.begin(path, options)
+    job = head_start.begin(path, options, slots=1)
     assert job is not None and job.ahead == {"a1"}  # not c, first in the storyboard: a1 has 8 s ahead of it
     [(_, prompt)] = jobs(emulator)
     assert prompt == "A harbour at dawn."
@@ -83,18 +83,24 @@ def test_a_job_not_taken_over_is_resumed_by_a_fresh_preparation_not_paid_again(
     given up at once (a wait for it would never end), and the fresh run resumes the recorded job."""
     point_hosts_at(emulator.url, monkeypatch)
     path = board(tmp_path)
-    job = head_start.begin(path, session.Options(output_dir=tmp_path / "out"))
-    assert job is not None and job.ahead == {"a1"}
+    job = head_start.begin(path, session.Options(output_dir=tmp_path / "out"))  # WaveSpeed's default: 2 slots
+    assert job is not None and job.ahead == {"a1", "c"}
+    assert [p for _, p in jobs(emulator)] == ["A harbour at dawn.", "A lamp is lit."]
     other = session.Options(output_dir=tmp_path / "out", budget_usd=50.0, run_id="flow-run-2")
     assert head_start.take(str(path), other) is None
+    for shot_id in ("a1", "c"):  # given up at once
+        probe_claim = job.runner.ledger.claim(job.plan.shot(shot_id).key, "probe", 60)
+        assert isinstance(probe_claim, Claim)
+        job.runner.ledger.release(probe_claim)
     fresh = session.prepare(path, other)
     decision = fresh.decisions["a1"]
     assert isinstance(decision, Resume) and decision.step == "poll"
     said: list[str] = []
     fresh.runner.log = said.append
-    assert not fresh.make_shot("a1").reused  # claimed at once: the dropped job's claim was released
-    assert len(jobs(emulator)) == 1
-    assert any("resuming job" in line for line in said)
+    assert not fresh.make_shot("a1").reused
+    assert not fresh.make_shot("c").reused
+    assert len(jobs(emulator)) == 2  # both jobs submitted ahead were resumed, neither paid again
+    assert sum("resuming job" in line for line in said) == 2
 
     head_start.release(job)  # the command's end: nothing left to give up, no error
 
@@ -103,7 +109,7 @@ def test_a_refused_submit_ahead_fails_its_shot_with_the_hosts_answer_and_is_not_
         tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
     point_hosts_at(emulator.url, monkeypatch)
     path = board(tmp_path, a1=" [[fault:submit-echo]]")
-    job = head_start.begin(path, session.Options(output_dir=tmp_path / "out"))
+    job = head_start.begin(path, session.Options(output_dir=tmp_path / "out"), slots=1)
     assert job is not None
     key = job.plan.shot("a1").key
     assert job.runner.ledger.latest(key).state == "rejected"  # type: ignore[union-attr]
@@ -132,6 +138,22 @@ def test_runs_the_head_start_leaves_to_the_flow(tmp_path: Path, emulator: Emulat
         monkeypatch.setenv("STORYFILM_PUBLIC_URL", "ftp://films.example.com")
     assert head_start.begin(path, options) is None
     assert jobs(emulator) == []
+
+
+def test_a_shot_continuing_a_kept_one_is_left_to_its_task(tmp_path: Path, emulator: EmulatorServer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its request needs the kept shot's last frame, which the task prepares: no head start, no job."""
+    from .run_film import run
+
+    point_hosts_at(emulator.url, monkeypatch)
+    path = board(tmp_path)
+    run(path, tmp_path / "out", say=lambda _: None)
+    made = len(jobs(emulator))
+    path.write_text(path.read_text().replace("The boats rock.", "The boats rock harder."))
+    job = head_start.begin(path, session.Options(output_dir=tmp_path / "out"))
+    assert job is not None and job.generating == {"a2"} and job.ahead == frozenset()
+    assert len(jobs(emulator)) == made
+    head_start.release(job)
 
 
 def test_a_gate_counts_the_slots_held_before_it_existed() -> None:

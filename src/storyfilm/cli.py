@@ -293,7 +293,7 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         elif early is not None and not emulate:  # meanwhile: prepare, and submit the first job (the server is slower)
             ahead = head_start.begin(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=where,
                                                                  ledger=ledger, redo=tuple(redo or ()),
-                                                                 loudness_lufs=loudness))
+                                                                 loudness_lufs=loudness), concurrency)
         from storyfilm import _prefect
         from storyfilm.flow import film
 
