@@ -112,7 +112,8 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
                                    cwd=tmp, check=True, capture_output=True)
                 # a hosted model renders elsewhere: the emulator's render (~1 s of CPU) would compete with the
                 # start-up measured here, more so since the job is submitted before Prefect's server is up
-                emulator_jobs.render_job = cheap_renderer(Path(tmp), 5, "480p")  # type: ignore[attr-defined]
+                if warm:  # (--quick measures nothing)
+                    emulator_jobs.render_job = cheap_renderer(Path(tmp), 5, "480p")  # type: ignore[attr-defined]
                 for r in range(repeat):
                     for m, (name, env) in enumerate(modes.items()):
                         server.emulator.reset()
