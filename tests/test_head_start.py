@@ -143,13 +143,11 @@ def test_runs_the_head_start_leaves_to_the_flow(tmp_path: Path, emulator: Emulat
 def test_a_shot_continuing_a_kept_one_is_left_to_its_task(tmp_path: Path, emulator: EmulatorServer,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Its request needs the kept shot's last frame, which the task prepares: no head start, no job."""
-    from .run_film import run
-
     point_hosts_at(emulator.url, monkeypatch)
     path = board(tmp_path)
-    run(path, tmp_path / "out", say=lambda _: None)
+    first = session.prepare(path, session.Options(output_dir=tmp_path / "out"))
+    first.make_shot("a1"), first.make_shot("c")
     made = len(jobs(emulator))
-    path.write_text(path.read_text().replace("The boats rock.", "The boats rock harder."))
     job = head_start.begin(path, session.Options(output_dir=tmp_path / "out"))
     assert job is not None and job.generating == {"a2"} and job.ahead == frozenset()
     assert len(jobs(emulator)) == made
