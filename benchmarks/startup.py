@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import ROOT, Section, log, repeat_main, run_worker, spread, table
+from benchmarks.common import ROOT, Section, log, prefect_home, repeat_main, run_worker, spread, table
 from benchmarks.orchestration import QUIET_PREFECT, storyboard
 
 
@@ -94,8 +94,8 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
             base = {**os.environ, **QUIET_PREFECT, "WAVESPEED_BASE_URL": server.url,
                     "WAVESPEED_API_KEY": "benchmark-key", "STORYFILM_POLL_INTERVAL": "0.1"}
             base.pop("PREFECT_API_URL", None)
-            home = str(Path(tmp) / "prefect-home")
-            server_proc, api = _prefect_server(str(Path(tmp) / "prefect-server-home"))
+            home = prefect_home(Path(tmp) / "prefect-home")
+            server_proc, api = _prefect_server(prefect_home(Path(tmp) / "prefect-server-home"))
             try:
                 modes = {"ephemeral Prefect server (default)": {**base, "PREFECT_HOME": home},
                          "ephemeral, started by Prefect at the first API call (before issue 14)":
@@ -133,7 +133,7 @@ def run(repeat: int, quick: bool = False) -> list[Section]:
     plan = [time_to_output([*command(), "plan", "storyboards/lighthouse.yaml"]) for _ in range(repeat)]
     rows.append(("`storyfilm plan storyboards/lighthouse.yaml`: first output", spread([p[0] for p in plan])))
     rows.append(("`storyfilm plan`: process exit", spread([p[1] for p in plan])))
-    for module in ("storyfilm.plan", "storyfilm.flow", "prefect"):
+    for module in ("storyfilm.plan",) if quick else ("storyfilm.plan", "storyfilm.flow", "prefect"):  # one loop
         rows.append((f"`python -c 'import {module}'`", spread([imports(module) for _ in range(repeat)])))
     log(f"start-up: storyfilm run, {repeat} runs per Prefect mode")
     with tempfile.TemporaryDirectory(prefix="storyfilm-bench-prefect-") as home:

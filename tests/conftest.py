@@ -61,6 +61,23 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def migrated_prefect_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prefect's database, migrated once for the whole run (all xdist workers): see tests/prefect_db.py."""
+    from .prefect_db import template
+
+    root = tmp_path_factory.getbasetemp()
+    return template(root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root)
+
+
+@pytest.fixture
+def prefect_home(tmp_path: Path, migrated_prefect_db: Path) -> Path:
+    """A new PREFECT_HOME whose database is already migrated (a copy: runs in it start at once)."""
+    from .prefect_db import seed
+
+    return seed(tmp_path / "prefect-home", migrated_prefect_db)
+
+
 @pytest.fixture
 def storyboard_dir(tmp_path: Path) -> Path:
     write_image(tmp_path / "refs" / "a.png", seed=1)

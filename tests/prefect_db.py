@@ -1,0 +1,51 @@
+"""A Prefect database migrated once per test session, copied into each fresh PREFECT_HOME.
+
+Prefect's server migrates an empty database when it starts (Alembic, ~13 s of CPU), so every test that starts
+`storyfilm run` or `prefect server start` with a new PREFECT_HOME paid for it. The template is migrated once, by
+Prefect's own start-up migration in a process with its own PREFECT_HOME, and shared by the xdist workers of a
+run; a copy is at Alembic's head, so the server's migration on start finds nothing to do (it still runs).
+Tests about a fresh PREFECT_HOME itself (test_temporary_server.py, the README's new user) do not use it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+DB = "prefect.db"  # Prefect's default database in PREFECT_HOME
+_MIGRATE = "import asyncio; from prefect.server.database import provide_database_interface as db; " \
+           "asyncio.run(db().create_db())"  # what the server runs on start (PREFECT_API_DATABASE_MIGRATE_ON_START)
+
+
+def template(root: Path) -> Path:
+    """The migrated database under `root`, made by the first process that asks (the others wait for it)."""
+    done = root / "prefect-template" / DB
+    done.parent.mkdir(parents=True, exist_ok=True)
+    with (root / "prefect-template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            home = root / "prefect-template" / "home"
+            home.mkdir(exist_ok=True)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_DATABASE")}
+            subprocess.run([sys.executable, "-c", _MIGRATE], env={**env, "PREFECT_HOME": str(home)}, check=True,
+                           capture_output=True, timeout=600)
+            # one consistent file (WAL folded in), put in place whole
+            with sqlite3.connect(home / DB) as source, sqlite3.connect(done.with_suffix(".part")) as copy:
+                source.backup(copy)
+            source.close()
+            copy.close()
+            done.with_suffix(".part").rename(done)
+            shutil.rmtree(home)
+    return done
+
+
+def seed(home: Path, migrated: Path) -> Path:
+    """`home` made (if needed) as a PREFECT_HOME holding a copy of the migrated database."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated, home / DB)
+    return home
