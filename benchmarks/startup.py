@@ -102,6 +102,8 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
                              {**base, "PREFECT_HOME": home, "STORYFILM_EARLY_PREFECT_SERVER": "0"},
                          "running Prefect server (PREFECT_API_URL)": {**base, "PREFECT_HOME": home,
                                                                       "PREFECT_API_URL": api}}
+                if not warm:  # --quick: tests/test_temporary_server.py runs `storyfilm run` with the default
+                    del modes["ephemeral Prefect server (default)"]
                 for env in modes.values() if warm else ():  # not counted: database migrations, first imports
                     subprocess.run([*command(), "run", str(board), "--output", str(Path(tmp) / "warm")], env=env,
                                    cwd=tmp, check=True, capture_output=True)
