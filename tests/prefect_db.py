@@ -15,7 +15,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 DB = "prefect.db"  # Prefect's default database in PREFECT_HOME
 _MIGRATE = "import asyncio; from prefect.server.database import provide_database_interface as db; " \
@@ -44,8 +48,27 @@ def template(root: Path) -> Path:
     return done
 
 
-def seed(home: Path, migrated: Path) -> Path:
-    """`home` made (if needed) as a PREFECT_HOME holding a copy of the migrated database."""
+def seed(home: Path, migrated: Path, keep: bool = False) -> Path:
+    """`home` made (if needed) as a PREFECT_HOME holding a copy of the migrated database (`keep`: unless it has
+    a database already, which an earlier run may still use)."""
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(migrated, home / DB)
+    if not (keep and (home / DB).exists()):
+        shutil.copyfile(migrated, home / ".prefect.db.part")
+        (home / ".prefect.db.part").rename(home / DB)
     return home
+
+
+@contextmanager
+def harness_database(migrated: Path) -> Iterator[None]:
+    """Within it, Prefect's test harness (prefect_test_harness) starts from a copy of the migrated database: it
+    makes its database as prefect-test.db in a new `mkdtemp()` directory (Prefect 3.8.8, pinned; were the name to
+    change, the harness would migrate its database itself, as before)."""
+    from prefect.testing import utilities
+
+    def seeded_mkdtemp() -> str:
+        directory = tempfile.mkdtemp(prefix="storyfilm-tests-harness-")
+        shutil.copyfile(migrated, Path(directory) / "prefect-test.db")
+        return directory
+
+    with mock.patch.object(utilities, "mkdtemp", seeded_mkdtemp):
+        yield
