@@ -4,7 +4,7 @@ Prefect's server migrates an empty database when it starts (Alembic, ~13 s of CP
 `storyfilm run` or `prefect server start` with a new PREFECT_HOME paid for it. The template is migrated once, by
 Prefect's own start-up migration in a process with its own PREFECT_HOME, and shared by the xdist workers of a
 run; a copy is at Alembic's head, so the server's migration on start finds nothing to do (it still runs).
-Tests about a fresh PREFECT_HOME itself (test_temporary_server.py, the README's new user) do not use it.
+Tests about an empty PREFECT_HOME itself (test_temporary_server.py) do not use it.
 """
 
 from __future__ import annotations
@@ -35,9 +35,12 @@ def template(root: Path) -> Path:
         if not done.exists():
             home = root / "prefect-template" / "home"
             home.mkdir(exist_ok=True)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_DATABASE")}
-            subprocess.run([sys.executable, "-c", _MIGRATE], env={**env, "PREFECT_HOME": str(home)}, check=True,
-                           capture_output=True, timeout=600)
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_DATABASE",
+                                                                            "PREFECT_SERVER_DATABASE"))}
+            made = subprocess.run([sys.executable, "-c", _MIGRATE], env={**env, "PREFECT_HOME": str(home)},
+                                  capture_output=True, text=True, timeout=600)
+            if made.returncode:
+                raise RuntimeError(f"migrating Prefect's database failed:\n{made.stderr[-3000:]}")
             # one consistent file (WAL folded in), put in place whole
             with sqlite3.connect(home / DB) as source, sqlite3.connect(done.with_suffix(".part")) as copy:
                 source.backup(copy)
