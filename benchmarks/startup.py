@@ -8,9 +8,11 @@ storyboard against an emulator served by this benchmark's worker; the first subm
 emulator accepted the job (its own record), counted from the moment the command was started. `run` uses
 Prefect's ephemeral mode (a temporary PREFECT_HOME, migrated by one run that is not counted), as a user
 without a Prefect server does: the server `storyfilm run` starts itself while it imports Prefect
-(temporary_server.py), and, interleaved with it, the one Prefect starts at the flow's first API call
-(STORYFILM_EARLY_PREFECT_SERVER=0, as before issue 14); a third set points PREFECT_API_URL at a running
-`prefect server`.
+(temporary_server.py) and, meanwhile, the run prepared and its first job submitted (head_start.py);
+interleaved with it, the same without the head start (STORYFILM_HEAD_START=0), and the server Prefect starts
+at the flow's first API call (STORYFILM_EARLY_PREFECT_SERVER=0, as before issue 14); a fourth set points
+PREFECT_API_URL at a running `prefect server` (no head start there: the server's concurrency limit rations
+the host's slots).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import ROOT, Section, log, prefect_home, repeat_main, run_worker, spread, table
-from benchmarks.orchestration import QUIET_PREFECT, storyboard
+from benchmarks.orchestration import QUIET_PREFECT, cheap_renderer, storyboard
 
 
 def command() -> list[str]:
@@ -86,6 +88,7 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
 
     def run() -> dict[str, Any]:
         from storyfilm.emulator import EmulatorConfig, EmulatorServer
+        from storyfilm.emulator import jobs as emulator_jobs
 
         out: dict[str, list[dict[str, float]]] = {}
         with tempfile.TemporaryDirectory(prefix="storyfilm-bench-startup-") as tmp, \
@@ -98,15 +101,21 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
             server_proc, api = _prefect_server(prefect_home(Path(tmp) / "prefect-server-home"))
             try:
                 modes = {"ephemeral Prefect server (default)": {**base, "PREFECT_HOME": home},
+                         **({"ephemeral, server started early, no head start (STORYFILM_HEAD_START=0)":
+                             {**base, "PREFECT_HOME": home, "STORYFILM_HEAD_START": "0"}} if warm else {}),
                          "ephemeral, started by Prefect at the first API call (before issue 14)":
                              {**base, "PREFECT_HOME": home, "STORYFILM_EARLY_PREFECT_SERVER": "0"},
                          "running Prefect server (PREFECT_API_URL)": {**base, "PREFECT_HOME": home,
                                                                       "PREFECT_API_URL": api}}
-                if not warm:  # --quick: tests/test_temporary_server.py runs `storyfilm run` with the default
+                if not warm:  # --quick: test_temporary_server.py and test_head_start.py run `storyfilm run` so
                     del modes["ephemeral Prefect server (default)"]
                 for env in modes.values() if warm else ():  # not counted: database migrations, first imports
                     subprocess.run([*command(), "run", str(board), "--output", str(Path(tmp) / "warm")], env=env,
                                    cwd=tmp, check=True, capture_output=True)
+                # a hosted model renders elsewhere: the emulator's render (~1 s of CPU) would compete with the
+                # start-up measured here, more so since the job is submitted before Prefect's server is up
+                if warm:  # (--quick measures nothing)
+                    emulator_jobs.render_job = cheap_renderer(Path(tmp), 5, "480p")  # type: ignore[attr-defined]
                 for r in range(repeat):
                     for m, (name, env) in enumerate(modes.items()):
                         server.emulator.reset()

@@ -201,7 +201,7 @@ def test_without_a_server_hosted_shots_are_bounded_in_process(monkeypatch: pytes
     monkeypatch.setattr(_prefect, "ensure_limit", no_limits)
     three = HOSTED + "  - {id: z, cut: true, prompt: Three.}\n"
     plan = make_plan(load_storyboard(write_storyboard(tmp_path, three)), {})
-    job = SimpleNamespace(plan=plan, generating=frozenset({"x", "y", "z"}))
+    job = SimpleNamespace(plan=plan, generating=frozenset({"x", "y", "z"}), ahead=frozenset())
     slot = flow._slot(job, None, logging.getLogger("test"))  # type: ignore[arg-type]
     held = [slot(shot) for shot in ("x", "y")]
     for turn in held:

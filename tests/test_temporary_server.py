@@ -157,6 +157,27 @@ def test_no_early_server_where_a_server_is_configured(tmp_path: Path, monkeypatc
     assert configured_elsewhere()
 
 
+@pytest.mark.parametrize(("name", "text"), [
+    (".env", "# a project's settings\nexport PREFECT_API_URL=http://127.0.0.1:4200/api\n"),
+    ("prefect.toml", '[api]\nurl = "http://127.0.0.1:4200/api"\n'),
+    ("pyproject.toml", '[project]\nname = "films"\n[tool.prefect.api]\nurl = "http://127.0.0.1:4200/api"\n'),
+])
+def test_no_early_server_where_the_project_configures_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          name: str, text: str) -> None:
+    """The working directory's files Prefect reads its settings from: seen before Prefect is imported (a head
+    start must not submit around a server's concurrency limit)."""
+    from storyfilm.temporary_server import configured_elsewhere
+
+    for variable in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH", "PREFECT_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text("")
+    assert not configured_elsewhere()  # the file without the setting
+    (tmp_path / name).write_text(text)
+    assert configured_elsewhere()
+
+
 @pytest.mark.parametrize(("code", "said", "spawned"), [(3, "exited with code 3", 2), (1, "no database here", 1)])
 def test_a_server_that_cannot_start_is_reported_not_waited_for(monkeypatch: pytest.MonkeyPatch, code: int, said: str,
                                                                 spawned: int) -> None:

@@ -271,12 +271,13 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     _prefect_defaults(quiet_console=True)
     # SIGTERM would orphan Prefect's ephemeral server; exiting through Python stops it cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    from storyfilm import film_folder, session, temporary_server
+    from storyfilm import film_folder, head_start, session, temporary_server
     from storyfilm.progress import listening
     from storyfilm.session import load_board
 
     _allow(allow_network, allow_assets_from)
     view = progress_view(out)
+    ahead: session.FilmJob | None = None
     try:
         board = load_board(storyboard)  # fail fast, before Prefect starts (the flow finds it parsed)
         where = output_url.under(output_url.target(output), "emulated") if emulate else output_url.target(output)
@@ -289,6 +290,10 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
         if approve or board.approve:
             _approve_here(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=where,
                                                       ledger=ledger, redo=tuple(redo or ()), resume=not emulate))
+        elif early is not None and not emulate:  # meanwhile: prepare, and submit the first job (the server is slower)
+            ahead = head_start.begin(storyboard, session.Options(provider=provider, budget_usd=budget, output_dir=where,
+                                                                 ledger=ledger, redo=tuple(redo or ()),
+                                                                 loudness_lufs=loudness), concurrency)
         from storyfilm import _prefect
         from storyfilm.flow import film
 
@@ -315,6 +320,8 @@ def run(storyboard: StoryboardArg, provider: ProviderOpt = None, budget: BudgetO
     except KeyboardInterrupt:
         err.print("interrupted: finished shots are kept and will be reused on the next run")
         raise typer.Exit(130) from None
+    finally:
+        head_start.release(ahead)
     assert isinstance(result, dict)  # a failed run raised its error above
     out.print(f"[green]film[/] {result['film']} ({result['duration']:.2f} s, {result['shots']} shots, "
               f"{result['reused']} reused, ${result['spent_usd']:.2f} spent) in {time.monotonic() - started:.1f} s")

@@ -36,6 +36,7 @@ from storyfilm import (
     approval,
     bucket_up_to_date,
     continuity_report,
+    head_start,
     output_url,
     pictures,
     run_summary,
@@ -135,7 +136,7 @@ def _slot(job: FilmJob, concurrency: int | None, logger: RunLogger) -> Slot:
         logger.info("at most %d %s shot(s) at once (Prefect concurrency limit '%s')", slots, job.plan.provider,
                     name)
     gate = PriorityGate(slots, urgencies(job.plan, job.generating), successors(job.plan),
-                        first=ready_at_start(job.plan, job.generating))
+                        first=ready_at_start(job.plan, job.generating), holding=job.ahead)
     if not server:
         return gate.turn
 
@@ -398,11 +399,13 @@ def film(storyboard: str, provider: ProviderName | None = None, budget_usd: Budg
 
     try:
         base = public_base()  # a wrong STORYFILM_PUBLIC_URL stops the run here, before anything is paid
-        job = session.prepare(storyboard, session.Options(
+        options = session.Options(
             provider=provider, budget_usd=budget_usd, output_dir=output_url.target(output_dir), redo=tuple(redo or ()),
             ledger=ledger or None, loudness_lufs=loudness_lufs, run_id=str(flow_run_id() or uuid.uuid4()),
             # a rehearsal's emulator forgets its jobs when it stops: nothing paid, nothing to resume
-            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan, review=_review))
+            resume=not _rehearsal(), key_lookup=_secret, log=_log, on_plan=on_plan, review=_review)
+        # prepared by `storyfilm run` while Prefect started, its first job maybe submitted (head_start.py)
+        job = head_start.take(storyboard, options) or session.prepare(storyboard, options)
         if (kept := bucket_up_to_date.unchanged(job)) is not None:  # a nightly run on a fresh worker, nothing changed
             return _unchanged(job, kept, output_dir, base)
         if (held := _approval(job, storyboard, approve, output_url.target(output_dir), base, logger)) is not None:

@@ -34,10 +34,11 @@ from storyfilm.errors import (
     ModerationFailed,
     ProviderError,
     ProviderHTTPError,
+    StoryfilmError,
     UncertainSubmission,
     UnexpectedResponse,
 )
-from storyfilm.ledger import Ledger, Record
+from storyfilm.ledger import Claim, Ledger, Record
 from storyfilm.media import ffmpeg, probe
 from storyfilm.media.house import copy_blockers
 from storyfilm.plan import ShotPlan
@@ -168,6 +169,7 @@ class ShotRunner:
     mirror: Mirror | None = None  # outputs at a URL: kept shots uploaded, files downloaded when used
     claims: ClaimSettings | None = None  # default: from the environment, waiting at the poll interval
     _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)  # shot key -> held claim
+    _ahead: dict[str, Ahead] = field(default_factory=dict, init=False, repr=False)  # shot key -> submitted ahead
 
     def __post_init__(self) -> None:
         if self.claims is None:  # read now: a bad STORYFILM_CLAIM_LEASE stops the run before anything is paid
@@ -190,6 +192,8 @@ class ShotRunner:
     def run(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None = None,
             decision: Decision | None = None) -> ShotResult:
         """Carry out `decision` (by default, the one taken now) for the shot; a call to the host under a claim."""
+        if (ahead := self._ahead.pop(shot.key, None)) is not None:
+            return self._finish_ahead(shot, request, parent, ahead)
         started = time.monotonic()
         if decision is None:
             decision = self.decide(shot)
@@ -229,6 +233,54 @@ class ShotRunner:
                 return self._finish(shot, request, parent, rec, job_id, started, recorded=False)
             case _:
                 assert_never(decision)
+
+    def submit_ahead(self, shot: ShotPlan, request: ShotRequest) -> bool:
+        """Submit the shot's job now, before the run's tasks exist (head_start.py); its `run` finishes it.
+
+        Only a new job of a free shot: False (nothing done) when another run holds the shot or the decision
+        taken under the claim is not a submit. The claim is held until `run` has finished the shot (or
+        `release_ahead`); a failed submit is raised by `run`, as if it had happened there.
+        """
+        assert self.claims is not None
+        started = time.monotonic()
+        got = self.ledger.claim(shot.key, self.run_id, self.claims.lease)
+        if not isinstance(got, Claim):
+            return False
+        lease = Lease(self.ledger, got, self.claims, self.log, shot.id)
+        if not isinstance(self.decide(shot), Submit):
+            lease.stop()
+            return False
+        self._leases[shot.key] = lease
+        try:
+            self._ahead[shot.key] = Ahead(started, lease, *self._submit(shot, request))
+        except StoryfilmError as exc:  # a refusal, the budget, an uncertain submit (recorded): the task says it
+            lease.stop()
+            self._ahead[shot.key] = Ahead(started, error=exc)
+        except BaseException:
+            lease.stop()
+            raise
+        finally:
+            del self._leases[shot.key]
+        return True
+
+    def release_ahead(self) -> None:
+        """Give up the claims of jobs submitted ahead that no `run` took over (they stay recorded: resumed)."""
+        for ahead in self._ahead.values():
+            if ahead.lease is not None:
+                ahead.lease.stop()
+        self._ahead.clear()
+
+    def _finish_ahead(self, shot: ShotPlan, request: ShotRequest, parent: ShotResult | None,
+                      ahead: Ahead) -> ShotResult:
+        if ahead.error is not None:
+            raise ahead.error
+        assert ahead.lease is not None and ahead.record is not None and ahead.job_id is not None
+        self._leases[shot.key] = ahead.lease
+        try:
+            return self._finish(shot, request, parent, ahead.record, ahead.job_id, ahead.started, recorded=False)
+        finally:
+            del self._leases[shot.key]
+            ahead.lease.stop()
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -415,6 +467,17 @@ class ShotRunner:
         else:  # none from the host, or one that is not this video's frame
             probe.save_png(last, frame)
         return source, info
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A job submitted before its shot's `run` (ShotRunner.submit_ahead): the claim it holds, or the error."""
+
+    started: float  # time.monotonic() when it began: the shot's generation seconds count from here
+    lease: Lease | None = None
+    record: Record | None = None
+    job_id: str | None = None
+    error: StoryfilmError | None = None
 
 
 def _same_size(image: Path, width: int, height: int) -> bool:

@@ -273,6 +273,7 @@ class FilmJob:
     loudness_lufs: float | None = None  # overrides the storyboard's
     approve: bool = False  # the storyboard asks for approval before anything is paid (approval.py)
     picker: Picker | None = None  # chooses among the takes of shots that have several (take_pick.py)
+    ahead: frozenset[str] = frozenset()  # shots whose jobs were submitted before the run's tasks (head_start.py)
     clock: ShotClock = field(init=False)  # when each shot was ready, took its slot, was kept
 
     def __post_init__(self) -> None:

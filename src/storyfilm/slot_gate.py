@@ -67,21 +67,25 @@ class PriorityGate:
 
     def __init__(self, capacity: int, urgency: Mapping[str, Urgency],
                  next_of: Mapping[str, Sequence[str]] | None = None, *, first: Collection[str] = (),
-                 settle: float = 5.0):
+                 settle: float = 5.0, holding: Collection[str] = ()):
         if capacity < 1:
             raise ValueError(f"a gate needs at least one slot, not {capacity}")
+        if len(holding) > capacity:
+            raise ValueError(f"{len(holding)} names hold slots of a gate of {capacity}")
         self.capacity = capacity
         self._urgency = dict(urgency)
         self._next = {k: list(v) for k, v in (next_of or {}).items()}
-        self._free = capacity
+        self._free = capacity - len(holding)
         self._waiting: list[tuple[Urgency, int, str]] = []  # a heap
-        self._kept: set[str] = set()  # names a finished predecessor kept its slot for
+        # names a finished predecessor kept its slot for, and `holding`: names whose slots were taken before
+        # the gate existed (a job submitted ahead of the run, head_start.py): their `acquire` returns at once
+        self._kept: set[str] = set(holding)
         self._arrivals = itertools.count()
         self._lock = threading.Condition()
         # The shots ready at the start arrive within moments of each other, in storyboard order: the first
         # slots wait for all of them (at most `settle` seconds after the first), or a long chain that comes
         # last in the storyboard would start behind short ones.
-        self._pending = set(first)
+        self._pending = set(first) - set(holding)
         self._settle = settle
         self._deadline: float | None = None
 

@@ -37,9 +37,10 @@ STOP_SECONDS = 5.0
 
 
 def configured_elsewhere() -> bool:
-    """Whether a Prefect API is configured where it can be seen without importing Prefect (its environment
-    variable, the active profile); the other sources (.env, prefect.toml) are checked once Prefect is loaded."""
-    if os.environ.get("PREFECT_API_URL"):
+    """Whether a Prefect API is configured, read as Prefect 3.8 reads it but without importing Prefect: its
+    environment variable, the working directory's .env, prefect.toml ([api] url) and pyproject.toml
+    ([tool.prefect.api] url), the active profile. (Prefect checks again once loaded: `_prefect.report_to`.)"""
+    if os.environ.get("PREFECT_API_URL") or _in_project_files():
         return True
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
@@ -50,6 +51,23 @@ def configured_elsewhere() -> bool:
     active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
     profile = profiles.get("profiles", {}).get(active, {})
     return bool(isinstance(profile, dict) and profile.get("PREFECT_API_URL"))
+
+
+def _in_project_files() -> bool:
+    import dotenv  # Prefect's own .env reader (python-dotenv, a Prefect dependency)
+
+    if dotenv.dotenv_values(".env").get("PREFECT_API_URL"):
+        return True
+    for name, table in (("prefect.toml", ()), ("pyproject.toml", ("tool", "prefect"))):
+        try:
+            settings: object = tomllib.loads(Path(name).read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        for key in (*table, "api"):
+            settings = settings.get(key, {}) if isinstance(settings, dict) else {}
+        if isinstance(settings, dict) and settings.get("url"):
+            return True
+    return False
 
 
 def _ephemeral_allowed() -> bool:
