@@ -42,7 +42,8 @@ def sections(parts: list[str], repeat: int, quick: bool) -> list[Section]:
         "critical_path": lambda: critical_path.run(0.5 if quick else 4.0, 1, quick=quick),
         "startup": lambda: startup.run(1 if quick else repeat, quick=quick),
         "rerun": lambda: rerun.run(1 if quick else repeat, shots=3 if quick else rerun.SHOTS),
-        "before_after": lambda: before_after.run(repeat=1 if quick else max(repeat, 5), segments=2 if quick else 30),
+        "before_after": lambda: before_after.run(repeat=1 if quick else max(repeat, 5), segments=2 if quick else 30,
+                                                 seconds=1 if quick else 5),
         "ledger": lambda: ledger.run(1 if quick else repeat, shots=20 if quick else 100),
     }
     return [section.close() for part in PARTS if part in parts for section in runs[part]()]

@@ -60,7 +60,7 @@ def measure(step: str, directory: str) -> dict[str, Any]:
     raise ValueError(step)
 
 
-def run(base: str = BASE, repeat: int = 5, segments: int = 30) -> list[Section]:
+def run(base: str = BASE, repeat: int = 5, segments: int = 30, seconds: int = 5) -> list[Section]:
     section = Section(f"Before and after: commit {base} against this tree")
     with tempfile.TemporaryDirectory(prefix="storyfilm-bench-before-") as tmp:
         old = Path(tmp) / "old"
@@ -71,7 +71,7 @@ def run(base: str = BASE, repeat: int = 5, segments: int = 30) -> list[Section]:
         from benchmarks.assembly import render_shots
 
         log(f"before/after: rendering {segments} segments")
-        render_shots(Path(tmp) / "segments", segments)
+        render_shots(Path(tmp) / "segments", segments, seconds)
         times: dict[tuple[str, str], list[float]] = {}
         for step in ("frames", "render", "seams", "last_frame"):
             log(f"before/after: {step}")

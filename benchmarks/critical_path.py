@@ -24,11 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Section, log, median, run_worker, table
+from benchmarks.common import Section, log, median, prefect_home, run_worker, table
 from benchmarks.orchestration import QUIET_PREFECT, cheap_renderer
 
 SHAPES = {"long chain first": [6, 1, 1, 1, 1, 2], "long chain in the middle": [1, 1, 6, 1, 2, 1],
           "long chain last": [1, 1, 1, 1, 2, 6]}
+QUICK = [3, 1, 1]  # --quick: the first film's shape, smaller (a long chain first among short ones)
 SLOTS = 2
 SECONDS = 5
 
@@ -95,6 +96,8 @@ def measure(latency: float, repeat: int, quick: bool = False, server_mode: bool 
             if not quick:  # Prefect's server and the imports warmed up, as in orchestration.py
                 film_flow.film(storyboard=str(warm), output_dir=str(Path(tmp) / "warm"), concurrency=SLOTS)
             runs = [(name, chains, True) for name, chains in SHAPES.items()][:1 if quick or server_mode else None]
+            if quick:
+                runs = [(runs[0][0], QUICK, True)]
             if server_mode:
                 runs = [(name + SERVER, chains, urgent) for name, chains, urgent in runs]
             elif not quick:
@@ -121,13 +124,15 @@ def measure(latency: float, repeat: int, quick: bool = False, server_mode: bool 
 
 
 def run(latency: float, repeat: int, quick: bool = False) -> list[Section]:
-    section = Section(f"Critical path first: 12 shots in chains of 6, 1, 1, 1, 1, 2 on {SLOTS} slots, WaveSpeed on "
-                      f"the emulator (latency {latency:g} s)")
+    first = QUICK if quick else SHAPES["long chain first"]
+    section = Section(f"Critical path first: {sum(first)} shots in chains of {', '.join(map(str, first))} on {SLOTS} "
+                      f"slots, WaveSpeed on the emulator (latency {latency:g} s)")
     log(f"critical path: latency {latency:g} s, {repeat} run(s) of each film")
     with tempfile.TemporaryDirectory(prefix="storyfilm-bench-prefect-") as home:
         measured = run_worker("critical_path:measure", {"latency": latency, "repeat": repeat, "quick": quick},
-                              env={**QUIET_PREFECT, "PREFECT_HOME": home, "STORYFILM_POLL_INTERVAL": "0.1",
-                                   "STORYFILM_POLL_MAX_INTERVAL": "0.1"}, timeout=1800)
+                              env={**QUIET_PREFECT, "PREFECT_HOME": prefect_home(home),
+                                   "STORYFILM_POLL_INTERVAL": "0.1", "STORYFILM_POLL_MAX_INTERVAL": "0.1"},
+                              timeout=1800)
     results: dict[str, list[dict[str, float]]] = measured.result["results"]
     results.pop("_pictures", None)
     if not quick:  # the same with a running `prefect server start` (its own home), one film

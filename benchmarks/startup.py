@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import ROOT, Section, log, repeat_main, run_worker, spread, table
+from benchmarks.common import ROOT, Section, log, prefect_home, repeat_main, run_worker, spread, table
 from benchmarks.orchestration import QUIET_PREFECT, cheap_renderer, storyboard
 
 
@@ -97,8 +97,8 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
             base = {**os.environ, **QUIET_PREFECT, "WAVESPEED_BASE_URL": server.url,
                     "WAVESPEED_API_KEY": "benchmark-key", "STORYFILM_POLL_INTERVAL": "0.1"}
             base.pop("PREFECT_API_URL", None)
-            home = str(Path(tmp) / "prefect-home")
-            server_proc, api = _prefect_server(str(Path(tmp) / "prefect-server-home"))
+            home = prefect_home(Path(tmp) / "prefect-home")
+            server_proc, api = _prefect_server(prefect_home(Path(tmp) / "prefect-server-home"))
             try:
                 modes = {"ephemeral Prefect server (default)": {**base, "PREFECT_HOME": home},
                          **({"ephemeral, server started early, no head start (STORYFILM_HEAD_START=0)":
@@ -107,6 +107,8 @@ def first_submits(repeat: int, warm: bool = True) -> dict[str, Any]:
                              {**base, "PREFECT_HOME": home, "STORYFILM_EARLY_PREFECT_SERVER": "0"},
                          "running Prefect server (PREFECT_API_URL)": {**base, "PREFECT_HOME": home,
                                                                       "PREFECT_API_URL": api}}
+                if not warm:  # --quick: test_temporary_server.py and test_head_start.py run `storyfilm run` so
+                    del modes["ephemeral Prefect server (default)"]
                 for env in modes.values() if warm else ():  # not counted: database migrations, first imports
                     subprocess.run([*command(), "run", str(board), "--output", str(Path(tmp) / "warm")], env=env,
                                    cwd=tmp, check=True, capture_output=True)
@@ -142,7 +144,7 @@ def run(repeat: int, quick: bool = False) -> list[Section]:
     plan = [time_to_output([*command(), "plan", "storyboards/lighthouse.yaml"]) for _ in range(repeat)]
     rows.append(("`storyfilm plan storyboards/lighthouse.yaml`: first output", spread([p[0] for p in plan])))
     rows.append(("`storyfilm plan`: process exit", spread([p[1] for p in plan])))
-    for module in ("storyfilm.plan", "storyfilm.flow", "prefect"):
+    for module in ("storyfilm.plan",) if quick else ("storyfilm.plan", "storyfilm.flow", "prefect"):  # one loop
         rows.append((f"`python -c 'import {module}'`", spread([imports(module) for _ in range(repeat)])))
     log(f"start-up: storyfilm run, {repeat} runs per Prefect mode")
     with tempfile.TemporaryDirectory(prefix="storyfilm-bench-prefect-") as home:

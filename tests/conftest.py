@@ -52,13 +52,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
+def prefect_server(migrated_prefect_db: Path) -> Iterator[None]:
     """A throw-away Prefect API (temporary database) for tests that run real flows."""
     from prefect.testing.utilities import prefect_test_harness
 
+    from .prefect_db import harness_database
+
     # each xdist worker starts its own, at the same time as the others and their servers: 90 s ran out under load
-    with prefect_test_harness(server_startup_timeout=300):
+    with harness_database(migrated_prefect_db), prefect_test_harness(server_startup_timeout=300):
         yield
+
+
+@pytest.fixture(scope="session")
+def migrated_prefect_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prefect's database, migrated once for the whole run (all xdist workers): see tests/prefect_db.py."""
+    from .prefect_db import seed, template
+
+    root = tmp_path_factory.getbasetemp()
+    migrated = template(root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root)
+    seed(Path(os.environ["PREFECT_HOME"]), migrated, keep=True)  # this process's own, for the runs still to come
+    return migrated
+
+
+@pytest.fixture
+def prefect_home(tmp_path: Path, migrated_prefect_db: Path) -> Path:
+    """A new PREFECT_HOME whose database is already migrated (a copy: runs in it start at once)."""
+    from .prefect_db import seed
+
+    return seed(tmp_path / "prefect-home", migrated_prefect_db)
 
 
 @pytest.fixture

@@ -159,17 +159,18 @@ def run_storyfilm(args: list[str], env: dict[str, str], cwd: Path, *, tty_answer
             started.kill()
 
 
-def ephemeral_env(tmp_path: Path, emulator_url: str) -> dict[str, str]:
+def ephemeral_env(prefect_home: Path, emulator_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "STORYFILM_APPROVED"))}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "WAVESPEED_BASE_URL": emulator_url,
+    env |= {"PREFECT_HOME": str(prefect_home), "WAVESPEED_BASE_URL": emulator_url,
             "WAVESPEED_API_KEY": "test-key-0123456789", "STORYFILM_POLL_INTERVAL": "0.05", "TERM": "dumb"}
     return env
 
 
 @pytest.mark.slow  # two `python -m storyfilm` processes
-def test_without_a_server_or_a_terminal_run_approve_refuses_and_pays_nothing(emulator: Any, tmp_path: Path) -> None:
+def test_without_a_server_or_a_terminal_run_approve_refuses_and_pays_nothing(emulator: Any, tmp_path: Path,
+                                                                             prefect_home: Path) -> None:
     board = write_storyboard(tmp_path, BOARD, "quay.yaml")
-    env = ephemeral_env(tmp_path, emulator.url)
+    env = ephemeral_env(prefect_home, emulator.url)
     code, said = run_storyfilm(["run", str(board), "--approve", "--output", str(tmp_path / "out")], env, tmp_path)
     assert code == 1 and "Traceback" not in said
     assert said.startswith("error: this run waits for approval (approve: true or --approve), but there is no Prefect "
@@ -183,9 +184,10 @@ def test_without_a_server_or_a_terminal_run_approve_refuses_and_pays_nothing(emu
 
 
 @pytest.mark.slow
-def test_in_a_terminal_run_approve_asks_and_pays_only_for_a_yes(emulator: Any, tmp_path: Path) -> None:
+def test_in_a_terminal_run_approve_asks_and_pays_only_for_a_yes(emulator: Any, tmp_path: Path,
+                                                                prefect_home: Path) -> None:
     board = write_storyboard(tmp_path, BOARD, "quay.yaml")
-    env = ephemeral_env(tmp_path, emulator.url)
+    env = ephemeral_env(prefect_home, emulator.url)
     args = ["run", str(board), "--approve", "--output", str(tmp_path / "out")]
     code, said = run_storyfilm(args, env, tmp_path, tty_answer="n")
     assert code == 1 and "not approved: nothing was paid" in said and "Traceback" not in said

@@ -72,11 +72,12 @@ def test_the_ledger_benchmark_does_a_whole_shot(ledger_at: str) -> None:
     assert [e[3] for e in book.events()] == ["intent", "submitted", "completed", "done"]
     book.close()
 @pytest.mark.slow
-def test_every_part_of_python_m_benchmarks_runs(tmp_path: Path) -> None:
+def test_every_part_of_python_m_benchmarks_runs(prefect_home: Path, migrated_prefect_db: Path) -> None:
     """`python -m benchmarks --quick`: every part on tiny inputs; the results are printed, the file is untouched."""
     before = RESULTS.read_bytes()
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=REPO, capture_output=True, text=True,
-                          timeout=1200, env={**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")})
+                          timeout=1200, env={**os.environ, "PREFECT_HOME": str(prefect_home),
+                                             "STORYFILM_BENCH_PREFECT_DB": str(migrated_prefect_db)})
     assert proc.returncode == 0, proc.stderr[-4000:]
     headings = [line for line in proc.stdout.splitlines() if line.startswith("## ")]
     assert [h.split(":")[0].split(",")[0] for h in headings] == [

@@ -31,6 +31,7 @@ import pytest
 from storyfilm.media import probe
 
 from .helpers import emulator_stats, write_storyboard
+from .prefect_db import seed
 from .test_prefect_server import client, free_port, stop_group, wait_for
 
 pytestmark = pytest.mark.slow
@@ -64,9 +65,9 @@ shots:
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def ui_server(tmp_path_factory: pytest.TempPathFactory, migrated_prefect_db: Path) -> Iterator[dict[str, str]]:
     """A real Prefect server with its UI on 127.0.0.1 and a throw-away PREFECT_HOME; yields the env to reach it."""
-    home = tmp_path_factory.mktemp("prefect-home-ui")
+    home = seed(tmp_path_factory.mktemp("prefect-home-ui"), migrated_prefect_db)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -157,9 +157,9 @@ def test_flow_run_makes_the_film_and_reports_to_prefect(prefect_server: None, st
 
 
 @pytest.mark.slow
-def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path) -> None:
+def test_the_readme_run_command_works_in_a_fresh_directory(tmp_path: Path, prefect_home: Path) -> None:
     """`storyfilm run storyboards/teaser.yaml` as a user types it: ephemeral Prefect, no API key."""
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.run([sys.executable, "-m", "storyfilm", "run", str(REPO / "storyboards" / "teaser.yaml")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -48,12 +48,13 @@ def files_holding(root: Path, secret: str) -> list[str]:
             if p.is_file() and secret.encode() in p.read_bytes()]
 
 
-def test_runs_share_a_postgresql_ledger_and_its_password_stays_hidden(tmp_path: Path, pg_url: str) -> None:
+def test_runs_share_a_postgresql_ledger_and_its_password_stays_hidden(tmp_path: Path, pg_url: str,
+                                                                      prefect_home: Path) -> None:
     board = write_storyboard(tmp_path, BOARD, "shared.yaml")
     # as a user runs it: no Prefect server, no ledger or password in the environment, Prefect's console quiet
     unset = ("PREFECT_API_URL", "STORYFILM_LEDGER_URL", "PGPASSWORD", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")
     base = {k: v for k, v in os.environ.items() if k not in unset}
-    env = {**base, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {**base, "PREFECT_HOME": str(prefect_home)}
 
     first = storyfilm("run", str(board), "--output", "out", "--ledger", pg_url, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -73,7 +74,7 @@ def test_runs_share_a_postgresql_ledger_and_its_password_stays_hidden(tmp_path: 
 
     # Prefect's database holds the runs' parameters (the storyboard's path is one): no password in it, nor in
     # any output, manifest or ledger file
-    assert files_holding(tmp_path / "prefect-home", str(board))
+    assert files_holding(prefect_home, str(board))
     assert files_holding(tmp_path, PASSWORD) == []
 
     bare = pg_url.replace(f":{PASSWORD}@", "@")  # libpq takes the password from PGPASSWORD

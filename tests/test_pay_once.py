@@ -120,9 +120,9 @@ def run_to_completion(argv: list[str], env: dict[str, str], timeout: float = 300
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def test_sigkill_while_polling_then_rerun_pays_nothing_twice(hosts, tmp_path: Path) -> None:
+def test_sigkill_while_polling_then_rerun_pays_nothing_twice(hosts, tmp_path: Path, prefect_home: Path) -> None:
     path = write_storyboard(tmp_path, board(provider="wavespeed"), "killed.yaml")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "STORYFILM_POLL_INTERVAL": "0.1"}
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "STORYFILM_POLL_INTERVAL": "0.1"}
     env.pop("PREFECT_API_URL", None)
     argv = [sys.executable, "-m", "storyfilm", "run", str(path), "--output", str(tmp_path / "out")]
     ledger_file = tmp_path / "out" / "killed" / "ledger.sqlite"

@@ -23,6 +23,7 @@ import pytest
 from storyfilm.media import probe
 
 from .helpers import REPO, write_storyboard
+from .prefect_db import seed
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +75,9 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, log: Path
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def server(tmp_path_factory: pytest.TempPathFactory, migrated_prefect_db: Path) -> Iterator[dict[str, str]]:
     """A real Prefect server on 127.0.0.1 with a throw-away PREFECT_HOME; yields the env to reach it."""
-    home = tmp_path_factory.mktemp("prefect-home")
+    home = seed(tmp_path_factory.mktemp("prefect-home"), migrated_prefect_db)
     url = f"http://127.0.0.1:{free_port()}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "DO_NOT_TRACK": "1", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO"}

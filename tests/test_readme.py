@@ -311,10 +311,11 @@ def fresh_copy(destination: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
+def test_every_readme_command_runs_as_written(tmp_path: Path, prefect_home: Path) -> None:
     keys = ("PREFECT_", "WAVESPEED_", "APIFRAME_", "SEEDANCE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(keys)}  # a new user's: no keys, no profile
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # (Prefect's database already migrated: test_temporary_server.py runs `storyfilm run` in an empty PREFECT_HOME)
+    env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
     r = Readme(fresh_copy(tmp_path / "repo"), env)
     if (REPO / ".mypy_cache").is_dir():  # CI ran `mypy` in the checkout just before: its incremental cache gives

@@ -78,12 +78,12 @@ shots:
 {extra}"""
 
 
-def test_cli_run_leaks_no_key_anywhere(strict: EmulatorServer, tmp_path: Path) -> None:
+def test_cli_run_leaks_no_key_anywhere(strict: EmulatorServer, tmp_path: Path, prefect_home: Path) -> None:
     """WaveSpeed (uploads, extend) through the CLI; one shot's submit is answered with a 400 quoting the key."""
     write_image(tmp_path / "refs" / "still.png", (480, 480), seed=4)
     extra = "  - id: refused\n    cut: true\n    prompt: \"A storm. [[fault:submit-echo]]\"\n"
     path = write_storyboard(tmp_path, BOARD.format(provider="wavespeed", duration=5, extra=extra), "secrets.yaml")
-    home = tmp_path / "prefect-home"
+    home = prefect_home
     env = {**os.environ, **host_env(strict.url), "PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "INFO"}
     env.pop("PREFECT_API_URL", None)  # its own ephemeral Prefect server, whose database is searched below
     env.pop("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", None)  # the console a user gets (the tests' is louder)
