@@ -64,6 +64,7 @@ def test_the_most_urgent_job_is_submitted_ahead_and_finished_by_its_shot_once(
     assert not isinstance(job.runner.ledger.claim(key, "another-run", 60), Claim)  # held while in flight
 
     said: list[str] = []
+    flow_started = datetime.now(UTC)
     taken = head_start.take(str(path), session.Options(output_dir=tmp_path / "out", run_id="flow-run-1",
                                                        log=said.append))
     assert taken is job and job.runner.run_id == "flow-run-1"
@@ -74,7 +75,8 @@ def test_the_most_urgent_job_is_submitted_ahead_and_finished_by_its_shot_once(
     assert isinstance(job.runner.ledger.claim(key, "another-run", 60), Claim)  # released once kept
     assert job.runner.ledger.latest(key).state == "done"  # type: ignore[union-attr]
     spans = job.clock.spans()
-    assert spans["a1"].started <= spans["a1"].finished
+    assert spans["a1"].started < flow_started < spans["a1"].finished  # its slot was taken at the submit ahead
+    assert "c" not in spans  # one slot: c was left to the flow
 
 
 def test_a_job_not_taken_over_is_resumed_by_a_fresh_preparation_not_paid_again(

@@ -97,7 +97,8 @@ def has_server() -> bool:
 
 def report_to(server: temporary_server.TemporaryServer | None) -> str:
     """Point this process's Prefect client at the temporary server `storyfilm run` started, once it answers.
-    A server configured where only Prefect sees it (.env, prefect.toml) wins: ours stops unused. One that
+    A server configured where only Prefect sees it (a settings source `configured_elsewhere` does not read)
+    wins: ours stops unused. One that
     fails to start is stopped too, and Prefect starts its own as it always did; the answer then says why."""
     from prefect.context import refresh_global_settings_context
     from prefect.settings import get_current_settings

@@ -33,6 +33,7 @@ from storyfilm.decide import Submit
 from storyfilm.errors import StoryfilmError
 from storyfilm.session import FilmJob, Options
 from storyfilm.slot_gate import ready_at_start, urgencies
+from storyfilm.storyboard import Storyboard
 
 ENV = "STORYFILM_HEAD_START"  # "0": the flow prepares and submits everything, as before
 
@@ -51,7 +52,7 @@ def _key(path: str | Path, options: Options) -> _Key | None:
 @dataclass
 class _Handed:
     key: _Key
-    board: object  # the parsed storyboard the job was prepared from (the same object while the file is unchanged)
+    board: Storyboard  # the parsed storyboard the job was prepared from (the same object while the file is unchanged)
     job: FilmJob
 
 
@@ -128,7 +129,7 @@ def take(path: str | Path, options: Options) -> FilmJob | None:
     return job
 
 
-def _same_board(path: str | Path, board: object) -> bool:
+def _same_board(path: str | Path, board: Storyboard) -> bool:
     try:
         return session.load_board(path) is board  # parsed once per version of the file (and of its images)
     except StoryfilmError:
